@@ -1,0 +1,3 @@
+"""seginv: data-free class-incremental semantic segmentation."""
+
+__version__ = "0.1.0"
