@@ -1,0 +1,270 @@
+"""The ``seginv`` command: parses, builds, calls. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+import click
+
+from .errors import SeginvError
+
+DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+SEED = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+MODEL_OPTIONS = [
+    click.option("--model", type=click.Path(dir_okay=False), help="A seginv checkpoint (.pt or .safetensors)."),
+    click.option("--arch", help="Architecture of foreign weights, e.g. torchvision:deeplabv3_resnet101."),
+    click.option("--weights", type=click.Path(dir_okay=False), help="Foreign weights: a torchvision state_dict file."),
+    click.option("--class-names", type=click.Path(dir_okay=False), help="Foreign weights: one class per line, background first."),
+    click.option("--unsafe-load", is_flag=True, help="Allow unpickling arbitrary objects (runs code from the file)."),
+]
+
+
+def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(MODEL_OPTIONS):
+        f = opt(f)
+    return f
+
+
+def emit(result: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    click.echo(json.dumps(result, default=str) if as_json else text(result))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="seginv")
+def cli(debug: bool) -> None:
+    """seginv: teach a segmentation model new classes without its old data.
+
+    \b
+    seginv data scenes --out scenes/          # the embedded dataset, VOC layout
+    seginv train --data scenes/ --protocol voc-15-5 --out m.pt
+    seginv evaluate --model m.pt --data scenes/ --json
+    seginv info m.pt
+    """
+
+
+# ----------------------------------------------------------------------------------------------------- data
+@cli.group()
+def data() -> None:
+    """Write datasets."""
+
+
+@data.command("scenes")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (new or empty).")
+@click.option("--size", default=64, show_default=True, type=click.IntRange(16, 1024), help="Image side in pixels.")
+@click.option("--train", "n_train", default=2000, show_default=True, type=click.IntRange(1), help="Training images.")
+@click.option("--val", "n_val", default=500, show_default=True, type=click.IntRange(1), help="Validation images.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes (output identical for any count).")
+@SEED
+@JSON
+def data_scenes(out: str, size: int, n_train: int, n_val: int, workers: int, seed: int, as_json: bool) -> None:
+    """Generate the Scenes dataset (20 VOC classes + background) in PASCAL VOC's layout.
+
+    The same seed gives byte-identical files.
+
+    \b
+    seginv data scenes --out scenes/ --seed 3
+    seginv data scenes --out tiny/ --train 64 --val 32
+    """
+    from .data.scenes import ScenesConfig, write_scenes
+    from .runtime import progress
+
+    start = time.perf_counter()
+    with progress(total=n_train + n_val, desc="scenes", unit="img") as bar:
+        summary = write_scenes(out, ScenesConfig(size=size, train=n_train, val=n_val, seed=seed), workers, bar)
+    summary = {"out": out, "seconds": round(time.perf_counter() - start, 2), **summary}
+    emit(summary, as_json, lambda s: f"wrote {n_train} train + {n_val} val images ({size}x{size}) to {out} in {s['seconds']} s")
+
+
+# ------------------------------------------------------------------------------------------------ protocols
+@cli.command()
+@click.argument("name", required=False)
+@JSON
+def protocols(name: str | None, as_json: bool) -> None:
+    """List the class-incremental protocols, or show one (its classes per step).
+
+    \b
+    seginv protocols
+    seginv protocols voc-15-1
+    """
+    from .protocols import PROTOCOLS, get_protocol
+
+    if name:
+        p = get_protocol(name).to_dict()
+
+        def text(d: dict[str, Any]) -> str:
+            lines = [f"{d['name']}: {d['description']}", f"  dataset: {d['dataset']}  background: {d['background']}",
+                     f"  from: {d['citation']}"]
+            for s in d["steps"]:
+                cities = f"  [cities: {', '.join(s['cities'])}]" if "cities" in s else ""
+                lines.append(f"  step {s['step']} ({len(s['classes'])}): {', '.join(s['classes'])}{cities}")
+            if "test_cities" in d:
+                lines.append(f"  test cities: {', '.join(d['test_cities'])}")
+            return "\n".join(lines)
+
+        emit(p, as_json, text)
+        return
+    rows = {k: {"dataset": p.dataset, "steps": [len(s) for s in p.steps], "description": p.description}
+            for k, p in PROTOCOLS.items()}
+    emit(rows, as_json, lambda r: "\n".join(f"{k:<20} {v['dataset']:<11} steps {v['steps']}  {v['description']}"
+                                            for k, v in r.items()))
+
+
+# ---------------------------------------------------------------------------------------------------- info
+@cli.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--unsafe-load", is_flag=True, help="Allow unpickling arbitrary objects (runs code from the file).")
+@click.option("--list-archs", is_flag=True, help="List the architectures seginv builds.")
+@JSON
+def info(file: str | None, unsafe_load: bool, list_archs: bool, as_json: bool) -> None:
+    """Show what a checkpoint holds: architecture, classes per step, normalisation, provenance, parameters.
+
+    \b
+    seginv info assets/scenes-voc-15-x-step0.pt
+    seginv info --list-archs
+    """
+    from .models import list_models
+    from .models.checkpoint import describe_file
+
+    if list_archs:
+        emit(list_models(), as_json, lambda r: "\n".join(f"{k:<42} {v}" for k, v in r.items()))
+        return
+    if not file:
+        raise SeginvError("no file given.", "Usage: seginv info FILE (or --list-archs).")
+    d = describe_file(file, unsafe_load=unsafe_load)
+
+    def text(d: dict[str, Any]) -> str:
+        prov = d["provenance"] or {}
+        lines = [f"{d['file']}  ({d['format']} v{d['version']}, sha256 {d['sha256'][:16]}...)",
+                 f"arch        {d['arch']} {json.dumps(d['arch_kwargs']) if d['arch_kwargs'] else ''}",
+                 f"parameters  {d['parameters']:,}",
+                 f"classes     {d['num_classes']} (background: {d['background']})"]
+        lines += [f"  step {k}: {', '.join(names)}" for k, names in enumerate(d["classes_per_step"])]
+        n = d["normalization"]
+        lines.append(f"normalise   mean {n['mean']} std {n['std']} on pixels in [0, 1]")
+        if prov:
+            lines.append(f"created     {prov.get('created')} by seginv {prov.get('seginv_version')}, torch {prov.get('torch_version')}")
+            lines.append(f"command     {prov.get('command')}")
+            if prov.get("parent_sha256"):
+                lines.append(f"parent      {prov['parent_sha256']}")
+            val = (prov.get("metrics") or {}).get("val")
+            if val:
+                lines.append("metrics     " + "  ".join(f"{k} {v:.4f}" for k, v in val.items() if isinstance(v, float)))
+        return "\n".join(lines)
+
+    emit(d, as_json, text)
+
+
+# --------------------------------------------------------------------------------------------------- train
+@cli.command()
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset directory (VOC/Scenes, ADE20K or Cityscapes layout).")
+@click.option("--protocol", required=True, help="Protocol name (see `seginv protocols`).")
+@click.option("--setting", default="overlapped", show_default=True, type=click.Choice(["overlapped", "disjoint"]))
+@click.option("--step", default=0, show_default=True, type=int, help="Only step 0 is trained from labels.")
+@click.option("--joint", is_flag=True, help="Train every class of the protocol at once (the upper bound).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt or .safetensors).")
+@click.option("--arch", default="deeplab-mini", show_default=True, help="Architecture (see `seginv info --list-archs`).")
+@click.option("--width", type=int, help="deeplab-mini: backbone width.")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=0.01, show_default=True, type=float)
+@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw"]))
+@click.option("--weight-decay", default=1e-4, show_default=True, type=float)
+@click.option("--crop-size", default=64, show_default=True, type=int, help="Training crop side (MiB: 512 on VOC).")
+@click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
+@click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
+@DEVICE
+@SEED
+@JSON
+def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: str, arch: str, width: int | None,
+          epochs: int, batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, fmt: str,
+          workers: int, device: str, seed: int, as_json: bool) -> None:
+    """Train step 0 of a protocol (or --joint) and write a self-describing checkpoint.
+
+    \b
+    seginv train --data scenes/ --protocol voc-15-5 --out m.pt
+    seginv train --data VOC2012/ --protocol voc-19-1 --setting disjoint --arch torchvision:deeplabv3_resnet101 \\
+        --crop-size 512 --batch-size 24 --epochs 30 --out voc-19-1-step0.pt
+    """
+    from .runtime import resolve_device
+    from .training import TrainConfig
+    from .workflows import train as run
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                      crop_size=crop_size, workers=workers, seed=seed)
+    kwargs = {"width": width} if width else {}
+    r = run(data, protocol, out, setting=setting, step=step, joint=joint, arch=arch, arch_kwargs=kwargs, cfg=cfg,
+            device=resolve_device(device), fmt=fmt)
+    val = r["metrics"].get("val", {})
+    emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
+                               f"val mIoU {val.get('miou', float('nan')):.4f} (old {val.get('old') or float('nan'):.4f})")
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+@cli.command()
+@model_options
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset directory.")
+@click.option("--protocol", help="Evaluate as this protocol stands after --step (classes not yet learned ignored).")
+@click.option("--step", type=int, help="Protocol step (default: the model's last step).")
+@click.option("--split", default="val", show_default=True, help="Dataset split to evaluate.")
+@click.option("--crop", type=int, help="Centre crop side (MiB's 512 evaluation); default full images.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
+@DEVICE
+@JSON
+def evaluate(model: str | None, arch: str | None, weights: str | None, class_names: str | None, unsafe_load: bool,
+             data: str, protocol: str | None, step: int | None, split: str, crop: int | None, batch_size: int,
+             fmt: str, device: str, as_json: bool) -> None:
+    """mIoU of a model on a dataset: all, old (step-0 foreground), new, and per class.
+
+    \b
+    seginv evaluate --model m.pt --data scenes/ --json
+    seginv evaluate --model m2.pt --data scenes/ --protocol voc-15-5 --step 1
+    seginv evaluate --arch torchvision:deeplabv3_resnet101 --weights w.pth --class-names voc.txt --data VOC2012/
+    """
+    from .runtime import resolve_device
+    from .workflows import evaluate_model, open_model
+
+    m = open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load)
+    r = evaluate_model(m, data, protocol=protocol, step=step, split=split, crop=crop, fmt=fmt,
+                       device=resolve_device(device), batch_size=batch_size)
+
+    def text(r: dict[str, Any]) -> str:
+        f = lambda v: "  n/a " if v is None else f"{100 * v:6.2f}"  # noqa: E731
+        lines = [f"{r['images']} images   mIoU all {f(r['miou'])}   old {f(r['old'])}   new {f(r['new'])}", "",
+                 f"{'class':<16} IoU"]
+        lines += [f"{name:<16}{f(v)}" for name, v in r["per_class"].items()]
+        return "\n".join(lines)
+
+    emit(r, as_json, text)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    try:
+        rv = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except SeginvError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"seginv: error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""A protocol step's training and test sets from any supported dataset directory."""
+
+from __future__ import annotations
+
+import os
+
+from torch.utils.data import Subset
+
+from ..errors import SeginvError
+from ..protocols import Protocol, keep_image, name_lut, test_lut, train_lut
+from .datasets import SegmentationDataset, open_dataset
+
+
+def _open(root: str | os.PathLike[str], split: str, protocol: Protocol | None, cities: tuple[str, ...] | None,
+          fmt: str, cache: bool) -> SegmentationDataset:
+    ds = open_dataset(root, split, fmt, cities=cities, cache=cache)
+    if protocol is not None and not set(protocol.class_names) & set(ds.class_names):
+        raise SeginvError(f"the dataset in {root} ({ds.name}) shares no class with protocol {protocol.name}.",
+                          "Pick a protocol of this dataset (`seginv protocols`).")
+    return ds
+
+
+def train_split(root: str | os.PathLike[str], protocol: Protocol, step: int, setting: str = "overlapped", *,
+                joint: bool = False, fmt: str = "auto", cache: bool = False) -> Subset:
+    """Images of ``step`` filtered as ``setting`` asks, labels remapped for training (protocol module docstring).
+
+    ``joint`` keeps every image and every class (offline training over all steps' data).
+    """
+    cities = None
+    if protocol.step_cities:
+        cities = tuple(c for s in protocol.step_cities for c in s) if joint else protocol.step_cities[step]
+    ds = _open(root, "train", protocol, cities, fmt, cache)
+    to_model = name_lut(ds.class_names, protocol.class_names)
+    ds.label_lut = train_lut(protocol, step, joint=joint)[to_model]
+    if joint or protocol.step_cities:
+        keep = list(range(len(ds)))
+    else:
+        keep = [i for i, cls in enumerate(ds.image_classes())
+                if keep_image({int(to_model[c]) for c in cls} - {255}, protocol, step, setting)]
+    if not keep:
+        raise SeginvError(f"no training image of {root} holds a class of {protocol.name} step {step}.",
+                          "Check the dataset and the protocol.")
+    return Subset(ds, keep)
+
+
+def test_split(root: str | os.PathLike[str], protocol: Protocol | None, step: int, class_names: list[str], *,
+               fmt: str = "auto", split: str = "val", cache: bool = False) -> SegmentationDataset:
+    """Every test image, labels as model ids; classes the model (or the protocol up to ``step``) has not learned
+    become 255."""
+    cities = protocol.test_cities if protocol is not None and protocol.test_cities else None
+    ds = _open(root, split, protocol, cities, fmt, cache)
+    lut = name_lut(ds.class_names, class_names)
+    if protocol is not None:
+        known = name_lut(protocol.class_names, class_names)
+        seen = test_lut(protocol, step)
+        lut = known[seen[name_lut(ds.class_names, protocol.class_names)]]
+    if (lut == 255).all():
+        raise SeginvError(f"the dataset in {root} ({ds.name}) shares no class with the model.",
+                          "Evaluate on data of the classes the model knows.")
+    ds.label_lut = lut
+    return ds

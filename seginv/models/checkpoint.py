@@ -1,0 +1,215 @@
+"""Self-describing checkpoints (DESIGN.md section 3).
+
+A seginv checkpoint is a plain dict that ``torch.load(f, weights_only=True)`` reads::
+
+    {"format": "seginv.checkpoint", "version": 1,
+     "arch": str, "arch_kwargs": dict, "class_names": [str], "steps": [[int]], "background": bool,
+     "normalization": {"mean": [3 floats], "std": [3 floats], "value_range": [0.0, 1.0]},
+     "provenance": {"command", "config", "parent_sha256", "metrics", "created", "seginv_version", "torch_version"},
+     "state_dict": {name: tensor}}
+
+``.safetensors`` files hold the state_dict with everything else as JSON under the metadata key ``seginv``.
+Foreign torchvision weights load with an architecture name and a class-name file. A pickled object (a whole
+``nn.Module`` saved with ``torch.save(model)``) is refused: unpickling runs code from the file. ``unsafe_load``
+opts in, loudly.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import pickle
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..errors import SeginvError
+from ..fileio import atomic_path, sha256_file
+from .base import SegModel, assemble_model, create_model
+from .torchvision_adapters import clean_foreign_state_dict, load_torchvision_parts
+
+FORMAT = "seginv.checkpoint"
+VERSION = 1
+META_KEY = "seginv"
+
+
+def make_provenance(config: dict[str, Any] | None = None, parent: str | os.PathLike[str] | None = None,
+                    metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance block: the command line, resolved config, parent checkpoint hash, metrics, versions."""
+    return {
+        "command": " ".join(["seginv", *sys.argv[1:]]) if Path(sys.argv[0]).name == "seginv" else " ".join(sys.argv),
+        "config": json.loads(json.dumps(config or {}, default=str)),
+        "parent_sha256": sha256_file(parent) if parent else None,
+        "metrics": json.loads(json.dumps(metrics or {}, default=str)),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seginv_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def save_checkpoint(model: SegModel, path: str | os.PathLike[str], provenance: dict[str, Any] | None = None) -> str:
+    """Write ``model`` atomically as ``.pt`` (or ``.safetensors`` by suffix); return the file's sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "version": VERSION, **model.describe(), "provenance": provenance or make_provenance()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)})
+        else:
+            torch.save({**meta, "state_dict": state}, tmp)
+    return sha256_file(path)
+
+
+def _explain_unpickling(path: Path, err: Exception) -> SeginvError:
+    msg = str(err)
+    if "Weights only load failed" in msg and ("GLOBAL" in msg or "Unsupported global" in msg or "global" in msg):
+        return SeginvError(
+            f"{path} holds a pickled Python object (such as a whole nn.Module saved with torch.save(model)); "
+            "seginv loads only weights, because unpickling runs code stored in the file.",
+            "Save the weights instead (torch.save(model.state_dict(), 'w.pth')) and load them with "
+            "--arch torchvision:NAME --weights w.pth --class-names names.txt; or, only for a file you trust, "
+            "pass --unsafe-load.",
+        )
+    return _unreadable(path, err)
+
+
+def _unreadable(path: Path, err: Exception) -> SeginvError:
+    detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    return SeginvError(
+        f"{path} is not a readable checkpoint (truncated, corrupt, or not a PyTorch/safetensors file): {detail}.",
+        "Re-copy or re-create the file; `seginv info FILE` checks one.",
+    )
+
+
+def read_raw(path: str | os.PathLike[str], unsafe_load: bool = False) -> Any:
+    """The object stored in ``path``: a dict for ``.pt`` files, ``{**metadata, "state_dict": ...}`` for safetensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise SeginvError(f"checkpoint {path} does not exist.", "Check the path.")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta_json = (f.metadata() or {}).get(META_KEY)
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise _unreadable(path, e) from None
+        if meta_json is None:
+            return dict(state)
+        return {**json.loads(meta_json), "state_dict": state}
+    if unsafe_load:
+        warnings.warn(f"--unsafe-load: unpickling {path} may run arbitrary code from it.", stacklevel=2)
+        print(f"WARNING: --unsafe-load: unpickling {path}; this runs any code stored in the file.", file=sys.stderr)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # anything can come out of an untrusted pickle
+            raise _unreadable(path, e) from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise _explain_unpickling(path, e) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        raise _unreadable(path, e) from None
+
+
+def _is_seginv(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def _check_version(path: Path, obj: dict[str, Any]) -> None:
+    if int(obj.get("version", 0)) > VERSION:
+        raise SeginvError(f"{path} is a seginv checkpoint of format version {obj['version']}; this seginv reads up to {VERSION}.",
+                          "Upgrade seginv.")
+    missing = [k for k in ("arch", "class_names", "steps", "state_dict") if k not in obj]
+    if missing:
+        raise SeginvError(f"{path} is a seginv checkpoint without {', '.join(missing)}.", "The file is damaged; re-create it.")
+
+
+def model_from_checkpoint(obj: dict[str, Any], path: Path) -> SegModel:
+    _check_version(path, obj)
+    norm = obj.get("normalization", {})
+    model = create_model(obj["arch"], list(obj["class_names"]), [list(s) for s in obj["steps"]],
+                         background=bool(obj.get("background", True)), **obj.get("arch_kwargs", {}))
+    if norm:
+        model.mean, model.std = tuple(norm["mean"]), tuple(norm["std"])
+    try:
+        model.load_state_dict(obj["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise SeginvError(f"the weights in {path} do not fit its declared architecture {obj['arch']}: "
+                          f"{str(e).splitlines()[0][:200]}", "The file is damaged; re-create it.") from None
+    return model
+
+
+def read_class_names(path: str | os.PathLike[str]) -> list[str]:
+    """One class name per line (blank lines and ``#`` comments skipped); index 0 is the background."""
+    path = Path(path)
+    if not path.is_file():
+        raise SeginvError(f"class-name file {path} does not exist.", "Write one class name per line, background first.")
+    names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if len(set(names)) != len(names) or not names:
+        raise SeginvError(f"{path} must list distinct class names, one per line.")
+    return names
+
+
+def load_foreign(weights: str | os.PathLike[str], arch: str, class_names: list[str], background: bool = True) -> SegModel:
+    """torchvision weights (a plain ``state_dict``) as a seginv model with one step holding every class."""
+    if not arch.startswith("torchvision:"):
+        raise SeginvError(f"foreign weights need a torchvision architecture. Got: {arch!r}.",
+                          "Use --arch torchvision:deeplabv3_resnet101 (see `seginv info --list-archs`).")
+    raw = read_raw(weights)
+    if _is_seginv(raw):
+        raise SeginvError(f"{weights} is a seginv checkpoint.", "Pass it as --model without --arch/--class-names.")
+    name = arch.split(":", 1)[1]
+    parts = load_torchvision_parts(name, clean_foreign_state_dict(raw))
+    if parts.head_weight is not None and parts.head_weight.shape[0] != len(class_names):
+        raise SeginvError(f"{weights} predicts {parts.head_weight.shape[0]} classes but the class-name file lists "
+                          f"{len(class_names)}.", "List exactly one name per output channel, background first.")
+    return assemble_model(parts, class_names, [list(range(len(class_names)))], arch=arch, arch_kwargs={},
+                          background=background)
+
+
+def load_model(path: str | os.PathLike[str], *, unsafe_load: bool = False) -> tuple[SegModel, dict[str, Any]]:
+    """A seginv checkpoint (``.pt`` or ``.safetensors``) -> ``(model, metadata without the state_dict)``."""
+    path = Path(path)
+    obj = read_raw(path, unsafe_load=unsafe_load)
+    if isinstance(obj, SegModel):
+        return obj, {"format": "pickled SegModel", **obj.describe()}
+    if not _is_seginv(obj):
+        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise SeginvError(f"{path} is a bare state_dict with no description of its architecture or classes.",
+                              "Load it with --arch torchvision:NAME --weights FILE --class-names names.txt.")
+        raise SeginvError(f"{path} is not a seginv checkpoint (no 'format': '{FORMAT}' entry).",
+                          "For torchvision weights use --arch torchvision:NAME --weights FILE --class-names FILE.")
+    model = model_from_checkpoint(obj, path)
+    meta = {k: v for k, v in obj.items() if k != "state_dict"}
+    return model, meta
+
+
+def describe_file(path: str | os.PathLike[str], unsafe_load: bool = False) -> dict[str, Any]:
+    """What ``seginv info`` prints: arch, classes per step, normalisation, provenance, parameter count, sha256."""
+    path = Path(path)
+    model, meta = load_model(path, unsafe_load=unsafe_load)
+    return {
+        "file": str(path),
+        "sha256": sha256_file(path),
+        "format": meta.get("format"),
+        "version": meta.get("version"),
+        "arch": model.arch,
+        "arch_kwargs": model.arch_kwargs,
+        "background": model.background,
+        "classes_per_step": [[model.class_names[i] for i in s] for s in model.steps],
+        "num_classes": model.num_classes,
+        "normalization": {"mean": list(model.mean), "std": list(model.std), "value_range": [0.0, 1.0]},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "provenance": meta.get("provenance", {}),
+    }

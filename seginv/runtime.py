@@ -1,0 +1,39 @@
+"""Device choice, seeding and progress bars shared by the commands."""
+
+from __future__ import annotations
+
+import random
+import sys
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from .errors import SeginvError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda[:N]`` must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise SeginvError(f"unknown device {name!r}.", "Use auto, cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise SeginvError(f"device {name} is not available here.", "Use --device cpu or --device auto.")
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:
+    """A tqdm bar on stderr, silent when stderr is not a terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True, **kwargs)

@@ -1,0 +1,89 @@
+"""Supervised training: step 0 of a protocol, or joint training over all its classes (the upper bound)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from .data.transforms import TrainTransform
+from .errors import SeginvError
+from .models import SegModel
+from .runtime import progress
+
+IGNORE = 255
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    crop_size: int = 64
+    scale: tuple[float, float] = (0.5, 1.0)
+    workers: int = 0
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["scale"] = list(self.scale)
+        return d
+
+
+def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
+    """MiB's "poly" schedule: ``base * (1 - it / total) ** power``."""
+    return base * (1.0 - it / max(total, 1)) ** power
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise SeginvError(f"unknown optimizer {cfg.optimizer!r}.", "Use sgd or adamw.")
+
+
+def attach_transform(dataset: Dataset, transform: Any) -> None:
+    """Set the transform on a dataset or on the dataset under a ``Subset``."""
+    base = getattr(dataset, "dataset", dataset)
+    base.transform = transform
+
+
+def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """Cross-entropy training (ignore 255) with a poly learning rate; returns the loss history and wall time."""
+    attach_transform(dataset, TrainTransform(cfg.crop_size, model.mean, model.std, scale=tuple(cfg.scale)))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
+                        num_workers=cfg.workers, generator=gen, persistent_workers=cfg.workers > 0)
+    model.to(device).train()
+    opt = make_optimizer(model, cfg)
+    total, it, history = cfg.epochs * len(loader), 0, []
+    start = time.perf_counter()
+    bar = progress(total=total, desc="train", unit="it")
+    for epoch in range(cfg.epochs):
+        running, n = 0.0, 0
+        for images, labels in loader:
+            for g in opt.param_groups:
+                g["lr"] = poly_lr(cfg.lr, it, total)
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(images), labels, ignore_index=IGNORE)
+            if not torch.isfinite(loss):
+                raise SeginvError(f"training diverged (loss {loss.item()}) at epoch {epoch}.", "Lower --lr.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running, n, it = running + loss.item(), n + 1, it + 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
+        history.append(running / max(n, 1))
+    bar.close()
+    return {"loss_per_epoch": history, "train_seconds": time.perf_counter() - start, "images": len(dataset),
+            "iterations": total}

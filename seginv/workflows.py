@@ -1,0 +1,96 @@
+"""What the commands do, callable from Python: each function takes plain arguments and returns a JSON-able dict."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data.splits import test_split, train_split
+from .errors import SeginvError
+from .evaluation import evaluate
+from .models import SegModel, create_model
+from .models.checkpoint import load_foreign, load_model, make_provenance, read_class_names, save_checkpoint
+from .protocols import check_setting, get_protocol
+from .runtime import seed_everything
+from .training import TrainConfig, train_supervised
+
+
+def open_model(model: str | os.PathLike[str] | None = None, *, arch: str | None = None,
+               weights: str | os.PathLike[str] | None = None, class_names: str | os.PathLike[str] | None = None,
+               unsafe_load: bool = False) -> SegModel:
+    """A seginv checkpoint (``model``) or foreign torchvision weights (``arch`` + ``weights`` + ``class_names``)."""
+    if weights is not None or arch is not None:
+        if model is not None:
+            raise SeginvError("give either --model (a seginv checkpoint) or --arch/--weights/--class-names, not both.")
+        if not (weights and arch and class_names):
+            raise SeginvError("foreign weights need all of --arch, --weights and --class-names.",
+                              "Example: --arch torchvision:deeplabv3_resnet101 --weights w.pth --class-names names.txt")
+        return load_foreign(weights, arch, read_class_names(class_names))
+    if model is None:
+        raise SeginvError("no model given.", "Pass --model FILE (a seginv checkpoint).")
+    return load_model(model, unsafe_load=unsafe_load)[0]
+
+
+def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[str], *, setting: str = "overlapped",
+          step: int = 0, joint: bool = False, arch: str = "deeplab-mini", arch_kwargs: dict[str, Any] | None = None,
+          cfg: TrainConfig | None = None, device: torch.device = torch.device("cpu"), fmt: str = "auto",
+          evaluate_after: bool = True) -> dict[str, Any]:
+    """Train step 0 of ``protocol`` (or, with ``joint``, every class at once) and write a checkpoint.
+
+    Later steps are incremental and need a teacher (``seginv distill``), so only step 0 is accepted here.
+    """
+    cfg = cfg or TrainConfig()
+    proto = get_protocol(protocol)
+    check_setting(setting)
+    if step != 0 and not joint:
+        raise SeginvError(f"`seginv train` trains step 0 (or --joint); step {step} is incremental.",
+                          "Use `seginv distill` or `seginv run` for later steps.")
+    out = Path(out)
+    if out.suffix not in (".pt", ".safetensors"):
+        raise SeginvError(f"checkpoint name {out} should end in .pt or .safetensors.")
+    seed_everything(cfg.seed)
+    started = time.perf_counter()
+    dataset = train_split(data, proto, 0, setting, joint=joint, fmt=fmt, cache=True)
+    ids = list(range(len(proto.class_names))) if joint else proto.current(0)
+    steps = [ids] if joint else [list(proto.steps[0])]
+    model = create_model(arch, proto.names(ids), steps, background=proto.background, **(arch_kwargs or {}))
+    history = train_supervised(model, dataset, cfg, device)
+    metrics: dict[str, Any] = {"train": history}
+    if evaluate_after:
+        test = test_split(data, proto, proto.num_steps - 1 if joint else 0, model.class_names, fmt=fmt, cache=True)
+        result = evaluate(model, test, device)
+        metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
+    config = {"data": str(data), "protocol": protocol, "setting": setting, "step": step, "joint": joint, "arch": arch,
+              "arch_kwargs": arch_kwargs or {}, "train": cfg.to_dict(), "device": str(device)}
+    sha = save_checkpoint(model.cpu(), out, make_provenance(config, metrics=metrics))
+    return {"checkpoint": str(out), "sha256": sha, "classes": model.class_names, "metrics": metrics,
+            "seconds": time.perf_counter() - started}
+
+
+def evaluate_model(model: SegModel, data: str | os.PathLike[str], *, protocol: str | None = None,
+                   step: int | None = None, split: str = "val", crop: int | None = None, fmt: str = "auto",
+                   device: torch.device = torch.device("cpu"), batch_size: int = 16) -> dict[str, Any]:
+    """mIoU of ``model`` on ``data``: on every class the model knows, or as ``protocol`` stands after ``step``.
+
+    Without a protocol, old = the model's step-0 classes and new = classes of its later steps.
+    """
+    proto = get_protocol(protocol) if protocol else None
+    if proto is not None:
+        step = len(model.steps) - 1 if step is None else step
+        proto.check_step(step)
+        missing = sorted(set(proto.names(proto.seen(step))) - set(model.class_names))
+        if missing:
+            raise SeginvError(f"the model does not know {missing}, which {proto.name} has learned by step {step}.",
+                              f"The model knows step(s) 0..{len(model.steps) - 1}; pass a matching --step.")
+    elif step is not None:
+        raise SeginvError("--step needs --protocol.")
+    dataset = test_split(data, proto, step or 0, model.class_names, fmt=fmt, split=split)
+    result = evaluate(model, dataset, device, batch_size=batch_size, crop=crop)
+    result["classes"] = model.class_names
+    if proto is not None:
+        result.update(protocol=proto.name, step=step)
+    return result
