@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 import traceback
@@ -28,6 +29,21 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(MODEL_OPTIONS):
         f = opt(f)
     return f
+
+
+def command_line() -> str:
+    """The running command with every resolved option, as written into provenance (reproducible, no argv)."""
+    ctx = click.get_current_context()
+    parts = [ctx.command_path]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value is False or param.name == "as_json":
+            continue
+        if not isinstance(param, click.Option):
+            parts.append(shlex.quote(str(value)))
+        else:
+            parts.append(param.opts[-1] if value is True else f"{param.opts[-1]} {shlex.quote(str(value))}")
+    return " ".join(parts)
 
 
 def emit(result: Any, as_json: bool, text: Callable[[Any], str]) -> None:
@@ -199,7 +215,7 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
                       crop_size=crop_size, workers=workers, seed=seed)
     kwargs = {"width": width} if width else {}
     r = run(data, protocol, out, setting=setting, step=step, joint=joint, arch=arch, arch_kwargs=kwargs, cfg=cfg,
-            device=resolve_device(device), fmt=fmt)
+            device=resolve_device(device), fmt=fmt, command=command_line())
     val = r["metrics"].get("val", {})
     emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
                                f"val mIoU {val.get('miou', float('nan')):.4f} (old {val.get('old') or float('nan'):.4f})")

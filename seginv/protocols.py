@@ -170,7 +170,7 @@ def train_lut(protocol: Protocol, step: int, joint: bool = False) -> np.ndarray:
     return lut
 
 
-def test_lut(protocol: Protocol, step: int) -> np.ndarray:
+def eval_lut(protocol: Protocol, step: int) -> np.ndarray:
     """(256,) model id -> test label after ``step``: classes seen so far kept, the rest 255."""
     lut = np.full(256, IGNORE, dtype=np.uint8)
     for c in protocol.seen(step):

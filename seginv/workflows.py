@@ -38,7 +38,7 @@ def open_model(model: str | os.PathLike[str] | None = None, *, arch: str | None 
 def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[str], *, setting: str = "overlapped",
           step: int = 0, joint: bool = False, arch: str = "deeplab-mini", arch_kwargs: dict[str, Any] | None = None,
           cfg: TrainConfig | None = None, device: torch.device = torch.device("cpu"), fmt: str = "auto",
-          evaluate_after: bool = True) -> dict[str, Any]:
+          evaluate_after: bool = True, command: str | None = None) -> dict[str, Any]:
     """Train step 0 of ``protocol`` (or, with ``joint``, every class at once) and write a checkpoint.
 
     Later steps are incremental and need a teacher (``seginv distill``), so only step 0 is accepted here.
@@ -66,7 +66,7 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
         metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
     config = {"data": str(data), "protocol": protocol, "setting": setting, "step": step, "joint": joint, "arch": arch,
               "arch_kwargs": arch_kwargs or {}, "train": cfg.to_dict(), "device": str(device)}
-    sha = save_checkpoint(model.cpu(), out, make_provenance(config, metrics=metrics))
+    sha = save_checkpoint(model.cpu(), out, make_provenance(config, metrics=metrics, command=command))
     return {"checkpoint": str(out), "sha256": sha, "classes": model.class_names, "metrics": metrics,
             "seconds": time.perf_counter() - started}
 

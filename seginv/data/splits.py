@@ -7,7 +7,7 @@ import os
 from torch.utils.data import Subset
 
 from ..errors import SeginvError
-from ..protocols import Protocol, keep_image, name_lut, test_lut, train_lut
+from ..protocols import Protocol, keep_image, name_lut, eval_lut, train_lut
 from .datasets import SegmentationDataset, open_dataset
 
 
@@ -52,7 +52,7 @@ def test_split(root: str | os.PathLike[str], protocol: Protocol | None, step: in
     lut = name_lut(ds.class_names, class_names)
     if protocol is not None:
         known = name_lut(protocol.class_names, class_names)
-        seen = test_lut(protocol, step)
+        seen = eval_lut(protocol, step)
         lut = known[seen[name_lut(ds.class_names, protocol.class_names)]]
     if (lut == 255).all():
         raise SeginvError(f"the dataset in {root} ({ds.name}) shares no class with the model.",

@@ -39,16 +39,16 @@ META_KEY = "seginv"
 
 
 def make_provenance(config: dict[str, Any] | None = None, parent: str | os.PathLike[str] | None = None,
-                    metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+                    metrics: dict[str, Any] | None = None, command: str | None = None) -> dict[str, Any]:
     """Provenance block: the command line, resolved config, parent checkpoint hash, metrics, versions."""
     return {
-        "command": " ".join(["seginv", *sys.argv[1:]]) if Path(sys.argv[0]).name == "seginv" else " ".join(sys.argv),
+        "command": command or " ".join(["seginv", *sys.argv[1:]]),
         "config": json.loads(json.dumps(config or {}, default=str)),
         "parent_sha256": sha256_file(parent) if parent else None,
         "metrics": json.loads(json.dumps(metrics or {}, default=str)),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seginv_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
 
 
@@ -57,6 +57,7 @@ def save_checkpoint(model: SegModel, path: str | os.PathLike[str], provenance: d
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "version": VERSION, **model.describe(), "provenance": provenance or make_provenance()}
+    meta = json.loads(json.dumps(meta, default=str))  # plain types only, so weights_only loading always works
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         if path.suffix == ".safetensors":
