@@ -20,10 +20,10 @@ IGNORE = 255
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 16
-    lr: float = 0.01
-    optimizer: str = "sgd"
+    lr: float = 0.003
+    optimizer: str = "adamw"
     momentum: float = 0.9
     weight_decay: float = 1e-4
     crop_size: int = 64

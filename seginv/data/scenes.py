@@ -82,17 +82,17 @@ SHAPES: dict[str, list[tuple[str, tuple[float, ...], int]]] = {
 STYLE: dict[str, tuple[tuple[float, ...], float, float, tuple[float, float, float], str]] = {
     "aeroplane": ((0.6, 0.0), 0.1, 0.85, (0.6, 0.7, 0.6), "solid"),
     "bicycle": ((0.6, 0.0, 0.95), 0.6, 0.45, (0.0, 0.0, 0.2), "solid"),
-    "bird": ((0.08, 0.58), 0.45, 0.5, (0.1, 0.9, 0.9), "stripes"),
+    "bird": ((0.15, 0.58), 0.7, 0.75, (0.08, 0.9, 0.9), "stripes"),
     "boat": ((0.0, 0.08, 0.58), 0.55, 0.6, (0.15, 0.05, 0.95), "solid"),
     "bottle": ((0.33, 0.08), 0.7, 0.45, (0.0, 0.0, 0.85), "solid"),
     "bus": ((0.14, 0.0, 0.55), 0.75, 0.85, (0.0, 0.0, 0.9), "solid"),
     "car": ((-1,), 0.6, 0.7, (0.55, 0.2, 0.8), "solid"),
     "cat": ((0.07, 0.0), 0.55, 0.7, (0.0, 0.0, 0.9), "stripes"),
-    "chair": ((0.07,), 0.6, 0.5, (0.07, 0.6, 0.35), "grain"),
+    "chair": ((0.01,), 0.7, 0.38, (0.07, 0.6, 0.35), "grain"),
     "cow": ((0.0, 0.07), 0.05, 0.9, (0.95, 0.4, 0.85), "spots"),
-    "diningtable": ((0.07,), 0.6, 0.55, (0.0, 0.0, 0.95), "grain"),
-    "dog": ((0.08, 0.1), 0.5, 0.6, (0.07, 0.6, 0.3), "solid"),
-    "horse": ((0.05, 0.07), 0.6, 0.38, (0.0, 0.0, 0.1), "solid"),
+    "diningtable": ((0.1,), 0.45, 0.78, (0.0, 0.0, 0.95), "grain"),
+    "dog": ((0.1, 0.12), 0.45, 0.7, (0.07, 0.6, 0.3), "solid"),
+    "horse": ((0.03, 0.05), 0.7, 0.3, (0.0, 0.0, 0.1), "solid"),
     "motorbike": ((0.0, 0.6, 0.0), 0.75, 0.6, (0.0, 0.0, 0.75), "solid"),
     "person": ((-1,), 0.55, 0.6, (0.07, 0.4, 0.85), "solid"),
     "pottedplant": ((0.3, 0.36), 0.6, 0.5, (0.04, 0.7, 0.6), "dots"),
@@ -124,14 +124,14 @@ class ScenesConfig:
     """Everything that determines the generated files."""
 
     size: int = 64
-    train: int = 2000
+    train: int = 4000
     val: int = 500
     seed: int = 0
-    min_scale: float = 0.16
-    max_scale: float = 0.4
+    min_scale: float = 0.18
+    max_scale: float = 0.42
     max_rotation_deg: float = 25.0
-    colour_jitter: float = 0.06
-    clutter: float = 0.8
+    colour_jitter: float = 0.05
+    clutter: float = 0.6
     noise: float = 0.035
     out_of_context: float = 0.08
     jpeg_quality: int = 90
