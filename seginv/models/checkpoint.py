@@ -83,7 +83,10 @@ def _explain_unpickling(path: Path, err: Exception) -> SeginvError:
 
 
 def _unreadable(path: Path, err: Exception) -> SeginvError:
-    detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    text = str(err).strip()
+    detail = text.splitlines()[0].split(". ")[0][:160].rstrip(".") if text else ""
+    if not any(ch.isalpha() for ch in detail):
+        detail = f"{type(err).__name__} {detail}".strip()
     return SeginvError(
         f"{path} is not a readable checkpoint (truncated, corrupt, or not a PyTorch/safetensors file): {detail}.",
         "Re-copy or re-create the file; `seginv info FILE` checks one.",

@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -38,29 +35,18 @@ def test_pt_checkpoint_loads_with_weights_only(tmp_path):
     assert obj["format"] == "seginv.checkpoint" and obj["normalization"]["value_range"] == [0.0, 1.0]
 
 
-def test_torchvision_adapter_loads_a_plain_state_dict(tmp_path):
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"])
+def test_torchvision_adapter_loads_a_plain_state_dict(tmp_path, name):
     torch.manual_seed(0)
-    tv = build_torchvision("lraspp_mobilenet_v3_large", 3).eval()
+    tv = build_torchvision(name, 3).eval()
     torch.save(tv.state_dict(), tmp_path / "w.pth")
-    m = load_foreign(tmp_path / "w.pth", "torchvision:lraspp_mobilenet_v3_large", NAMES).eval()
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.allclose(m(x), tv(x)["out"], atol=1e-5)
-    # a DataParallel-wrapped, {"model": ...}-nested file works the same
+    # a DataParallel-wrapped, {"model": ...}-nested file loads the same
     torch.save({"model": {f"module.{k}": v for k, v in tv.state_dict().items()}}, tmp_path / "w2.pth")
-    m2 = load_foreign(tmp_path / "w2.pth", "torchvision:lraspp_mobilenet_v3_large", NAMES).eval()
-    with torch.no_grad():
-        assert torch.allclose(m2(x), tv(x)["out"], atol=1e-5)
-
-
-def test_deeplab_adapter_matches_torchvision_outputs(tmp_path):
-    torch.manual_seed(0)
-    tv = build_torchvision("deeplabv3_mobilenet_v3_large", 3).eval()
-    torch.save(tv.state_dict(), tmp_path / "w.pth")
-    m = load_foreign(tmp_path / "w.pth", "torchvision:deeplabv3_mobilenet_v3_large", NAMES).eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.allclose(m(x), tv(x)["out"], atol=1e-5)
+    x = torch.randn(2, 3, 64, 64)
+    for file in ("w.pth", "w2.pth"):
+        m = load_foreign(tmp_path / file, f"torchvision:{name}", NAMES).eval()
+        with torch.no_grad():
+            assert torch.allclose(m(x), tv(x)["out"], atol=1e-5)
 
 
 def test_foreign_weights_with_the_wrong_class_count_or_arch_are_refused(tmp_path):
