@@ -186,7 +186,7 @@ def info(file: str | None, unsafe_load: bool, list_archs: bool, as_json: bool) -
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt or .safetensors).")
 @click.option("--arch", default="deeplab-mini", show_default=True, help="Architecture (see `seginv info --list-archs`).")
 @click.option("--width", type=int, help="deeplab-mini: backbone width.")
-@click.option("--epochs", default=15, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=0.003, show_default=True, type=float)
 @click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["sgd", "adamw"]))

@@ -36,9 +36,13 @@ def confusion(model: SegModel, dataset: SegmentationDataset, device: torch.devic
     return cm.cpu()
 
 
-def evaluate(model: SegModel, dataset: SegmentationDataset, device: torch.device, **kwargs: Any) -> dict[str, Any]:
-    """``{"miou", "all", "old", "old_with_bg", "new", "per_class", "pixel_accuracy", "images"}``."""
+def evaluate(model: SegModel, dataset: SegmentationDataset, device: torch.device,
+             steps: list[list[int]] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """``{"miou", "all", "old", "old_with_bg", "new", "per_class", "pixel_accuracy", "images"}``.
+
+    ``steps`` groups the model's class ids into old (``steps[0]``) and new (the rest); default: the model's steps.
+    """
     cm = confusion(model, dataset, device, **kwargs)
-    out = summarize(cm, model.class_names, model.steps, model.background)
+    out = summarize(cm, model.class_names, steps if steps is not None else model.steps, model.background)
     out["images"] = len(dataset)
     return out

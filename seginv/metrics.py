@@ -68,5 +68,5 @@ def summarize(cm: torch.Tensor, class_names: list[str], steps: list[list[int]], 
         "old_with_bg": _mean([ious[c] for c in bg + old]),
         "new": _mean([ious[c] for c in new]) if new else None,
         "pixel_accuracy": float(cm.diag().sum()) / total if total else None,
-        "per_class": {n: (None if math.isnan(v) else v) for n, v in zip(class_names, ious)},
+        "per_class": {n: (None if math.isnan(v) else v) for n, v in zip(class_names, ious, strict=True)},
     }

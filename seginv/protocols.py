@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data.classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, VOC_CLASSES
+from .data.classes import ADE20K_CLASSES, VOC_CLASSES
 from .errors import SeginvError
 
 IGNORE = 255

@@ -20,7 +20,7 @@ IGNORE = 255
 
 @dataclass
 class TrainConfig:
-    epochs: int = 15
+    epochs: int = 20
     batch_size: int = 16
     lr: float = 0.003
     optimizer: str = "adamw"

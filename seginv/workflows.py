@@ -14,7 +14,7 @@ from .errors import SeginvError
 from .evaluation import evaluate
 from .models import SegModel, create_model
 from .models.checkpoint import load_foreign, load_model, make_provenance, read_class_names, save_checkpoint
-from .protocols import check_setting, get_protocol
+from .protocols import Protocol, check_setting, get_protocol
 from .runtime import seed_everything
 from .training import TrainConfig, train_supervised
 
@@ -35,15 +35,22 @@ def open_model(model: str | os.PathLike[str] | None = None, *, arch: str | None 
     return load_model(model, unsafe_load=unsafe_load)[0]
 
 
+def protocol_steps(proto: Protocol, step: int, class_names: list[str]) -> list[list[int]]:
+    """The protocol's steps 0..step as model class ids (matched by name)."""
+    index = {n: i for i, n in enumerate(class_names)}
+    return [[index[n] for n in proto.names(list(s)) if n in index] for s in proto.steps[: step + 1]]
+
+
 def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[str], *, setting: str = "overlapped",
           step: int = 0, joint: bool = False, arch: str = "deeplab-mini", arch_kwargs: dict[str, Any] | None = None,
-          cfg: TrainConfig | None = None, device: torch.device = torch.device("cpu"), fmt: str = "auto",
+          cfg: TrainConfig | None = None, device: torch.device | str = "cpu", fmt: str = "auto",
           evaluate_after: bool = True, command: str | None = None) -> dict[str, Any]:
     """Train step 0 of ``protocol`` (or, with ``joint``, every class at once) and write a checkpoint.
 
     Later steps are incremental and need a teacher (``seginv distill``), so only step 0 is accepted here.
     """
     cfg = cfg or TrainConfig()
+    device = torch.device(device)
     proto = get_protocol(protocol)
     check_setting(setting)
     if step != 0 and not joint:
@@ -56,13 +63,13 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
     started = time.perf_counter()
     dataset = train_split(data, proto, 0, setting, joint=joint, fmt=fmt, cache=True)
     ids = list(range(len(proto.class_names))) if joint else proto.current(0)
-    steps = [ids] if joint else [list(proto.steps[0])]
-    model = create_model(arch, proto.names(ids), steps, background=proto.background, **(arch_kwargs or {}))
+    model = create_model(arch, proto.names(ids), [ids], background=proto.background, **(arch_kwargs or {}))
     history = train_supervised(model, dataset, cfg, device)
     metrics: dict[str, Any] = {"train": history}
     if evaluate_after:
-        test = test_split(data, proto, proto.num_steps - 1 if joint else 0, model.class_names, fmt=fmt, cache=True)
-        result = evaluate(model, test, device)
+        last = proto.num_steps - 1 if joint else 0
+        test = test_split(data, proto, last, model.class_names, fmt=fmt, cache=True)
+        result = evaluate(model, test, device, steps=protocol_steps(proto, last, model.class_names))
         metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
     config = {"data": str(data), "protocol": protocol, "setting": setting, "step": step, "joint": joint, "arch": arch,
               "arch_kwargs": arch_kwargs or {}, "train": cfg.to_dict(), "device": str(device)}
@@ -73,11 +80,13 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
 
 def evaluate_model(model: SegModel, data: str | os.PathLike[str], *, protocol: str | None = None,
                    step: int | None = None, split: str = "val", crop: int | None = None, fmt: str = "auto",
-                   device: torch.device = torch.device("cpu"), batch_size: int = 16) -> dict[str, Any]:
+                   device: torch.device | str = "cpu", batch_size: int = 16) -> dict[str, Any]:
     """mIoU of ``model`` on ``data``: on every class the model knows, or as ``protocol`` stands after ``step``.
 
-    Without a protocol, old = the model's step-0 classes and new = classes of its later steps.
+    With a protocol, old = its step-0 classes and new = those of steps 1..step (so a joint model is scored on the
+    same groups as an incremental one); without, old = the model's step-0 classes, new = those of its later steps.
     """
+    device = torch.device(device)
     proto = get_protocol(protocol) if protocol else None
     if proto is not None:
         step = len(model.steps) - 1 if step is None else step
@@ -89,7 +98,8 @@ def evaluate_model(model: SegModel, data: str | os.PathLike[str], *, protocol: s
     elif step is not None:
         raise SeginvError("--step needs --protocol.")
     dataset = test_split(data, proto, step or 0, model.class_names, fmt=fmt, split=split)
-    result = evaluate(model, dataset, device, batch_size=batch_size, crop=crop)
+    steps = protocol_steps(proto, step, model.class_names) if proto is not None else None
+    result = evaluate(model, dataset, device, steps=steps, batch_size=batch_size, crop=crop)
     result["classes"] = model.class_names
     if proto is not None:
         result.update(protocol=proto.name, step=step)
