@@ -25,11 +25,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def seed_everything(seed: int) -> torch.Generator:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:

@@ -113,7 +113,6 @@ def read_raw(path: str | os.PathLike[str], unsafe_load: bool = False) -> Any:
         return {**json.loads(meta_json), "state_dict": state}
     if unsafe_load:
         warnings.warn(f"--unsafe-load: unpickling {path} may run arbitrary code from it.", stacklevel=2)
-        print(f"WARNING: --unsafe-load: unpickling {path}; this runs any code stored in the file.", file=sys.stderr)
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:  # anything can come out of an untrusted pickle
