@@ -15,7 +15,8 @@ ASSETS = sorted((Path(__file__).resolve().parents[1] / "assets").glob("*.pt"))
 
 def test_assets_exist():
     names = {p.name for p in ASSETS}
-    assert {"scenes-voc-19-1-step0.pt", "scenes-voc-15-x-step0.pt"} <= names
+    for protocol in ("19-1", "15-x"):
+        assert {f"scenes-voc-{protocol}-step0.pt", f"scenes-voc-{protocol}-disjoint-step0.pt"} <= names
 
 
 @pytest.mark.parametrize("path", ASSETS, ids=lambda p: p.name)
