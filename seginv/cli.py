@@ -34,7 +34,11 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def command_line() -> str:
     """The running command with every resolved option, as written into provenance (reproducible, no argv)."""
     ctx = click.get_current_context()
-    parts = [ctx.command_path]
+    names, c = [], ctx
+    while c.parent is not None:  # subcommand names; the root is always written "seginv"
+        names.append(c.info_name)
+        c = c.parent
+    parts = ["seginv", *reversed(names)]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if value is None or value is False or param.name == "as_json":

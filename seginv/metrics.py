@@ -12,7 +12,7 @@ import math
 
 import torch
 
-IGNORE = 255
+from .data.classes import IGNORE
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE) -> torch.Tensor:

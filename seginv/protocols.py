@@ -13,14 +13,13 @@ classes not yet learned become 255.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from .data.classes import ADE20K_CLASSES, VOC_CLASSES
+from .data.classes import ADE20K_CLASSES, IGNORE, VOC_CLASSES
 from .errors import SeginvError
 
-IGNORE = 255
 SETTINGS = ("overlapped", "disjoint")
 
 
@@ -34,7 +33,7 @@ class Protocol:
     description: str = ""
     citation: str = ""
     step_cities: tuple[tuple[str, ...], ...] | None = None
-    test_cities: tuple[str, ...] | None = field(default=None)
+    test_cities: tuple[str, ...] | None = None
 
     @property
     def num_steps(self) -> int:

@@ -10,12 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from .data.classes import IGNORE
 from .data.transforms import TrainTransform
 from .errors import SeginvError
 from .models import SegModel
 from .runtime import progress
-
-IGNORE = 255
 
 
 @dataclass

@@ -40,7 +40,7 @@ def test_train_info_and_evaluate_on_tiny_scenes(tiny_scenes, tmp_path):
     assert res["classes"][-1] == "person" and len(res["classes"]) == 16
     info = json.loads(CliRunner().invoke(cli, ["info", str(out), "--json"]).output)
     assert info["classes_per_step"][0][0] == "background"
-    assert "seginv" in info["provenance"]["command"] or "train" in info["provenance"]["command"]
+    assert info["provenance"]["command"].startswith(f"seginv train --data {tiny_scenes} --protocol voc-15-5")
     assert info["provenance"]["config"]["protocol"] == "voc-15-5"
     r = CliRunner().invoke(cli, ["evaluate", "--model", str(out), "--data", str(tiny_scenes), "--json"])
     assert r.exit_code == 0, r.output

@@ -1,4 +1,6 @@
-"""Class-name lists of the datasets seginv reads."""
+"""Class-name lists of the datasets seginv reads, and the label value every dataset uses for "ignore"."""
+
+IGNORE = 255
 
 VOC_CLASSES: list[str] = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

@@ -17,9 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import SeginvError
-from .classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, CITYSCAPES_LABELID_TO_TRAINID, VOC_CLASSES
-
-IGNORE = 255
+from .classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, CITYSCAPES_LABELID_TO_TRAINID, IGNORE, VOC_CLASSES
 
 
 def _read_image(path: Path) -> np.ndarray:

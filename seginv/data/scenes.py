@@ -111,6 +111,9 @@ CONTEXTS: dict[str, tuple[float, dict[str, float]]] = {
     "sky_water": (0.14, {"aeroplane": 1, "bird": 1, "boat": 1.2, "person": 0.4}),
 }  # fmt: skip
 
+_CONTEXT_NAMES = list(CONTEXTS)
+_CONTEXT_P = np.array([CONTEXTS[c][0] for c in _CONTEXT_NAMES]) / sum(CONTEXTS[c][0] for c in _CONTEXT_NAMES)
+
 BACKGROUNDS: dict[str, tuple[tuple[str, tuple[float, float, float]], ...]] = {
     "indoor": (("brick", (0.9, 0.75, 0.6)), ("camera", (0.85, 0.8, 0.75)), ("coffee", (1, 1, 1))),
     "street": (("gravel", (0.6, 0.6, 0.62)), ("moon", (0.55, 0.55, 0.6)), ("brick", (0.65, 0.6, 0.6))),
@@ -276,8 +279,7 @@ def render(cfg: ScenesConfig, split: str, index: int) -> tuple[np.ndarray, np.nd
     """One image ``(size, size, 3)`` uint8 and its label ``(size, size)`` uint8 (VOC ids), deterministically."""
     split_id = {"train": 0, "val": 1}[split]
     rng = np.random.default_rng([cfg.seed, split_id, index, GENERATOR_VERSION])
-    names = list(CONTEXTS)
-    context = names[rng.choice(len(names), p=np.array([CONTEXTS[c][0] for c in names]) / sum(CONTEXTS[c][0] for c in names))]
+    context = _CONTEXT_NAMES[rng.choice(len(_CONTEXT_NAMES), p=_CONTEXT_P)]
     img = _background(rng, context, cfg.size).astype(np.float32)
     label = np.zeros((cfg.size, cfg.size), dtype=np.uint8)
     for _ in range(rng.poisson(cfg.clutter)):

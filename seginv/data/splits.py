@@ -7,7 +7,7 @@ import os
 from torch.utils.data import Subset
 
 from ..errors import SeginvError
-from ..protocols import Protocol, keep_image, name_lut, eval_lut, train_lut
+from ..protocols import IGNORE, Protocol, eval_lut, keep_image, name_lut, train_lut
 from .datasets import SegmentationDataset, open_dataset
 
 
@@ -36,7 +36,7 @@ def train_split(root: str | os.PathLike[str], protocol: Protocol, step: int, set
         keep = list(range(len(ds)))
     else:
         keep = [i for i, cls in enumerate(ds.image_classes())
-                if keep_image({int(to_model[c]) for c in cls} - {255}, protocol, step, setting)]
+                if keep_image({int(to_model[c]) for c in cls} - {IGNORE}, protocol, step, setting)]
     if not keep:
         raise SeginvError(f"no training image of {root} holds a class of {protocol.name} step {step}.",
                           "Check the dataset and the protocol.")
@@ -49,12 +49,11 @@ def test_split(root: str | os.PathLike[str], protocol: Protocol | None, step: in
     become 255."""
     cities = protocol.test_cities if protocol is not None and protocol.test_cities else None
     ds = _open(root, split, protocol, cities, fmt, cache)
-    lut = name_lut(ds.class_names, class_names)
-    if protocol is not None:
-        known = name_lut(protocol.class_names, class_names)
-        seen = eval_lut(protocol, step)
-        lut = known[seen[name_lut(ds.class_names, protocol.class_names)]]
-    if (lut == 255).all():
+    if protocol is None:
+        lut = name_lut(ds.class_names, class_names)
+    else:  # dataset id -> protocol id -> (seen by ``step``, else 255) -> model id
+        lut = name_lut(protocol.class_names, class_names)[eval_lut(protocol, step)[name_lut(ds.class_names, protocol.class_names)]]
+    if (lut == IGNORE).all():
         raise SeginvError(f"the dataset in {root} ({ds.name}) shares no class with the model.",
                           "Evaluate on data of the classes the model knows.")
     ds.label_lut = lut

@@ -154,7 +154,5 @@ def assemble_model(
             model.head.convs[0].weight.copy_(parts.head_weight)
             model.head.convs[0].bias.copy_(parts.head_bias)
     for ids in steps[1:]:
-        model.head.add_step(len(ids), init="random")
-        model.steps.append(list(ids))
-        model.class_names += [class_names[i] for i in ids]
+        model.add_classes([class_names[i] for i in ids], init="random")
     return model

@@ -202,17 +202,15 @@ def describe_file(path: str | os.PathLike[str], unsafe_load: bool = False) -> di
     """What ``seginv info`` prints: arch, classes per step, normalisation, provenance, parameter count, sha256."""
     path = Path(path)
     model, meta = load_model(path, unsafe_load=unsafe_load)
+    d = model.describe()
     return {
         "file": str(path),
         "sha256": sha256_file(path),
         "format": meta.get("format"),
         "version": meta.get("version"),
-        "arch": model.arch,
-        "arch_kwargs": model.arch_kwargs,
-        "background": model.background,
+        **{k: d[k] for k in ("arch", "arch_kwargs", "background", "normalization")},
         "classes_per_step": [[model.class_names[i] for i in s] for s in model.steps],
         "num_classes": model.num_classes,
-        "normalization": {"mean": list(model.mean), "std": list(model.std), "value_range": [0.0, 1.0]},
         "parameters": sum(p.numel() for p in model.parameters()),
         "provenance": meta.get("provenance", {}),
     }
