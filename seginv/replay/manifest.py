@@ -1,0 +1,99 @@
+"""``manifest.json``: what a replay directory holds, and the rules for writing into an existing one.
+
+The manifest holds no timestamps and no command line, so two runs with the same configuration write the same
+bytes, whether or not one of them was interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import SeginvError
+from ..fileio import atomic_path, sha256_file
+from .schema import FORMAT, MANIFEST, SCHEMA_VERSION
+
+SHARD_FILE = re.compile(r"^shard-\d{5}\.h5(\.partial)?$")
+
+
+def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed manifest of a replay directory, checked for format and version."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        hint = "Write one with `seginv synthesize --out DIR`." if Path(root).is_dir() else "Check the path."
+        raise SeginvError(f"{root} is not a replay directory (no {MANIFEST}).", hint)
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SeginvError(f"cannot read {path}: {e}.", "The manifest is damaged; rewrite the directory with --overwrite.") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise SeginvError(f"{path} is not a seginv replay manifest (format {m.get('format') if isinstance(m, dict) else None!r}).")
+    if m.get("schema_version") != SCHEMA_VERSION:
+        raise SeginvError(f"{path} has schema version {m.get('schema_version')}; this seginv reads version {SCHEMA_VERSION}.",
+                          "Use the seginv version that wrote it, or rewrite the directory.")
+    return m
+
+
+def write_manifest(root: str | os.PathLike[str], manifest: dict[str, Any]) -> None:
+    with atomic_path(Path(root) / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
+
+
+def prepare_directory(root: str | os.PathLike[str], header: dict[str, Any], *, resume: bool, overwrite: bool,
+                      planned: list[int]) -> dict[str, Any]:
+    """Make ``root`` ready to receive shards; return the manifest to extend.
+
+    ``header`` is the new run's manifest minus ``shards``/``count``/``complete``; ``planned[k]`` is the number of
+    samples shard k must hold. With ``resume``, shards already listed whose size matches the plan and whose sha256
+    checks out are kept and everything else seginv wrote is removed; a directory written with another configuration
+    is refused. ``overwrite`` replaces what seginv wrote there. Files seginv did not write are never deleted.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise SeginvError(f"{root} exists and is not a directory.", "Choose another --out.")
+    root.mkdir(parents=True, exist_ok=True)
+    ours = [p for p in root.iterdir() if p.name in (MANIFEST, MANIFEST + ".partial") or SHARD_FILE.match(p.name)]
+    foreign = sorted(p.name for p in root.iterdir() if p not in ours)
+    if foreign:
+        raise SeginvError(f"{root} holds files seginv did not write ({', '.join(foreign[:5])}).",
+                          "Choose an empty or new --out directory; nothing was changed.")
+    fresh = {**header, "shards": [], "count": 0, "complete": False}
+    if not ours:
+        return fresh
+    if not (resume or overwrite):
+        raise SeginvError(f"{root} already holds replay shards.",
+                          "Pass --resume to complete it with the same settings, or --overwrite to replace it.")
+    old = None
+    if resume and not overwrite:
+        old = read_manifest(root)
+        diffs = _differences({k: old.get(k) for k in header if k != "num_images"},
+                             {k: v for k, v in header.items() if k != "num_images"})
+        if diffs:
+            raise SeginvError(f"{root} was written with another configuration ({'; '.join(diffs[:4])}).",
+                              "Rerun with the settings it was written with, or pass --overwrite (or another --out).")
+    keep = []
+    for entry in (old or {}).get("shards", []):
+        k, path = entry["index"], root / entry["file"]
+        if k < len(planned) and entry["count"] == planned[k] and path.is_file() and sha256_file(path) == entry["sha256"]:
+            keep.append(entry)
+    kept_files = {e["file"] for e in keep}
+    for p in ours:
+        if p.name != MANIFEST and p.name not in kept_files:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    manifest = {**fresh, "shards": sorted(keep, key=lambda e: e["index"])}
+    manifest["count"] = sum(e["count"] for e in keep)
+    write_manifest(root, manifest)
+    return manifest

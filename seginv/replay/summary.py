@@ -1,0 +1,88 @@
+"""``seginv shards inspect``: per-class counts, and how far the teacher's predictions agree with the targets."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .manifest import read_manifest
+
+
+class AgreementCounter:
+    """Accumulates, over batches of ``masks (N, H, W)``, ``targets (N, C)`` and ``r (N, C)``:
+
+    - ``all_targets_predicted``: share of images whose every foreground target appears in the teacher's argmax;
+    - ``target_recall``: share of (image, foreground target) pairs that appear;
+    - ``nontarget_pixel_share``: share of pixels the teacher gives to foreground classes that are not targets;
+    - ``size_by_r``: mean share of the image that a target class covers, grouped by its r (seed 002, Fig. 3: the
+      object shrinks as r grows); ``size_by_class`` the same grouped by class.
+    """
+
+    def __init__(self, num_classes: int, background: int | None) -> None:
+        self.c, self.bg = num_classes, background
+        self.images = self.all_ok = self.pairs = self.pairs_ok = 0
+        self.pixels = self.nontarget = 0
+        self._size_r: dict[float, list[float]] = defaultdict(list)
+        self._size_c: dict[int, list[float]] = defaultdict(list)
+
+    def update(self, masks: np.ndarray, targets: np.ndarray, r: np.ndarray) -> None:
+        n = len(masks)
+        area = masks[0].size if n else 1
+        hist = np.stack([np.bincount(m.ravel(), minlength=self.c)[: self.c] for m in masks]) / area  # (N, C)
+        fg = targets.copy()
+        if self.bg is not None:
+            fg[:, self.bg] = False
+        present = hist > 0
+        self.images += n
+        self.all_ok += int(((present | ~fg).all(1)).sum())
+        self.pairs += int(fg.sum())
+        self.pairs_ok += int((present & fg).sum())
+        other = ~targets
+        if self.bg is not None:
+            other[:, self.bg] = False
+        self.nontarget += float((hist * other).sum() * area)
+        self.pixels += n * area
+        for i, k in zip(*np.nonzero(fg)):
+            self._size_r[float(r[i, k])].append(float(hist[i, k]))
+            self._size_c[int(k)].append(float(hist[i, k]))
+
+    def result(self, class_names: list[str]) -> dict[str, Any]:
+        div = lambda a, b: a / b if b else None
+        return {
+            "images": self.images,
+            "all_targets_predicted": div(self.all_ok, self.images),
+            "target_recall": div(self.pairs_ok, self.pairs),
+            "nontarget_pixel_share": div(self.nontarget, self.pixels),
+            "size_by_r": {str(k): float(np.mean(v)) for k, v in sorted(self._size_r.items())},
+            "size_by_class": {class_names[k]: float(np.mean(v)) for k, v in sorted(self._size_c.items())},
+        }
+
+
+def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """Counts per class, teacher agreement and mean loss terms of a replay directory."""
+    root = Path(root)
+    m = read_manifest(root)
+    names = m["class_names"]
+    bg = 0 if m.get("background", True) else None
+    counter = AgreementCounter(len(names), bg)
+    counts = np.zeros(len(names), dtype=np.int64)
+    losses: dict[str, list[np.ndarray]] = defaultdict(list)
+    for e in m["shards"]:
+        with h5py.File(root / e["file"], "r") as f:
+            targets, masks = f["targets"][()], f["masks"][()]
+            counts += targets.sum(0)
+            counter.update(masks, targets, f["r"][()])
+            for k in ("loss", "loss_cls", "loss_prior", "loss_bn"):
+                losses[k].append(f[k][()])
+    mean_loss = {k: float(np.nanmean(np.concatenate(v))) for k, v in losses.items() if np.isfinite(np.concatenate(v)).any()}
+    return {
+        "root": str(root), "count": m["count"], "num_images": m["num_images"], "complete": m["complete"],
+        "image_size": m["image_size"], "source": m.get("source", {}), "config": m.get("config", {}),
+        "images_per_class": {names[k]: int(v) for k, v in enumerate(counts) if v},
+        "agreement": counter.result(names), "mean_loss": mean_loss,
+    }

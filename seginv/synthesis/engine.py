@@ -1,0 +1,234 @@
+"""The inversion loop for one batch: ``min_x l_cls(aggregate(model(augment(x))), y) + R(x)`` (seed 002, eq. 2).
+
+The model is frozen in eval mode; only the images move. Adam updates ``x`` (normalised space, initialised from
+N(0, 1)); after each step ``x`` is clamped to the normalised image of [0, 1] pixels. A batch whose loss or pixels
+become NaN/inf raises :class:`Diverged`, so the caller can restart it from another seed and never write it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import SeginvError
+from ..models import SegModel
+from .aggregation import aggregate
+from .augment import Augment, AugmentConfig
+from .priors import (
+    BatchNormInputStats,
+    batchnorm_statistics_loss,
+    l2_norm,
+    total_variation_l1,
+    total_variation_l2,
+)
+from .targets import PAPER_R_SET
+
+LOSSES = ("bce", "ce")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    """Everything that decides the pixels. Defaults are the CPU preset; :data:`PRESETS` holds the paper's."""
+
+    size: tuple[int, int] = (64, 64)
+    batch_size: int = 16
+    steps: int = 200
+    lr: float = 0.25
+    betas: tuple[float, float] = (0.5, 0.9)
+    cosine: bool = False
+    stop_loss: float | None = None
+    aggregation: str = "saa"
+    r_choices: tuple[float, ...] = PAPER_R_SET
+    loss: str = "bce"
+    tv_l1: float = 0.0
+    tv_l2: float = 1e-4
+    l2: float = 1e-5
+    bn: float = 0.01
+    first_bn_multiplier: float = 10.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.aggregation in ("saa", "avg", "max"), f"aggregation must be saa, avg or max, not {self.aggregation!r}"),
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, not {self.precision!r}"),
+            (self.steps >= 1 and self.batch_size >= 1, "steps and batch size must be at least 1"),
+            (min(self.size) >= 8, f"image size {self.size} is too small (at least 8x8)"),
+            (self.lr > 0, f"lr must be positive, not {self.lr}"),
+            (all(r > 0 for r in self.r_choices) and len(self.r_choices) > 0, f"r values must be positive: {self.r_choices}"),
+            (min(self.tv_l1, self.tv_l2, self.l2, self.bn) >= 0, "prior weights must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise SeginvError(f"invalid synthesis setting: {msg}.", "See `seginv synthesize --help`.")
+
+    @property
+    def r_plan(self) -> tuple[float, ...]:
+        """The r values the target plan draws from (0 = average pooling, inf = max pooling, SAA's two limits)."""
+        return {"avg": (0.0,), "max": (math.inf,)}.get(self.aggregation, self.r_choices)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"], d["betas"], d["r_choices"] = list(self.size), list(self.betas), list(self.r_choices)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InversionConfig:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        for k in ("size", "betas", "r_choices"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+#: ``--preset paper``: seed 002, section 4.2 (Adam lr 0.25, batch 16, 512x512 noise, 1000 steps).
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "paper": {"size": (512, 512), "batch_size": 16, "steps": 1000, "lr": 0.25, "augment": AugmentConfig(jitter=30)},
+}
+
+
+class Diverged(RuntimeError):
+    """The loss or the pixels became NaN/inf."""
+
+
+@dataclass
+class BatchResult:
+    pixels: np.ndarray  # (B, H, W, 3) uint8
+    masks: np.ndarray  # (B, H, W) teacher argmax on the stored pixels
+    probs: np.ndarray | None  # (B, C, H, W) float16 teacher probabilities on the stored pixels
+    loss: np.ndarray  # (B,) final per-image objective (classification + priors + the batch's BN term)
+    loss_cls: np.ndarray  # (B,)
+    loss_prior: np.ndarray  # (B,) TV + l2 terms, weighted
+    loss_bn: np.ndarray  # (B,) the batch's weighted BN term, repeated
+    steps: int
+
+
+def pixel_bounds(model: SegModel, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel normalised values of pixels 0 and 1, shaped ``(1, 3, 1, 1)``."""
+    mean = torch.tensor(model.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(model.std, device=device).view(1, -1, 1, 1)
+    return (0 - mean) / std, (1 - mean) / std
+
+
+def classification_loss(scores: torch.Tensor, targets: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """Per-image loss on aggregated scores ``(B, C)`` against multi-hot ``targets (B, C)``. Returns ``(B,)``.
+
+    ``bce``: multi-label binary cross-entropy summed over classes. ``ce``: softmax cross-entropy against the
+    targets normalised to a distribution (each target class weighted equally).
+    """
+    y = targets.to(scores.dtype)
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(scores, y, reduction="none").sum(1)
+    if kind == "ce":
+        return -(y / y.sum(1, keepdim=True).clamp_min(1) * F.log_softmax(scores, 1)).sum(1)
+    raise ValueError(f"expected loss in {LOSSES}. Got: {kind!r}")
+
+
+class Inverter:
+    """Inverts one frozen model, batch after batch. Build once per run (hooks and augmentation are reused)."""
+
+    def __init__(self, model: SegModel, cfg: InversionConfig, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.cfg, self.device = cfg, device
+        self.lo, self.hi = pixel_bounds(model, device)
+        self.mean = torch.tensor(model.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(model.std, device=device).view(1, -1, 1, 1)
+        self.augment = Augment(cfg.augment, model.mean, model.std)
+        self.bn_stats = BatchNormInputStats(self.model)
+        if cfg.bn > 0 and len(self.bn_stats) == 0:
+            warnings.warn(f"{model.arch} has no BatchNorm layers: synthesizing without the BN-statistics prior.",
+                          stacklevel=2)
+        if cfg.precision == "fp16" and device.type != "cuda":
+            raise SeginvError("fp16 autocast needs a CUDA device.", "Use --precision bf16 or fp32 on CPU.")
+
+    def _autocast(self) -> Any:
+        if self.cfg.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def run(self, targets: np.ndarray, r: np.ndarray, seed: int, *, save_probs: bool = False) -> BatchResult:
+        """Synthesize ``len(targets)`` images. ``targets (B, C)`` bool, ``r (B, C)``; ``seed`` fixes every draw."""
+        cfg, dev = self.cfg, self.device
+        b = len(targets)
+        y = torch.as_tensor(targets, device=dev)
+        r_t = torch.as_tensor(r, dtype=torch.float32, device=dev)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            x = torch.randn(b, 3, *cfg.size, generator=torch.Generator().manual_seed(seed)).to(dev)
+            x = x.clamp(min=self.lo, max=self.hi).requires_grad_(True)
+            opt = torch.optim.Adam([x], lr=cfg.lr, betas=cfg.betas)
+            terms: dict[str, torch.Tensor] = {}
+            step = 0
+            with self.bn_stats:
+                for step in range(1, cfg.steps + 1):
+                    if cfg.cosine:
+                        for g in opt.param_groups:
+                            g["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - 1) / cfg.steps))
+                    terms = self._objective(x, y, r_t)
+                    loss = terms["total"]
+                    if not bool(torch.isfinite(loss)):
+                        raise Diverged(f"loss became {loss.item()} at step {step}")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    with torch.no_grad():
+                        x.clamp_(min=self.lo, max=self.hi)
+                    if cfg.stop_loss is not None and loss.item() < cfg.stop_loss:
+                        break
+            if not bool(torch.isfinite(x).all()):
+                raise Diverged(f"pixels became non-finite at step {step}")
+        return self._finish(x.detach(), terms, step, save_probs)
+
+    def _objective(self, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        self.bn_stats.clear()
+        with self._autocast():
+            logits = self.model(self.augment(x))
+        scores = aggregate(logits.float(), cfg.aggregation, r if cfg.aggregation == "saa" else None)
+        cls = classification_loss(scores, y, cfg.loss)
+        prior = torch.zeros_like(cls)
+        if cfg.tv_l1:
+            prior = prior + cfg.tv_l1 * total_variation_l1(x)
+        if cfg.tv_l2:
+            prior = prior + cfg.tv_l2 * total_variation_l2(x)
+        if cfg.l2:
+            prior = prior + cfg.l2 * l2_norm(x)
+        bn = torch.zeros((), device=x.device)
+        if cfg.bn and self.bn_stats.stats:
+            bn = cfg.bn * batchnorm_statistics_loss(self.bn_stats.stats, cfg.first_bn_multiplier)
+        return {"total": (cls + prior).mean() + bn, "cls": cls, "prior": prior, "bn": bn}
+
+    @torch.no_grad()
+    def _finish(self, x: torch.Tensor, terms: dict[str, torch.Tensor], steps: int, save_probs: bool) -> BatchResult:
+        pixels = ((x * self.std + self.mean) * 255).round_().clamp_(0, 255).to(torch.uint8)
+        stored = (pixels.float() / 255 - self.mean) / self.std  # what a reader of the shard will feed the teacher
+        logits = self.model(stored).float()
+        probs = logits.softmax(1)
+        b = len(x)
+        bn = float(terms["bn"])
+        cls, prior = terms["cls"].detach().float().cpu().numpy(), terms["prior"].detach().float().cpu().numpy()
+        return BatchResult(
+            pixels=pixels.permute(0, 2, 3, 1).cpu().numpy(),
+            masks=probs.argmax(1).cpu().numpy(),
+            probs=probs.half().cpu().numpy() if save_probs else None,
+            loss=(cls + prior + bn).astype(np.float32),
+            loss_cls=cls.astype(np.float32),
+            loss_prior=prior.astype(np.float32),
+            loss_bn=np.full(b, bn, dtype=np.float32),
+            steps=steps,
+        )

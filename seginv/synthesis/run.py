@@ -1,0 +1,130 @@
+"""A whole synthesis run: plan the targets, invert batch after batch, write verified shards, resume when asked.
+
+Shard k holds samples ``[k * shard_size, ...)``; its batches are seeded from ``(seed, k, batch, attempt)``, so any
+shard can be (re)made on its own and a resumed run writes the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import SeginvError
+from ..models import SegModel
+from ..replay.manifest import prepare_directory
+from ..replay.schema import FORMAT, SCHEMA_VERSION, mask_dtype
+from ..replay.writer import add_shard
+from .engine import Diverged, InversionConfig, Inverter
+from .targets import plan_targets
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What the run makes, beside how each batch is inverted (:class:`InversionConfig`)."""
+
+    num_images: int = 256
+    classes: tuple[str, ...] | None = None  # default: every foreground class the model knows
+    max_classes: int = 2
+    shard_size: int = 128
+    seed: int = 0
+    compression: str = "gzip"
+    save_probs: bool = False
+    max_attempts: int = 3
+
+
+def resolve_classes(model: SegModel, names: list[str] | tuple[str, ...] | None) -> list[int]:
+    """Model class ids of ``names`` (default: every foreground class); unknown names are an error listing the known."""
+    fg = [i for i, _ in enumerate(model.class_names) if not (model.background and i == 0)]
+    if not names:
+        return fg
+    index = {n: i for i, n in enumerate(model.class_names)}
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise SeginvError(f"the model does not know the class(es) {', '.join(unknown)}.",
+                          f"It knows: {', '.join(model.class_names[i] for i in fg)}.")
+    if model.background and model.class_names[0] in names:
+        raise SeginvError(f"{model.class_names[0]!r} is the background, which every image gets anyway.",
+                          "List foreground classes only.")
+    if len(set(names)) != len(names):
+        raise SeginvError(f"--classes lists a class twice: {', '.join(names)}.")
+    return [index[n] for n in names]
+
+
+def batch_seed(seed: int, shard: int, batch: int, attempt: int) -> int:
+    return int(np.random.SeedSequence([seed, shard, batch, attempt]).generate_state(1, dtype=np.uint32)[0])
+
+
+def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfig, run: RunConfig, *,
+               device: torch.device | str = "cpu", teacher_sha256: str | None = None, resume: bool = False,
+               overwrite: bool = False, bar: Any = None) -> dict[str, Any]:
+    """Write ``run.num_images`` synthesized samples of ``model`` into ``out`` as shards; return a summary."""
+    device = torch.device(device)
+    if run.num_images < 1 or run.shard_size < 1:
+        raise SeginvError("--num-images and --shard-size must be at least 1.")
+    ids = resolve_classes(model, run.classes)
+    plan = plan_targets(run.num_images, model.num_classes, ids, background=0 if model.background else None,
+                        max_classes=run.max_classes, r_choices=inv.r_plan, seed=run.seed)
+    planned = [min(run.shard_size, run.num_images - s) for s in range(0, run.num_images, run.shard_size)]
+    config = {"inversion": inv.to_dict(), "classes": [model.class_names[i] for i in ids],
+              **{k: getattr(run, k) for k in ("max_classes", "shard_size", "seed", "compression", "save_probs")}}
+    source = {"kind": "synthesis", "teacher_sha256": teacher_sha256, "arch": model.arch, "steps": model.steps}
+    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": __version__,
+              "num_images": run.num_images, "image_size": list(inv.size), "class_names": model.class_names,
+              "background": model.background, "source": source, "config": config}
+    manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
+    done = {e["index"] for e in manifest["shards"]}
+    inverter = Inverter(model, inv, device)
+    meta = {"class_names": model.class_names, "background": model.background, "source": source, "config": config}
+    started, synth_s, write_s, restarts = time.perf_counter(), 0.0, 0.0, 0
+    if bar is not None:
+        bar.update(manifest["count"])
+    for k, count in enumerate(planned):
+        if k in done:
+            continue
+        first = k * run.shard_size
+        t0 = time.perf_counter()
+        parts, r_restarts = _synthesize_shard(inverter, plan.slice(first, first + count), run, k, bar)
+        restarts += r_restarts
+        arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
+        arrays["targets"], arrays["r"] = plan.targets[first:first + count], plan.r[first:first + count]
+        t1 = time.perf_counter()
+        manifest = add_shard(out, manifest, k, first, arrays, meta, run.compression)
+        synth_s, write_s = synth_s + t1 - t0, write_s + time.perf_counter() - t1
+    return {"out": str(out), "count": manifest["count"], "shards": len(manifest["shards"]),
+            "resumed_shards": len(done), "restarts": restarts, "seconds": time.perf_counter() - started,
+            "synthesis_seconds": synth_s, "write_seconds": write_s, "classes": config["classes"]}
+
+
+def _synthesize_shard(inverter: Inverter, plan: Any, run: RunConfig, shard: int, bar: Any) -> tuple[list[dict[str, np.ndarray]], int]:
+    bs, parts, restarts = inverter.cfg.batch_size, [], 0
+    for b, start in enumerate(range(0, len(plan), bs)):
+        sub = plan.slice(start, start + bs)
+        for attempt in range(run.max_attempts):
+            seed = batch_seed(run.seed, shard, b, attempt)
+            try:
+                res = inverter.run(sub.targets, sub.r, seed, save_probs=run.save_probs)
+                break
+            except Diverged as e:
+                restarts += 1
+                warnings.warn(f"shard {shard} batch {b} diverged ({e}); restarting it from a new seed.", stacklevel=2)
+        else:
+            raise SeginvError(f"synthesis diverged {run.max_attempts} times in a row (shard {shard}, batch {b}).",
+                              "Lower --lr or raise the prior weights; nothing of this batch was written.")
+        n = len(sub)
+        part = {"images": res.pixels, "masks": res.masks, "seed": np.full(n, seed, dtype=np.int64),
+                "loss": res.loss, "loss_cls": res.loss_cls, "loss_prior": res.loss_prior, "loss_bn": res.loss_bn,
+                "steps": np.full(n, res.steps, dtype=np.int32)}
+        if res.probs is not None:
+            part["probs"] = res.probs
+        parts.append(part)
+        if bar is not None:
+            bar.update(n)
+    return parts, restarts
