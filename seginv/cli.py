@@ -264,6 +264,180 @@ def evaluate(model: str | None, arch: str | None, weights: str | None, class_nam
     emit(r, as_json, text)
 
 
+# ---------------------------------------------------------------------------------------------- synthesize
+def _size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        parts = [int(v) for v in value.lower().split("x")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a size; use N or HxW, e.g. 64 or 48x64.") from None
+    if len(parts) not in (1, 2):
+        raise click.BadParameter(f"{value!r} is not a size; use N or HxW.")
+    return (parts[0], parts[-1])
+
+
+def _floats(value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers.") from None
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+@cli.command()
+@model_options
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Replay directory to write (new or empty).")
+@click.option("--classes", help="Comma-separated classes to synthesize (default: every foreground class of the model).")
+@click.option("--num-images", default=256, show_default=True, type=click.IntRange(1), help="Images to write.")
+@click.option("--max-classes", default=2, show_default=True, type=click.IntRange(1),
+              help="Each image shows background + 1..N classes; counts are balanced over the run.")
+@click.option("--preset", default="cpu", show_default=True, type=click.Choice(["cpu", "paper"]),
+              help="Defaults for the options below: cpu = 64x64, 200 steps; paper = seed 002's 512x512, 1000 steps, "
+                   "batch 16, Adam lr 0.25, jitter 30.")
+@click.option("--size", help="Image size N or HxW [cpu: 64, paper: 512].")
+@click.option("--batch-size", type=click.IntRange(1), help="Images optimised together [16].")
+@click.option("--steps", type=click.IntRange(1), help="Adam steps per batch [cpu: 200, paper: 1000].")
+@click.option("--lr", type=float, help="Adam learning rate on the pixels [0.25].")
+@click.option("--cosine/--no-cosine", default=None, help="Cosine learning-rate decay [off].")
+@click.option("--stop-loss", type=float, help="Stop a batch early once its loss is below this.")
+@click.option("--aggregation", type=click.Choice(["saa", "avg", "max"]), help="Pool scores per class: Scale-Aware "
+              "Aggregation (seed 002 eq. 1), average or max [saa].")
+@click.option("--r", "r_choices", help="SAA scales to draw from per image and class; one value fixes r "
+              "[0.5,1,5,10,20].")
+@click.option("--loss", type=click.Choice(["bce", "ce"]), help="Classification loss on the pooled scores: "
+              "multi-label BCE or softmax CE [bce].")
+@click.option("--tv-l1", type=float, help="Weight of total variation (l1) [0].")
+@click.option("--tv-l2", type=float, help="Weight of total variation (l2) [1e-4].")
+@click.option("--l2", type=float, help="Weight of the l2 norm of the image [1e-5].")
+@click.option("--bn", type=float, help="Weight of the BatchNorm input-statistics prior [0.01].")
+@click.option("--first-bn-multiplier", type=float, help="Extra weight of the first BatchNorm layer [10].")
+@click.option("--jitter", type=click.IntRange(0), help="Random shift, pixels [cpu: 4, paper: 30].")
+@click.option("--flip/--no-flip", default=None, help="Random horizontal flip [on].")
+@click.option("--affine/--no-affine", default=None, help="Random affine warp (kornia) [off].")
+@click.option("--color-jitter/--no-color-jitter", "color", default=None, help="Random colour jitter (kornia) [off].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the model's forward; "
+              "statistics and losses stay fp32 [fp32].")
+@click.option("--shard-size", default=128, show_default=True, type=click.IntRange(1), help="Images per shard file.")
+@click.option("--compression", default="gzip", show_default=True, type=click.Choice(["gzip", "lzf", "none"]))
+@click.option("--save-probs", is_flag=True, help="Also store the teacher's softmax (float16) per image.")
+@click.option("--resume", is_flag=True, help="Complete a partly written --out (same settings) instead of refusing it.")
+@click.option("--overwrite", is_flag=True, help="Replace replay shards already in --out.")
+@DEVICE
+@SEED
+@JSON
+def synthesize(model: str | None, arch: str | None, weights: str | None, class_names: str | None, unsafe_load: bool,
+               out: str, classes: str | None, num_images: int, max_classes: int, preset: str, size: str | None,
+               shard_size: int, compression: str, save_probs: bool, resume: bool, overwrite: bool, device: str,
+               seed: int, as_json: bool, r_choices: str | None, **settings: Any) -> None:
+    """Invert a trained model into images of the classes it knows (SegInversion), written as replay shards.
+
+    Each image is optimised from noise until the frozen model finds its target classes in it; the teacher's
+    argmax becomes its mask. The same seed and settings give byte-identical shards, so an interrupted run
+    finishes with --resume.
+
+    \b
+    seginv synthesize --model assets/scenes-voc-15-x-step0.pt --classes person,horse --num-images 64 --out replay/
+    seginv synthesize --model m.pt --out replay/ --num-images 2000 --resume
+    seginv synthesize --model voc.pt --preset paper --num-images 10000 --device cuda --out replay/
+    """
+    from .runtime import progress, resolve_device
+    from .synthesis.engine import inversion_config
+    from .synthesis.run import RunConfig
+    from .workflows import synthesize as run
+
+    inv = inversion_config(preset, size=_size(size), r_choices=_floats(r_choices), **settings)
+    cfg = RunConfig(num_images=num_images, classes=_names(classes), max_classes=max_classes, shard_size=shard_size,
+                    seed=seed, compression=compression, save_probs=save_probs)
+    with progress(total=num_images, desc="synthesize", unit="img") as bar:
+        r = run(model, out, inversion=inv, run=cfg, arch=arch, weights=weights, class_names=class_names,
+                unsafe_load=unsafe_load, device=resolve_device(device), resume=resume, overwrite=overwrite, bar=bar)
+    emit(r, as_json, lambda r: f"wrote {r['count']} images in {r['shards']} shard(s) to {r['out']} in "
+                               f"{r['seconds']:.1f} s ({r['resumed_shards']} shard(s) kept from before)")
+
+
+# -------------------------------------------------------------------------------------------------- shards
+@cli.group()
+def shards() -> None:
+    """Check, summarise and look at replay shards."""
+
+
+@shards.command("verify")
+@click.argument("root", type=click.Path())
+@JSON
+def shards_verify(root: str, as_json: bool) -> None:
+    """Check every shard against the manifest (sha256), the schema and its checksums; exit 1 on any problem.
+
+    \b
+    seginv shards verify replay/
+    """
+    from .replay.verify import verify_replay
+
+    r = verify_replay(root)
+
+    def text(r: dict[str, Any]) -> str:
+        head = f"{'OK' if r['ok'] else 'FAILED'}: {r['root']}: {r['count']}/{r['num_images']} images in {r['shards']} shard(s)"
+        return "\n".join([head, *(f"  problem: {p}" for p in r["problems"]), *(f"  warning: {w}" for w in r["warnings"])])
+
+    emit(r, as_json, text)
+    if not r["ok"]:
+        sys.exit(1)
+
+
+@shards.command("inspect")
+@click.argument("root", type=click.Path())
+@JSON
+def shards_inspect(root: str, as_json: bool) -> None:
+    """Images per class, and how far the teacher's predictions agree with the targets.
+
+    \b
+    seginv shards inspect replay/ --json
+    """
+    from .replay.summary import inspect_replay
+
+    r = inspect_replay(root)
+
+    def text(r: dict[str, Any]) -> str:
+        a = r["agreement"]
+        pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        done = "" if r["complete"] else " (incomplete)"
+        lines = [f"{r['root']}: {r['count']}/{r['num_images']} images {r['image_size'][0]}x{r['image_size'][1]}{done}",
+                 f"teacher sha256 {str(r['source'].get('teacher_sha256'))[:16]}...",
+                 f"all targets predicted  {pct(a['all_targets_predicted'])} of images",
+                 f"target recall          {pct(a['target_recall'])} of (image, class) pairs",
+                 f"non-target pixels      {pct(a['nontarget_pixel_share'])} (foreground classes not asked for)",
+                 "target size by r       " + "  ".join(f"r={k}: {pct(v)}" for k, v in a["size_by_r"].items()),
+                 "mean loss              " + "  ".join(f"{k} {v:.4g}" for k, v in r["mean_loss"].items()),
+                 "", f"{'class':<16}{'images':>7}  mean size"]
+        lines += [f"{k:<16}{v:>7}  {pct(a['size_by_class'].get(k))}" for k, v in r["images_per_class"].items()]
+        return "\n".join(lines)
+
+    emit(r, as_json, text)
+
+
+@shards.command("preview")
+@click.argument("root", type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--num", default=24, show_default=True, type=click.IntRange(1), help="Samples to show.")
+@click.option("--columns", default=6, show_default=True, type=click.IntRange(1))
+@JSON
+def shards_preview(root: str, out: str, num: int, columns: int, as_json: bool) -> None:
+    """A PNG contact sheet: each sample beside its mask, captioned with its target classes.
+
+    \b
+    seginv shards preview replay/ --out preview.png
+    """
+    from .replay.preview import preview_replay
+
+    r = preview_replay(root, out, num=num, columns=columns)
+    emit(r, as_json, lambda r: f"wrote {r['out']} ({r['samples']} samples)")
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:

@@ -12,8 +12,15 @@ import torch
 from .data.splits import test_split, train_split
 from .errors import SeginvError
 from .evaluation import evaluate
+from .fileio import sha256_file
 from .models import SegModel, create_model
-from .models.checkpoint import load_foreign, load_model, make_provenance, read_class_names, save_checkpoint
+from .models.checkpoint import (
+    load_foreign,
+    load_model,
+    make_provenance,
+    read_class_names,
+    save_checkpoint,
+)
 from .protocols import Protocol, check_setting, get_protocol
 from .runtime import seed_everything
 from .training import TrainConfig, train_supervised
@@ -104,3 +111,17 @@ def evaluate_model(model: SegModel, data: str | os.PathLike[str], *, protocol: s
     if proto is not None:
         result.update(protocol=proto.name, step=step)
     return result
+
+
+def synthesize(model: str | os.PathLike[str] | None, out: str | os.PathLike[str], *, inversion: Any, run: Any,
+               arch: str | None = None, weights: str | os.PathLike[str] | None = None,
+               class_names: str | os.PathLike[str] | None = None, unsafe_load: bool = False,
+               device: torch.device | str = "cpu", resume: bool = False, overwrite: bool = False,
+               bar: Any = None) -> dict[str, Any]:
+    """Invert a checkpoint (or foreign weights) into replay shards in ``out``; see :mod:`seginv.synthesis.run`."""
+    from .synthesis.run import synthesize as run_synthesis
+
+    m = open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load)
+    teacher_sha = sha256_file(model if model is not None else weights)  # type: ignore[arg-type]
+    return run_synthesis(m, out, inversion, run, device=device, teacher_sha256=teacher_sha, resume=resume,
+                         overwrite=overwrite, bar=bar)

@@ -29,7 +29,7 @@ def contact_sheet(images: list[np.ndarray], masks: list[np.ndarray], labels: lis
     for i, (img, mask, text) in enumerate(zip(images, masks, labels)):
         x, y = (i % columns) * (2 * cell + 6), (i // columns) * (cell + caption + 6)
         sheet.paste(Image.fromarray(img).resize((cell, cell), Image.NEAREST), (x, y))
-        sheet.paste(Image.fromarray(pal[mask % 256]).resize((cell, cell), Image.NEAREST), (x + cell, y))
+        sheet.paste(Image.fromarray(pal[mask.astype(np.int64) % 256]).resize((cell, cell), Image.NEAREST), (x + cell, y))
         draw.text((x + 2, y + cell + 1), text[: 2 * cell // 6], fill="black", font=font)
     return sheet
 

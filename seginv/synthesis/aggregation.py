@@ -48,8 +48,11 @@ def scale_aware_aggregation(logits: torch.Tensor, r: torch.Tensor | float) -> to
         raise ValueError(f"expected r of shape (B, C) = {(b, c)} or a scalar. Got: {tuple(r.shape)}")
     if bool((r <= 0).any()):
         raise ValueError("expected r > 0.")
-    flat = logits.flatten(2) * r[..., None]
-    return (torch.logsumexp(flat, dim=2) - math.log(h * w)) / r
+    # For r << 1 the result is a small difference divided by r; float32 would lose it, so compute in float64.
+    work = logits.double() if bool((r < 0.1).any()) else logits
+    rw = r.to(work.dtype)
+    out = (torch.logsumexp(work.flatten(2) * rw[..., None], dim=2) - math.log(h * w)) / rw
+    return out.to(logits.dtype)
 
 
 def aggregate(logits: torch.Tensor, mode: str = "saa", r: torch.Tensor | float | None = None) -> torch.Tensor:

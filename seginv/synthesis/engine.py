@@ -232,3 +232,20 @@ class Inverter:
             loss_bn=np.full(b, bn, dtype=np.float32),
             steps=steps,
         )
+
+
+def inversion_config(preset: str = "cpu", **overrides: Any) -> InversionConfig:
+    """A preset (``cpu`` or ``paper``) with the non-None ``overrides`` applied; augmentation fields (``jitter``,
+    ``flip``, ``affine``, ``color``) may be given flat."""
+    if preset not in PRESETS:
+        raise SeginvError(f"unknown preset {preset!r}.", f"Use one of {', '.join(PRESETS)}.")
+    values = {**asdict(InversionConfig()), **PRESETS[preset]}
+    aug = values["augment"] if isinstance(values["augment"], AugmentConfig) else AugmentConfig(**values["augment"])
+    aug_over = {k: overrides.pop(k) for k in list(overrides) if k in AugmentConfig.__dataclass_fields__}
+    aug = AugmentConfig(**{**asdict(aug), **{k: v for k, v in aug_over.items() if v is not None}})
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        raise SeginvError(f"unknown synthesis setting(s) {unknown}.")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["augment"] = aug
+    return InversionConfig(**values)

@@ -77,7 +77,8 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
     source = {"kind": "synthesis", "teacher_sha256": teacher_sha256, "arch": model.arch, "steps": model.steps}
     header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": __version__,
               "num_images": run.num_images, "image_size": list(inv.size), "class_names": model.class_names,
-              "background": model.background, "source": source, "config": config}
+              "background": model.background, "source": source, "config": config,
+              "normalization": {"mean": list(model.mean), "std": list(model.std)}}
     manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
     done = {e["index"] for e in manifest["shards"]}
     inverter = Inverter(model, inv, device)
