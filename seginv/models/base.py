@@ -59,11 +59,14 @@ class SegModel(nn.Module):
         """Encoder output ``(B, D, h, w)`` for a normalised image batch ``(B, 3, H, W)``."""
         return self.encoder(x)[-1]
 
-    def forward(self, x: torch.Tensor, return_features: bool = False) -> Any:
-        """Logits ``(B, C, H, W)`` at input resolution; with ``return_features`` also the encoder output."""
+    def forward(self, x: torch.Tensor, return_features: bool = False, upsample: bool = True) -> Any:
+        """Logits ``(B, C, H, W)`` at input resolution; with ``return_features`` also the encoder output.
+
+        ``upsample=False`` returns the logits at the head's own (output) resolution, as SegInversion pools them.
+        """
         feats = self.encoder(x)
         logits = self.head(self.decoder(feats))
-        if logits.shape[-2:] != x.shape[-2:]:
+        if upsample and logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return (logits, feats[-1]) if return_features else logits
 

@@ -72,9 +72,10 @@ def prepare_directory(root: str | os.PathLike[str], header: dict[str, Any], *, r
                           "Choose an empty or new --out directory; nothing was changed.")
     fresh = {**header, "shards": [], "count": 0, "complete": False}
     if not ours:
+        write_manifest(root, fresh)  # from now on the directory says what it is for, so --resume can check it
         return fresh
     if not (resume or overwrite):
-        raise SeginvError(f"{root} already holds replay shards.",
+        raise SeginvError(f"{root} already holds a replay run ({MANIFEST} and shards).",
                           "Pass --resume to complete it with the same settings, or --overwrite to replace it.")
     old = None
     if resume and not overwrite:

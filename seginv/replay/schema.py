@@ -1,25 +1,7 @@
-"""The shard schema, version 1 (documented for other readers in the README).
+"""The shard schema, version 1: dataset names, dtypes and shapes, and the names of the files.
 
-A replay directory holds ``shard-00000.h5``, ``shard-00001.h5``, ... and ``manifest.json``. Each shard holds N
-samples:
-
-=============  ==================  =========  =====================================================================
-dataset        shape               dtype      meaning
-=============  ==================  =========  =====================================================================
-``images``     (N, H, W, 3)        uint8      RGB pixels, one HDF5 chunk per image
-``masks``      (N, H, W)           uint8/16   label per pixel in the manifest's class ids (the teacher's argmax
-                                              for synthesized images, the ground truth for real exemplars)
-``targets``    (N, C)              bool       classes the sample was made to show (synthesis) or holds (exemplars)
-``r``          (N, C)              float32    SAA scale per class (0 = average pooling, inf = max, NaN = not synthesized)
-``probs``      (N, C, H, W)        float16    optional: the teacher's softmax on the stored pixels
-``seed``       (N,)                int64      the batch seed that reproduces the sample (-1 for exemplars)
-``loss``, ``loss_cls``, ``loss_prior``, ``loss_bn``   (N,)   float32   final objective terms (NaN for exemplars)
-``steps``      (N,)                int32      inversion steps run
-=============  ==================  =========  =====================================================================
-
-The file attribute ``seginv`` is a JSON string with ``format``, ``schema_version``, ``shard``, ``first`` (index of
-the shard's first sample in the directory), ``count``, ``class_names``, ``background``, ``source`` and ``config``.
-Datasets carry fletcher32 checksums and gzip compression by default.
+The README ("Replay shards") documents it for readers without seginv; :data:`PER_SAMPLE` and :data:`OPTIONAL` are
+what ``seginv shards verify`` checks a shard against.
 """
 
 from __future__ import annotations

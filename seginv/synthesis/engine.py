@@ -174,7 +174,7 @@ class Inverter:
             opt = torch.optim.Adam([x], lr=cfg.lr, betas=cfg.betas)
             terms: dict[str, torch.Tensor] = {}
             step = 0
-            with self.bn_stats:
+            with self.bn_stats if cfg.bn > 0 else contextlib.nullcontext():
                 for step in range(1, cfg.steps + 1):
                     if cfg.cosine:
                         for g in opt.param_groups:
@@ -198,7 +198,7 @@ class Inverter:
         cfg = self.cfg
         self.bn_stats.clear()
         with self._autocast():
-            logits = self.model(self.augment(x))
+            logits = self.model(self.augment(x), upsample=False)  # eq. 1 pools the output map (Ho, Wo)
         scores = aggregate(logits.float(), cfg.aggregation, r if cfg.aggregation == "saa" else None)
         cls = classification_loss(scores, y, cfg.loss)
         prior = torch.zeros_like(cls)

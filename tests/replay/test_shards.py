@@ -41,7 +41,8 @@ def arrays(n, first=0, h=8, w=10, probs=False):
 
 def header(num_images, **config):
     return {"format": "seginv.replay", "schema_version": 1, "num_images": num_images, "image_size": [8, 10],
-            "class_names": NAMES, "background": True, "source": {"kind": "test"}, "config": {"seed": 0, **config}}
+            "class_names": NAMES, "background": True, "source": {"kind": "test"}, "config": {"seed": 0, **config},
+            "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
 
 
 def write_dir(root, counts=(3, 3, 2), compression="gzip", **config):
@@ -128,7 +129,7 @@ def test_an_incomplete_directory_fails_verification_and_the_dataset_says_how_to_
 
 def test_a_directory_with_shards_is_refused_without_resume_or_overwrite(tmp_path):
     write_dir(tmp_path / "r")
-    with pytest.raises(SeginvError, match="already holds replay shards.*--resume.*--overwrite"):
+    with pytest.raises(SeginvError, match="already holds a replay run.*--resume.*--overwrite"):
         prepare_directory(tmp_path / "r", header(8), resume=False, overwrite=False, planned=[3, 3, 2])
 
 

@@ -1,5 +1,6 @@
 """The inversion loop: gradients reach the pixels, pixels stay valid, diverging batches are never written."""
 
+import json
 import math
 import warnings
 
@@ -174,3 +175,45 @@ def test_divergence_raises_so_the_caller_can_restart():
     with pytest.raises(Diverged), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Inverter(model, cfg(), torch.device("cpu")).run(p.targets, p.r, seed=0)
+
+
+def nan_for_first_calls(model, n):
+    """Make the model's first ``n`` forward passes return NaN logits."""
+    calls = {"n": 0}
+    forward = model.forward
+
+    def patched(x, **kw):
+        calls["n"] += 1
+        out = forward(x, **kw)
+        return out * float("nan") if calls["n"] <= n else out
+
+    model.forward = patched
+    return model
+
+
+def test_a_diverging_batch_is_restarted_from_a_new_seed_and_never_written(tmp_path):
+    import h5py
+
+    from seginv.synthesis.run import RunConfig, synthesize
+
+    model = nan_for_first_calls(tiny_model(), 1)
+    with pytest.warns(UserWarning, match="diverged .* restarting it from a new seed"):
+        s = synthesize(model, tmp_path / "r", cfg(), RunConfig(num_images=4, shard_size=4))
+    assert s["restarts"] == 1 and s["count"] == 4
+    with h5py.File(tmp_path / "r" / "shard-00000.h5", "r") as f:
+        assert np.isfinite(f["loss"][()]).all()
+        seeds = set(f["seed"][()].tolist())
+    clean = synthesize(tiny_model(), tmp_path / "c", cfg(), RunConfig(num_images=4, shard_size=4))
+    with h5py.File(tmp_path / "c" / "shard-00000.h5", "r") as f:
+        assert clean["restarts"] == 0 and set(f["seed"][()].tolist()) != seeds  # the restart used another seed
+
+
+def test_a_batch_that_always_diverges_is_an_error_and_nothing_is_written(tmp_path):
+    from seginv.synthesis.run import RunConfig, synthesize
+
+    model = nan_for_first_calls(tiny_model(), 10**6)
+    with pytest.raises(SeginvError, match="diverged 3 times in a row"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        synthesize(model, tmp_path / "r", cfg(), RunConfig(num_images=4, shard_size=4))
+    assert not list((tmp_path / "r").glob("shard-*"))
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["count"] == 0

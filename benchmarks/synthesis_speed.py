@@ -1,0 +1,108 @@
+"""Cost of one SegInversion step against its floor, and the share of time spent writing shards (DESIGN.md §9).
+
+    python benchmarks/synthesis_speed.py --model assets/scenes-voc-15-x-step0.pt --batch-size 16 --size 64
+
+Measured side by side in one process, alternating in rounds, median over rounds:
+
+- floor: the frozen teacher's forward + backward to the input pixels at the same batch and resolution, as a user
+  calls it (logits upsampled to the input size), and at the head's own resolution (no upsampling), which is what
+  the engine runs since eq. 1 pools the output map;
+- engine: one full inversion step (augmentation, forward with BatchNorm hooks, aggregation, loss, priors,
+  backward, Adam, clamping): a ``--steps``-step batch's wall time divided by ``--steps``;
+- engine without the BatchNorm prior, to show what the hooks cost.
+
+Then a whole ``synthesize`` run of ``--run-images`` images reports the time spent writing shards (compression,
+checksums, fsync, manifest) as a share of the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+
+from seginv.models.checkpoint import load_model
+from seginv.synthesis.engine import InversionConfig, Inverter
+from seginv.synthesis.run import RunConfig, resolve_classes, synthesize
+from seginv.synthesis.targets import plan_targets
+
+
+def floor_step(model, b: int, size: int, iters: int, device, upsample: bool = True) -> float:
+    x = torch.randn(b, 3, size, size, device=device, requires_grad=True)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model(x, upsample=upsample).mean().backward()  # warm-up
+    t = time.perf_counter()
+    for _ in range(iters):
+        x.grad = None
+        model(x, upsample=upsample).mean().backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / iters
+
+
+def engine_step(inverter: Inverter, plan, steps: int) -> float:
+    """Wall time of a whole ``steps``-step batch divided by ``steps`` (so it also carries the batch's set-up and
+    its final teacher pass: a slight overestimate of one step)."""
+    inverter.cfg = InversionConfig(**{**inverter.cfg.__dict__, "steps": steps})
+    t = time.perf_counter()
+    inverter.run(plan.targets, plan.r, seed=0)
+    return (time.perf_counter() - t) / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="assets/scenes-voc-15-x-step0.pt")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20, help="steps (iterations) per timing")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--run-images", type=int, default=64)
+    ap.add_argument("--run-steps", type=int, default=50)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    model = load_model(args.model)[0].to(device).eval()
+    plan = plan_targets(args.batch_size, model.num_classes, resolve_classes(model, None), seed=0)
+    cfg = InversionConfig(size=(args.size, args.size), batch_size=args.batch_size)
+    full = Inverter(model, cfg, device)
+    no_bn = Inverter(model, InversionConfig(**{**cfg.__dict__, "bn": 0.0}), device)
+    rows: dict[str, list[float]] = {"floor": [], "floor_head": [], "engine": [], "engine_no_bn": []}
+    for _ in range(args.rounds):
+        rows["floor"].append(floor_step(model, args.batch_size, args.size, args.steps, device))
+        rows["floor_head"].append(floor_step(model, args.batch_size, args.size, args.steps, device, upsample=False))
+        rows["engine"].append(engine_step(full, plan, args.steps))
+        rows["engine_no_bn"].append(engine_step(no_bn, plan, args.steps))
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    with tempfile.TemporaryDirectory() as d:
+        run_cfg = InversionConfig(size=(args.size, args.size), batch_size=args.batch_size, steps=args.run_steps)
+        s = synthesize(model, d, run_cfg, RunConfig(num_images=args.run_images, shard_size=args.run_images // 2 or 1),
+                       device=device)
+    out = {
+        "device": str(device), "threads": torch.get_num_threads(), "batch": args.batch_size, "size": args.size,
+        "floor_ms": round(1000 * med["floor"], 2), "floor_head_ms": round(1000 * med["floor_head"], 2),
+        "engine_ms": round(1000 * med["engine"], 2),
+        "engine_no_bn_ms": round(1000 * med["engine_no_bn"], 2),
+        "ratio_engine_to_floor": round(med["engine"] / med["floor"], 3),
+        "ratio_engine_no_bn_to_floor": round(med["engine_no_bn"] / med["floor"], 3),
+        "ratio_engine_to_floor_head": round(med["engine"] / med["floor_head"], 3),
+        "run": {"images": args.run_images, "steps": args.run_steps, "seconds": round(s["seconds"], 2),
+                "write_seconds": round(s["write_seconds"], 3),
+                "write_share": round(s["write_seconds"] / s["seconds"], 4)},
+    }
+    print(f"floor (teacher fwd+bwd)   {out['floor_ms']:8.2f} ms/step")
+    print(f"floor, no upsampling      {out['floor_head_ms']:8.2f} ms/step")
+    print(f"engine step               {out['engine_ms']:8.2f} ms/step   ratio {out['ratio_engine_to_floor']:.3f} "
+          f"(to the floor without upsampling: {out['ratio_engine_to_floor_head']:.3f})")
+    print(f"engine step, no BN prior  {out['engine_no_bn_ms']:8.2f} ms/step   ratio {out['ratio_engine_no_bn_to_floor']:.3f}")
+    print(f"shard writing             {out['run']['write_seconds']:8.3f} s of {out['run']['seconds']} s "
+          f"({100 * out['run']['write_share']:.2f}%) for {args.run_images} images x {args.run_steps} steps")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
