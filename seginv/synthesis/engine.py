@@ -92,7 +92,8 @@ class InversionConfig:
         return cls(**d)
 
 
-#: ``--preset paper``: seed 002, section 4.2 (Adam lr 0.25, batch 16, 512x512 noise, 1000 steps).
+#: ``--preset paper``: seed 002, section 4.2 (Adam lr 0.25, batch 16, 512x512 noise, 1000 steps); the jitter of 30
+#: pixels is DeepInversion's, which seed 002 follows for the priors without giving its own values.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
     "paper": {"size": (512, 512), "batch_size": 16, "steps": 1000, "lr": 0.25, "augment": AugmentConfig(jitter=30)},
@@ -115,10 +116,15 @@ class BatchResult:
     steps: int
 
 
+def normalization(model: SegModel, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's input ``mean`` and ``std``, shaped ``(1, 3, 1, 1)``."""
+    view = lambda v: torch.tensor(v, device=device).view(1, -1, 1, 1)  # noqa: E731
+    return view(model.mean), view(model.std)
+
+
 def pixel_bounds(model: SegModel, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel normalised values of pixels 0 and 1, shaped ``(1, 3, 1, 1)``."""
-    mean = torch.tensor(model.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(model.std, device=device).view(1, -1, 1, 1)
+    mean, std = normalization(model, device)
     return (0 - mean) / std, (1 - mean) / std
 
 
@@ -144,9 +150,8 @@ class Inverter:
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.cfg, self.device = cfg, device
+        self.mean, self.std = normalization(model, device)
         self.lo, self.hi = pixel_bounds(model, device)
-        self.mean = torch.tensor(model.mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(model.std, device=device).view(1, -1, 1, 1)
         self.augment = Augment(cfg.augment, model.mean, model.std)
         self.bn_stats = BatchNormInputStats(self.model)
         if cfg.bn > 0 and len(self.bn_stats) == 0:
