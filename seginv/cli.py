@@ -361,6 +361,74 @@ def synthesize(model: str | None, arch: str | None, weights: str | None, class_n
                                f"{r['seconds']:.1f} s ({r['resumed_shards']} shard(s) kept from before)")
 
 
+# ------------------------------------------------------------------------------------------------- distill
+def _ratio(value: str) -> tuple[int, int]:
+    try:
+        real, fake = (int(v) for v in value.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a ratio; use REAL:FAKE, e.g. 1:1 or 2:1.") from None
+    return real, fake
+
+
+@cli.command()
+@click.option("--teacher", required=True, type=click.Path(dir_okay=False), help="The current model (seginv checkpoint).")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset with the new classes' labels.")
+@click.option("--new-classes", help="Comma-separated classes to learn (or take them from --protocol).")
+@click.option("--protocol", help="Protocol whose next step to learn (the teacher must know its earlier steps).")
+@click.option("--setting", default="overlapped", show_default=True, type=click.Choice(["overlapped", "disjoint"]))
+@click.option("--replay", type=click.Path(file_okay=False), help="Replay shards of the teacher's classes (seginv synthesize).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt or .safetensors).")
+@click.option("--method", default="hrhf", show_default=True, help="Distillation method.")
+@click.option("--ratio", default="1:1", show_default=True, help="Real:fake images per batch when --replay is given.")
+@click.option("--lam", default=1.0, show_default=True, type=float, help="hrhf: weight of the KD term (seed 002 eq. 5).")
+@click.option("--seg-on", default="real", show_default=True, type=click.Choice(["real", "both"]),
+              help="hrhf: apply eq. 4 (CE on merged labels) to the real half only, or to both halves.")
+@click.option("--bn", default="mixed", show_default=True, type=click.Choice(["mixed", "real", "frozen"]),
+              help="Student BatchNorm: whole-batch statistics, real-half statistics, or frozen.")
+@click.option("--init", default="mib", show_default=True, type=click.Choice(["mib", "random"]), help="New head init.")
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(2))
+@click.option("--lr", default=0.001, show_default=True, type=float)
+@click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["sgd", "adamw"]))
+@click.option("--weight-decay", default=1e-4, show_default=True, type=float)
+@click.option("--crop-size", default=64, show_default=True, type=int)
+@click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(0),
+              help="Write a resumable state every N iterations (OUT.state).")
+@click.option("--resume", is_flag=True, help="Continue from OUT.state.")
+@click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
+@click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
+@DEVICE
+@SEED
+@JSON
+def distill(teacher: str, data: str, new_classes: str | None, protocol: str | None, setting: str, replay: str | None,
+            out: str, method: str, ratio: str, lam: float, seg_on: str, bn: str, init: str, epochs: int,
+            batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
+            resume: bool, fmt: str, workers: int, device: str, seed: int, as_json: bool) -> None:
+    """Teach a model new classes from new data, keeping the old ones with replay and distillation.
+
+    \b
+    seginv distill --teacher m.pt --replay replay/ --data scenes/ --protocol voc-15-5 --out m2.pt
+    seginv distill --teacher m.pt --replay replay/ --data new/ --new-classes plant,sheep --out m2.pt
+    seginv distill --teacher m.pt --data scenes/ --protocol voc-15-5 --method ft --out ft.pt
+    """
+    from .distill.trainer import DistillConfig
+    from .runtime import resolve_device
+    from .training import TrainConfig
+    from .workflows import distill as run
+
+    options = {"lam": lam, "seg_on": seg_on} if method == "hrhf" else {}
+    cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                                          weight_decay=weight_decay, crop_size=crop_size, workers=workers, seed=seed),
+                        ratio=_ratio(ratio), bn=bn, checkpoint_every=checkpoint_every)
+    r = run(teacher, out, data, replay=replay, new_classes=list(_names(new_classes) or []) or None, protocol=protocol,
+            setting=setting, method=method, method_options=options, cfg=cfg, init=init, device=resolve_device(device),
+            fmt=fmt, resume=resume, command=command_line())
+    val = r["metrics"].get("val", {})
+    f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
+                               f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}")
+
+
 # -------------------------------------------------------------------------------------------------- shards
 @cli.group()
 def shards() -> None:

@@ -125,3 +125,85 @@ def synthesize(model: str | os.PathLike[str] | None, out: str | os.PathLike[str]
     teacher_sha = sha256_file(model if model is not None else weights)  # type: ignore[arg-type]
     return run_synthesis(m, out, inversion, run, device=device, teacher_sha256=teacher_sha, resume=resume,
                          overwrite=overwrite, bar=bar)
+
+
+def incremental_protocol(teacher: SegModel, protocol: str | None, new_classes: list[str] | None) -> tuple[Protocol, int]:
+    """The protocol and step that teach ``teacher`` its next classes.
+
+    With ``protocol``, the teacher must know exactly the protocol's classes before the step (in its order), and
+    ``new_classes``, if given, must be the step's. Without, a one-off protocol appends ``new_classes`` to the
+    teacher's steps, matching dataset labels by class name.
+    """
+    step = len(teacher.steps)
+    if protocol is None:
+        if not new_classes:
+            raise SeginvError("no new classes given.", "Pass --new-classes a,b (or --protocol NAME).")
+        clash = sorted(set(new_classes) & set(teacher.class_names))
+        if clash:
+            raise SeginvError(f"the teacher already knows {', '.join(clash)}.", "List only classes it has not learned.")
+        names = tuple(teacher.class_names) + tuple(new_classes)
+        ids = tuple(range(len(teacher.class_names), len(names)))
+        return Protocol("custom", "any", names, tuple(tuple(s) for s in teacher.steps) + (ids,),
+                        background=teacher.background, description=f"teacher + {', '.join(new_classes)}"), step
+    proto = get_protocol(protocol)
+    if step >= proto.num_steps:
+        raise SeginvError(f"the teacher has learned {step} step(s), all of {proto.name}.", "Nothing is left to learn.")
+    before = proto.names(proto.seen(step - 1))
+    if list(teacher.class_names) != before:
+        raise SeginvError(f"the teacher's classes do not match {proto.name} before step {step}.",
+                          f"Expected {before}; the teacher knows {teacher.class_names}.")
+    wanted = proto.names(proto.current(step))
+    if new_classes and list(new_classes) != wanted:
+        raise SeginvError(f"{proto.name} step {step} learns {', '.join(wanted)}, not {', '.join(new_classes)}.",
+                          "Drop --new-classes or match it to the protocol.")
+    return proto, step
+
+
+def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], data: str | os.PathLike[str], *,
+            replay: str | os.PathLike[str] | None = None, new_classes: list[str] | None = None,
+            protocol: str | None = None, setting: str = "overlapped", method: str = "hrhf",
+            method_options: dict[str, Any] | None = None, cfg: Any = None, init: str = "mib",
+            device: torch.device | str = "cpu", fmt: str = "auto", evaluate_after: bool = True, resume: bool = False,
+            command: str | None = None) -> dict[str, Any]:
+    """Teach a checkpoint new classes from ``data`` (+ replay shards) and write the extended model to ``out``."""
+    import copy
+
+    from .distill.methods import create_method
+    from .distill.trainer import DistillConfig
+    from .distill.trainer import distill as run_distill
+    from .replay import ReplayDataset
+
+    cfg = cfg or DistillConfig()
+    device = torch.device(device)
+    out = Path(out)
+    if out.suffix not in (".pt", ".safetensors"):
+        raise SeginvError(f"checkpoint name {out} should end in .pt or .safetensors.")
+    teacher = load_model(teacher_path)[0]
+    proto, step = incremental_protocol(teacher, protocol, new_classes)
+    check_setting(setting)
+    m = create_method(method, **(method_options or {}))
+    replay_ds = None
+    if replay is not None:
+        replay_ds = ReplayDataset(replay)
+        if replay_ds.class_names != teacher.class_names:
+            raise SeginvError(f"replay {replay} was made for classes {replay_ds.class_names}, not the teacher's.",
+                              "Synthesize replay from this teacher: seginv synthesize --model TEACHER --out DIR.")
+    seed_everything(cfg.train.seed)
+    started = time.perf_counter()
+    real = train_split(data, proto, step, setting, fmt=fmt, cache=True)
+    student = copy.deepcopy(teacher)
+    student.add_classes(proto.names(proto.current(step)), init=init)
+    history = run_distill(teacher, student, real, replay_ds, m, cfg, device,
+                          state_path=out.with_name(out.name + ".state"), resume=resume)
+    metrics: dict[str, Any] = {"train": history}
+    if evaluate_after:
+        test = test_split(data, proto, step, student.class_names, fmt=fmt, cache=True)
+        result = evaluate(student, test, device, steps=protocol_steps(proto, step, student.class_names))
+        metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
+        metrics["val"]["per_class"] = result["per_class"]
+    config = {"teacher": str(teacher_path), "data": str(data), "replay": str(replay) if replay else None,
+              "protocol": proto.name, "step": step, "setting": setting, "method": method,
+              "method_options": method_options or {}, "init": init, "distill": cfg.to_dict(), "device": str(device)}
+    sha = save_checkpoint(student.cpu(), out, make_provenance(config, parent=teacher_path, metrics=metrics, command=command))
+    return {"checkpoint": str(out), "sha256": sha, "classes": student.class_names, "metrics": metrics,
+            "seconds": time.perf_counter() - started}

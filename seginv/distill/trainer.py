@@ -1,0 +1,168 @@
+"""The distillation loop: real new-class batches, optionally mixed with replayed images, a frozen teacher and a
+student that learns the new classes. Readable top to bottom; the method only supplies the loss.
+
+Batch composition: ``ratio = (real, fake)`` splits ``batch_size`` (seed 002, Table 6: 1:1 by default). The teacher
+and the student see the same images. On replayed images the labels are the teacher's argmax of the augmented image.
+
+The student's BatchNorm when real and fake images share a batch (``bn``): ``mixed`` normalises the whole batch
+together; ``real`` forwards the real half in training mode (batch statistics, running statistics updated) and the
+replayed half with the running statistics; ``frozen`` keeps every BatchNorm layer in eval mode.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.transforms import TrainTransform
+from ..errors import SeginvError
+from ..fileio import atomic_path
+from ..models import SegModel
+from ..runtime import progress
+from ..training import TrainConfig, attach_transform, make_optimizer, poly_lr
+from .methods import Batch, Method
+
+BN_MODES = ("mixed", "real", "frozen")
+
+
+@dataclass
+class DistillConfig:
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=0.001))
+    ratio: tuple[int, int] = (1, 1)
+    bn: str = "mixed"
+    checkpoint_every: int = 0  # iterations; 0 = only at the end
+
+    def __post_init__(self) -> None:
+        if self.bn not in BN_MODES:
+            raise SeginvError(f"unknown BatchNorm mode {self.bn!r}.", f"Use one of {', '.join(BN_MODES)}.")
+        if min(self.ratio) < 0 or self.ratio[0] < 1:
+            raise SeginvError(f"invalid real:fake ratio {self.ratio}.", "Use e.g. 1:1, 1:2 or 2:1.")
+
+    def split(self, with_replay: bool) -> tuple[int, int]:
+        """Images per batch from real data and from replay."""
+        b = self.train.batch_size
+        if not with_replay or self.ratio[1] == 0:
+            return b, 0
+        real = max(1, round(b * self.ratio[0] / sum(self.ratio)))
+        return real, max(1, b - real)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["train"], d["ratio"] = self.train.to_dict(), list(self.ratio)
+        return d
+
+
+def _set_bn_training(model: nn.Module, training: bool) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train(training)
+
+
+def _cycle(loader: DataLoader) -> Any:
+    while True:
+        yield from loader
+
+
+def _student_logits(student: SegModel, real: torch.Tensor, fake: torch.Tensor | None, bn: str) -> torch.Tensor:
+    if fake is None or bn == "mixed" or bn == "frozen":
+        return student(real if fake is None else torch.cat([real, fake]))
+    out_real = student(real)
+    _set_bn_training(student, False)
+    try:
+        out_fake = student(fake)
+    finally:
+        _set_bn_training(student, True)
+    return torch.cat([out_real, out_fake])
+
+
+def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset | None, method: Method,
+            cfg: DistillConfig, device: torch.device, *, state_path: str | os.PathLike[str] | None = None,
+            resume: bool = False) -> dict[str, Any]:
+    """Train ``student`` (the teacher's classes plus the new ones) on ``real`` (+ ``replay``) with ``method``.
+
+    With ``state_path``, the student, optimiser and position are written there every ``cfg.checkpoint_every``
+    iterations (atomically), and ``resume`` continues from it. Returns the loss history and timing.
+    """
+    t = cfg.train
+    n_real, n_fake = cfg.split(replay is not None)
+    transform = TrainTransform(t.crop_size, student.mean, student.std, scale=tuple(t.scale))
+    attach_transform(real, transform)
+    gen = torch.Generator().manual_seed(t.seed)
+    loader = DataLoader(real, batch_size=n_real, shuffle=True, drop_last=len(real) > n_real, num_workers=t.workers,
+                        generator=gen)
+    fake_iter = None
+    if replay is not None and n_fake:
+        attach_transform(replay, transform)
+        fake_loader = DataLoader(replay, batch_size=n_fake, shuffle=True, drop_last=len(replay) > n_fake,
+                                 num_workers=t.workers, generator=torch.Generator().manual_seed(t.seed + 1))
+        fake_iter = _cycle(fake_loader)
+    teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student.to(device).train()
+    if cfg.bn == "frozen":
+        _set_bn_training(student, False)
+    opt = make_optimizer(student, t)
+    total, it, history = t.epochs * len(loader), 0, []
+    if resume and state_path is not None and Path(state_path).is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        student.load_state_dict(state["student"])
+        opt.load_state_dict(state["optimizer"])
+        it, history = int(state["iteration"]), list(state["history"])
+        gen.set_state(state["generator"])  # the shuffling of the interrupted epoch
+    start = time.perf_counter()
+    bar = progress(total=total, initial=it, desc=f"distill {method.name}", unit="it")
+    for epoch in range(it // len(loader), t.epochs):
+        skip = it - epoch * len(loader)  # batches of this epoch done before a resume
+        epoch_gen = gen.get_state()
+        running, n = 0.0, 0
+        for b, (images, labels) in enumerate(loader):
+            if b < skip:
+                continue
+            for g in opt.param_groups:
+                g["lr"] = poly_lr(t.lr, it, total)
+            images, labels = images.to(device), labels.to(device)
+            fake = None
+            if fake_iter is not None:
+                fake, _ = next(fake_iter)
+                fake = fake.to(device)
+            with torch.no_grad():
+                t_logits = teacher(images if fake is None else torch.cat([images, fake]))
+            if fake is not None:
+                labels = torch.cat([labels, t_logits[len(images):].argmax(1)])
+            is_replay = torch.arange(len(labels), device=device) >= len(images)
+            s_logits = _student_logits(student, images, fake, cfg.bn)
+            terms = method.loss(Batch(s_logits, t_logits, labels, is_replay))
+            loss = terms["total"]
+            if not torch.isfinite(loss):
+                raise SeginvError(f"distillation diverged (loss {loss.item()}) at iteration {it}.", "Lower --lr.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running, n, it = running + loss.item(), n + 1, it + 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
+            if state_path is not None and cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total:
+                _save_state(state_path, student, opt, it, history, epoch_gen)
+        history.append(running / max(n, 1))
+        skip = 0
+    bar.close()
+    if state_path is not None:
+        Path(state_path).unlink(missing_ok=True)
+    return {"loss_per_epoch": history, "seconds": time.perf_counter() - start, "iterations": total,
+            "real_images": len(real), "replay_images": len(replay) if replay is not None else 0,
+            "batch": {"real": n_real, "replay": n_fake if fake_iter is not None else 0}}
+
+
+def _save_state(path: str | os.PathLike[str], student: SegModel, opt: torch.optim.Optimizer, it: int,
+                history: list[float], epoch_generator: torch.Tensor) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"student": student.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
+                    "history": history, "generator": epoch_generator}, tmp)
