@@ -376,7 +376,8 @@ def _ratio(value: str) -> tuple[int, int]:
 @click.option("--new-classes", help="Comma-separated classes to learn (or take them from --protocol).")
 @click.option("--protocol", help="Protocol whose next step to learn (the teacher must know its earlier steps).")
 @click.option("--setting", default="overlapped", show_default=True, type=click.Choice(["overlapped", "disjoint"]))
-@click.option("--replay", type=click.Path(file_okay=False), help="Replay shards of the teacher's classes (seginv synthesize).")
+@click.option("--replay", help="Replay shards of the teacher's classes (seginv synthesize), or `noise` for random "
+              "images (seed 002's +Noise ablation).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt or .safetensors).")
 @click.option("--method", default="hrhf", show_default=True, help="Distillation method.")
 @click.option("--ratio", default="1:1", show_default=True, help="Real:fake images per batch when --replay is given.")
@@ -427,6 +428,43 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
                                f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}")
+
+
+# ---------------------------------------------------------------------------------------------------- demo
+@cli.command()
+@click.option("--workdir", default="seginv-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where the dataset, replay, models and picture go (reused by a later run).")
+@click.option("--num-images", default=128, show_default=True, type=click.IntRange(1), help="Fake images to synthesize.")
+@click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Inversion steps per batch.")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
+@DEVICE
+@SEED
+@JSON
+def demo(workdir: str, num_images: int, steps: int, epochs: int, device: str, seed: int, as_json: bool) -> None:
+    """The whole story on the embedded Scenes data: a 15-class model learns 5 new classes, by fine-tuning and by
+    HRHF with fake replay inverted from the model itself. Prints old/new/all mIoU before and after.
+
+    \b
+    seginv demo
+    seginv demo --json
+    """
+    from .demo import run_demo
+    from .runtime import progress, resolve_device
+
+    with progress(total=num_images, desc="synthesize", unit="img") as bar:
+        r = run_demo(workdir, num_images=num_images, steps=steps, epochs=epochs, device=resolve_device(device),
+                     seed=seed, bar=bar)
+
+    def text(r: dict[str, Any]) -> str:
+        f = lambda v: "   n/a" if v is None else f"{100 * v:6.1f}"  # noqa: E731
+        rows = [("before (15 classes)", r["before"]), ("FT  (+5 classes)", r["results"]["ft"]),
+                ("HRHF (+5 classes)", r["results"]["hrhf"])]
+        lines = [f"{r['protocol']}, step 0 -> 1 on Scenes; mIoU (%)", f"{'':<22}{'old':>6}{'new':>7}{'all':>7}"]
+        lines += [f"{name:<22}{f(m['old'])} {f(m['new'])} {f(m['all'])}" for name, m in rows]
+        lines.append(f"picture: {r['picture']}   time: {r['seconds']:.0f} s")
+        return "\n".join(lines)
+
+    emit(r, as_json, text)
 
 
 # -------------------------------------------------------------------------------------------------- shards

@@ -182,8 +182,12 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     proto, step = incremental_protocol(teacher, protocol, new_classes)
     check_setting(setting)
     m = create_method(method, **(method_options or {}))
-    replay_ds = None
-    if replay is not None:
+    replay_ds: Any = None
+    if str(replay) == "noise":  # seed 002 Table 2's +Noise ablation
+        from .replay.noise import NoiseDataset
+
+        replay_ds = NoiseDataset(1024, cfg.train.crop_size, seed=cfg.train.seed)
+    elif replay is not None:
         replay_ds = ReplayDataset(replay)
         if replay_ds.class_names != teacher.class_names:
             raise SeginvError(f"replay {replay} was made for classes {replay_ds.class_names}, not the teacher's.",

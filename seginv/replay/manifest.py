@@ -96,5 +96,6 @@ def prepare_directory(root: str | os.PathLike[str], header: dict[str, Any], *, r
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     manifest = {**fresh, "shards": sorted(keep, key=lambda e: e["index"])}
     manifest["count"] = sum(e["count"] for e in keep)
+    manifest["complete"] = manifest["count"] == manifest["num_images"]
     write_manifest(root, manifest)
     return manifest

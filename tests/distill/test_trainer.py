@@ -145,3 +145,13 @@ def test_distill_cli_json_and_errors(tiny_scenes, teacher, tmp_path):
     r = CliRunner().invoke(cli, ["distill", "--teacher", str(teacher), "--data", str(tiny_scenes), "--ratio", "1-1",
                                  "--new-classes", "sheep", "--out", str(tmp_path / "x.pt")])
     assert r.exit_code != 0 and "is not a ratio" in r.output
+
+
+def test_noise_replay_is_the_plus_noise_ablation(tiny_scenes, teacher, tmp_path):
+    from seginv.replay.noise import NoiseDataset
+
+    ds = NoiseDataset(3, 8, seed=1)
+    assert (ds.read(2)[0] == NoiseDataset(3, 8, seed=1).read(2)[0]).all() and ds.read(0)[1].max() == 0
+    r = distill(teacher, tmp_path / "n.pt", tiny_scenes, replay="noise", protocol="voc-15-5", cfg=tiny_cfg(),
+                evaluate_after=False)
+    assert r["metrics"]["train"]["batch"] == {"real": 2, "replay": 2}

@@ -152,6 +152,13 @@ def test_resume_keeps_intact_shards_and_drops_damaged_partial_and_resized_ones(t
     assert sorted(p.name for p in root.iterdir()) == ["manifest.json", "shard-00000.h5"]
 
 
+def test_resuming_a_complete_directory_keeps_it_complete_and_readable(tmp_path):
+    write_dir(tmp_path / "r")
+    m = prepare_directory(tmp_path / "r", header(8), resume=True, overwrite=False, planned=[3, 3, 2])
+    assert m["complete"] and m["count"] == 8
+    assert len(ReplayDataset(tmp_path / "r")) == 8 and verify_replay(tmp_path / "r")["ok"]
+
+
 def test_files_seginv_did_not_write_are_never_touched(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "notes.txt").write_text("mine")

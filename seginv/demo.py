@@ -1,0 +1,112 @@
+"""``seginv demo``: the whole story on the embedded data, on a laptop CPU.
+
+The shipped step-0 Scenes model (15 classes) learns the 5 classes of voc-15-5's step 1 from real images only:
+once by plain fine-tuning (FT), once with HRHF and fake replay inverted from the model itself. Old, new and all
+mIoU are reported before and after, with a picture of the fake images and of both students' predictions.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data.scenes import ScenesConfig, write_scenes
+from .data.splits import test_split
+from .distill.trainer import DistillConfig
+from .errors import SeginvError
+from .fileio import atomic_path
+from .models.checkpoint import load_model
+from .replay.preview import contact_sheet
+from .synthesis.engine import InversionConfig
+from .synthesis.run import RunConfig
+from .training import TrainConfig
+from .workflows import distill, evaluate_model, synthesize
+
+ASSET = Path(__file__).resolve().parents[1] / "assets" / "scenes-voc-15-x-step0.pt"
+PROTOCOL = "voc-15-5"
+
+
+def _metrics(r: dict[str, Any]) -> dict[str, float | None]:
+    return {"old": r["old"], "new": r["new"], "all": r["miou"]}
+
+
+def _predictions_sheet(models: dict[str, Any], data: Path, device: torch.device, n: int = 6) -> Image.Image:
+    """Validation images beside their ground truth and each model's prediction (VOC colours)."""
+    ds = test_split(data, None, 0, models["hrhf"].class_names)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in rng.choice(len(ds), n, replace=False):
+        image, label = ds.read(int(i))
+        label = ds.label_lut[label]
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+        tiles, masks, captions = [image], [label], ["image / ground truth"]
+        for name, m in models.items():
+            m.eval()
+            with torch.no_grad():
+                norm = (x - torch.tensor(m.mean).view(1, 3, 1, 1)) / torch.tensor(m.std).view(1, 3, 1, 1)
+                pred = m(norm.to(device)).argmax(1)[0].cpu().numpy().astype(np.uint8)
+            tiles.append(image)
+            masks.append(pred)
+            captions.append(name)
+        rows += list(zip(tiles, masks, captions))
+    images, masks, captions = zip(*rows)
+    return contact_sheet(list(images), list(masks), list(captions), columns=1 + len(models), cell=96)
+
+
+def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] = ASSET, num_images: int = 128,
+             steps: int = 100, epochs: int = 3, device: torch.device | str = "cpu", seed: int = 0,
+             bar: Any = None) -> dict[str, Any]:
+    """Run the demo in ``workdir`` (reusing its dataset and replay if a previous run left them) and return results."""
+    device = torch.device(device)
+    work = Path(workdir)
+    if not Path(model).is_file():
+        raise SeginvError(f"the demo model {model} is missing.", "Run the demo from a seginv checkout (assets/).")
+    work.mkdir(parents=True, exist_ok=True)
+    started, timings = time.perf_counter(), {}
+    data = work / "scenes"
+    t = time.perf_counter()
+    if not (data / "scenes.json").is_file():
+        write_scenes(data, ScenesConfig(), workers=2)
+    timings["data"] = time.perf_counter() - t
+
+    teacher = load_model(model)[0]
+    before = evaluate_model(teacher, data, protocol=PROTOCOL, step=0, device=device)
+    t = time.perf_counter()
+    inv = InversionConfig(steps=steps)
+    synthesize(model, work / "replay", inversion=inv, run=RunConfig(num_images=num_images, shard_size=num_images,
+               seed=seed), device=device, resume=True, bar=bar)
+    timings["synthesize"] = time.perf_counter() - t
+
+    results, students = {}, {}
+    for method, replay in (("ft", None), ("hrhf", work / "replay")):
+        t = time.perf_counter()
+        cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=16, lr=0.001, seed=seed))
+        r = distill(model, work / f"{method}.pt", data, replay=replay, protocol=PROTOCOL, method=method, cfg=cfg,
+                    device=device)
+        results[method] = {k: r["metrics"]["val"][k] for k in ("old", "new")} | {"all": r["metrics"]["val"]["miou"]}
+        students[method] = load_model(work / f"{method}.pt")[0].to(device)
+        timings[method] = time.perf_counter() - t
+
+    from .replay import ReplayDataset
+
+    fakes = ReplayDataset(work / "replay")
+    names = fakes.class_names
+    samples = [fakes.sample(i) for i in range(min(12, len(fakes)))]
+    fake_sheet = contact_sheet([s["images"] for s in samples], [s["masks"] for s in samples],
+                               [", ".join(names[k] for k in np.flatnonzero(s["targets"]) if k) for s in samples],
+                               columns=6, cell=96)
+    pred_sheet = _predictions_sheet(students, data, device)
+    canvas = Image.new("RGB", (max(fake_sheet.width, pred_sheet.width), fake_sheet.height + pred_sheet.height), "white")
+    canvas.paste(fake_sheet, (0, 0))
+    canvas.paste(pred_sheet, (0, fake_sheet.height))
+    with atomic_path(work / "demo.png") as tmp:
+        canvas.save(tmp, format="PNG")
+    return {"results": results, "before": _metrics(before), "picture": str(work / "demo.png"),
+            "protocol": PROTOCOL, "fake_images": num_images, "synthesis_steps": steps, "epochs": epochs,
+            "seconds": time.perf_counter() - started, "timings": {k: round(v, 1) for k, v in timings.items()}}
