@@ -50,6 +50,16 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     raise SeginvError(f"unknown optimizer {cfg.optimizer!r}.", "Use sgd or adamw.")
 
 
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str) -> float:
+    """Refuse a NaN/inf loss (naming ``where`` it happened), else backward and step; returns the loss value."""
+    if not torch.isfinite(loss):
+        raise SeginvError(f"training diverged (loss {loss.item()}) at {where}.", "Lower --lr.")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 def attach_transform(dataset: Dataset, transform: Any) -> None:
     """Set the transform on a dataset or on the dataset under a ``Subset``."""
     base = getattr(dataset, "dataset", dataset)
@@ -74,12 +84,7 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
                 g["lr"] = poly_lr(cfg.lr, it, total)
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             loss = F.cross_entropy(model(images), labels, ignore_index=IGNORE)
-            if not torch.isfinite(loss):
-                raise SeginvError(f"training diverged (loss {loss.item()}) at epoch {epoch}.", "Lower --lr.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running, n, it = running + loss.item(), n + 1, it + 1
+            running, n, it = running + optimizer_step(opt, loss, f"epoch {epoch}"), n + 1, it + 1
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
         history.append(running / max(n, 1))

@@ -26,7 +26,13 @@ from ..errors import SeginvError
 from ..fileio import atomic_path
 from ..models import SegModel
 from ..runtime import progress
-from ..training import TrainConfig, attach_transform, make_optimizer, poly_lr
+from ..training import (
+    TrainConfig,
+    attach_transform,
+    make_optimizer,
+    optimizer_step,
+    poly_lr,
+)
 from .methods import Batch, Method
 
 BN_MODES = ("mixed", "real", "frozen")
@@ -140,13 +146,7 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             is_replay = torch.arange(len(labels), device=device) >= len(images)
             s_logits = _student_logits(student, images, fake, cfg.bn)
             terms = method.loss(Batch(s_logits, t_logits, labels, is_replay))
-            loss = terms["total"]
-            if not torch.isfinite(loss):
-                raise SeginvError(f"distillation diverged (loss {loss.item()}) at iteration {it}.", "Lower --lr.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running, n, it = running + loss.item(), n + 1, it + 1
+            running, n, it = running + optimizer_step(opt, terms["total"], f"iteration {it}"), n + 1, it + 1
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
             if state_path is not None and cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total:

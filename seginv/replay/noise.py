@@ -5,7 +5,8 @@ Labels are all background; the distillation loop replaces them with the teacher'
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
