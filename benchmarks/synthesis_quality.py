@@ -33,7 +33,10 @@ def parse_set(items: list[str]) -> dict:
     out = {}
     for item in items:
         k, v = item.split("=", 1)
-        out[k] = json.loads(v) if v[:1] in "[{" or v.replace(".", "", 1).replace("e-", "", 1).isdigit() else v
+        try:
+            out[k] = json.loads(v)  # numbers, lists, true/false
+        except ValueError:
+            out[k] = v  # plain words such as loss=ce
         if k in ("size", "r_choices", "betas"):
             out[k] = tuple(out[k])
     return out

@@ -18,6 +18,7 @@ checksums, fsync, manifest) as a share of the total.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -48,7 +49,7 @@ def floor_step(model, b: int, size: int, iters: int, device, upsample: bool = Tr
 def engine_step(inverter: Inverter, plan, steps: int) -> float:
     """Wall time of a whole ``steps``-step batch divided by ``steps`` (so it also carries the batch's set-up and
     its final teacher pass: a slight overestimate of one step)."""
-    inverter.cfg = InversionConfig(**{**inverter.cfg.__dict__, "steps": steps})
+    inverter.cfg = dataclasses.replace(inverter.cfg, steps=steps)
     t = time.perf_counter()
     inverter.run(plan.targets, plan.r, seed=0)
     return (time.perf_counter() - t) / steps
@@ -70,7 +71,7 @@ def main() -> None:
     plan = plan_targets(args.batch_size, model.num_classes, resolve_classes(model, None), seed=0)
     cfg = InversionConfig(size=(args.size, args.size), batch_size=args.batch_size)
     full = Inverter(model, cfg, device)
-    no_bn = Inverter(model, InversionConfig(**{**cfg.__dict__, "bn": 0.0}), device)
+    no_bn = Inverter(model, dataclasses.replace(cfg, bn=0.0), device)
     rows: dict[str, list[float]] = {"floor": [], "floor_head": [], "engine": [], "engine_no_bn": []}
     for _ in range(args.rounds):
         rows["floor"].append(floor_step(model, args.batch_size, args.size, args.steps, device))
@@ -79,7 +80,7 @@ def main() -> None:
         rows["engine_no_bn"].append(engine_step(no_bn, plan, args.steps))
     med = {k: statistics.median(v) for k, v in rows.items()}
     with tempfile.TemporaryDirectory() as d:
-        run_cfg = InversionConfig(size=(args.size, args.size), batch_size=args.batch_size, steps=args.run_steps)
+        run_cfg = dataclasses.replace(cfg, steps=args.run_steps)
         s = synthesize(model, d, run_cfg, RunConfig(num_images=args.run_images, shard_size=args.run_images // 2 or 1),
                        device=device)
     out = {

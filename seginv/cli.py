@@ -421,7 +421,8 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
     cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                           weight_decay=weight_decay, crop_size=crop_size, workers=workers, seed=seed),
                         ratio=_ratio(ratio), bn=bn, checkpoint_every=checkpoint_every)
-    r = run(teacher, out, data, replay=replay, new_classes=list(_names(new_classes) or []) or None, protocol=protocol,
+    names = _names(new_classes)
+    r = run(teacher, out, data, replay=replay, new_classes=list(names) if names else None, protocol=protocol,
             setting=setting, method=method, method_options=options, cfg=cfg, init=init, device=resolve_device(device),
             fmt=fmt, resume=resume, command=command_line())
     val = r["metrics"].get("val", {})

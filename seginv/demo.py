@@ -18,11 +18,12 @@ from PIL import Image
 
 from .data.scenes import ScenesConfig, write_scenes
 from .data.splits import test_split
+from .data.transforms import normalize
 from .distill.trainer import DistillConfig
 from .errors import SeginvError
 from .fileio import atomic_path
 from .models.checkpoint import load_model
-from .replay.preview import contact_sheet
+from .replay.preview import contact_sheet, replay_sheet
 from .synthesis.engine import InversionConfig
 from .synthesis.run import RunConfig
 from .training import TrainConfig
@@ -44,13 +45,12 @@ def _predictions_sheet(models: dict[str, Any], data: Path, device: torch.device,
     for i in rng.choice(len(ds), n, replace=False):
         image, label = ds.read(int(i))
         label = ds.label_lut[label]
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
         tiles, masks, captions = [image], [label], ["image / ground truth"]
         for name, m in models.items():
             m.eval()
             with torch.no_grad():
-                norm = (x - torch.tensor(m.mean).view(1, 3, 1, 1)) / torch.tensor(m.std).view(1, 3, 1, 1)
-                pred = m(norm.to(device)).argmax(1)[0].cpu().numpy().astype(np.uint8)
+                pred = m(normalize(x, m.mean, m.std).to(device)).argmax(1)[0].cpu().numpy().astype(np.uint8)
             tiles.append(image)
             masks.append(pred)
             captions.append(name)
@@ -89,18 +89,11 @@ def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] =
         cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=16, lr=0.001, seed=seed))
         r = distill(model, work / f"{method}.pt", data, replay=replay, protocol=PROTOCOL, method=method, cfg=cfg,
                     device=device)
-        results[method] = {k: r["metrics"]["val"][k] for k in ("old", "new")} | {"all": r["metrics"]["val"]["miou"]}
+        results[method] = _metrics(r["metrics"]["val"])
         students[method] = load_model(work / f"{method}.pt")[0].to(device)
         timings[method] = time.perf_counter() - t
 
-    from .replay import ReplayDataset
-
-    fakes = ReplayDataset(work / "replay")
-    names = fakes.class_names
-    samples = [fakes.sample(i) for i in range(min(12, len(fakes)))]
-    fake_sheet = contact_sheet([s["images"] for s in samples], [s["masks"] for s in samples],
-                               [", ".join(names[k] for k in np.flatnonzero(s["targets"]) if k) for s in samples],
-                               columns=6, cell=96)
+    fake_sheet, _ = replay_sheet(work / "replay", num=12, columns=6, cell=96)
     pred_sheet = _predictions_sheet(students, data, device)
     canvas = Image.new("RGB", (max(fake_sheet.width, pred_sheet.width), fake_sheet.height + pred_sheet.height), "white")
     canvas.paste(fake_sheet, (0, 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from pathlib import Path
@@ -166,8 +167,6 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
             device: torch.device | str = "cpu", fmt: str = "auto", evaluate_after: bool = True, resume: bool = False,
             command: str | None = None) -> dict[str, Any]:
     """Teach a checkpoint new classes from ``data`` (+ replay shards) and write the extended model to ``out``."""
-    import copy
-
     from .distill.methods import create_method
     from .distill.trainer import DistillConfig
     from .distill.trainer import distill as run_distill

@@ -77,7 +77,7 @@ def _cycle(loader: DataLoader) -> Any:
 
 
 def _student_logits(student: SegModel, real: torch.Tensor, fake: torch.Tensor | None, bn: str) -> torch.Tensor:
-    if fake is None or bn == "mixed" or bn == "frozen":
+    if fake is None or bn != "real":
         return student(real if fake is None else torch.cat([real, fake]))
     out_real = student(real)
     _set_bn_training(student, False)
@@ -152,7 +152,6 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             if state_path is not None and cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total:
                 _save_state(state_path, student, opt, it, history, epoch_gen)
         history.append(running / max(n, 1))
-        skip = 0
     bar.close()
     if state_path is not None:
         Path(state_path).unlink(missing_ok=True)

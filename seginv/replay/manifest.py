@@ -43,6 +43,13 @@ def write_manifest(root: str | os.PathLike[str], manifest: dict[str, Any]) -> No
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
+def recount(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Set ``count`` and ``complete`` from the listed shards (both are derived, never set by hand)."""
+    manifest["count"] = sum(e["count"] for e in manifest["shards"])
+    manifest["complete"] = manifest["count"] == manifest["num_images"]
+    return manifest
+
+
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -94,8 +101,6 @@ def prepare_directory(root: str | os.PathLike[str], header: dict[str, Any], *, r
     for p in ours:
         if p.name != MANIFEST and p.name not in kept_files:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    manifest = {**fresh, "shards": sorted(keep, key=lambda e: e["index"])}
-    manifest["count"] = sum(e["count"] for e in keep)
-    manifest["complete"] = manifest["count"] == manifest["num_images"]
+    manifest = recount({**fresh, "shards": sorted(keep, key=lambda e: e["index"])})
     write_manifest(root, manifest)
     return manifest

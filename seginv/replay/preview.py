@@ -40,6 +40,17 @@ def preview_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *,
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise SeginvError(f"preview file {out} should end in .png.", "Example: --out preview.png")
+    sheet, samples = replay_sheet(root, num=num, columns=columns, cell=cell)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        sheet.save(tmp, format="PNG")
+    return {"out": str(out), "samples": samples}
+
+
+def replay_sheet(root: str | os.PathLike[str], *, num: int = 24, columns: int = 6,
+                 cell: int = 128) -> tuple[Image.Image, int]:
+    """The contact sheet of the first ``num`` samples of ``root``, captioned with their foreground targets, and
+    how many samples it shows."""
     ds = ReplayDataset(root, allow_incomplete=True)
     bg = 0 if ds.manifest.get("background", True) else None
     images, masks, labels = [], [], []
@@ -49,8 +60,4 @@ def preview_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *,
         masks.append(s["masks"])
         labels.append(", ".join(ds.class_names[k] for k in np.flatnonzero(s["targets"]) if k != bg))
     ds.close()
-    sheet = contact_sheet(images, masks, labels, columns=min(columns, max(len(images), 1)), cell=cell)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        sheet.save(tmp, format="PNG")
-    return {"out": str(out), "samples": len(images)}
+    return contact_sheet(images, masks, labels, columns=min(columns, max(len(images), 1)), cell=cell), len(images)

@@ -79,7 +79,8 @@ def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
             counter.update(masks, targets, f["r"][()])
             for k in ("loss", "loss_cls", "loss_prior", "loss_bn"):
                 losses[k].append(f[k][()])
-    mean_loss = {k: float(np.nanmean(np.concatenate(v))) for k, v in losses.items() if np.isfinite(np.concatenate(v)).any()}
+    all_losses = {k: np.concatenate(v) for k, v in losses.items()}
+    mean_loss = {k: float(np.nanmean(v)) for k, v in all_losses.items() if np.isfinite(v).any()}
     return {
         "root": str(root), "count": m["count"], "num_images": m["num_images"], "complete": m["complete"],
         "image_size": m["image_size"], "source": m.get("source", {}), "config": m.get("config", {}),

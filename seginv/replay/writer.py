@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import SeginvError
 from ..fileio import atomic_path, sha256_file
-from .manifest import write_manifest
+from .manifest import recount, write_manifest
 from .schema import (
     CHUNK_PER_SAMPLE,
     COMPRESSIONS,
@@ -68,7 +68,5 @@ def add_shard(root: str | os.PathLike[str], manifest: dict[str, Any], index: int
     sha = write_shard(Path(root) / name, arrays, {"shard": index, "first": first, "count": count, **meta}, compression)
     entry = {"file": name, "index": index, "first": first, "count": count, "sha256": sha}
     manifest["shards"] = sorted([e for e in manifest["shards"] if e["index"] != index] + [entry], key=lambda e: e["index"])
-    manifest["count"] = sum(e["count"] for e in manifest["shards"])
-    manifest["complete"] = manifest["count"] == manifest["num_images"]
-    write_manifest(root, manifest)
+    write_manifest(root, recount(manifest))
     return manifest

@@ -10,16 +10,17 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.transforms import normalize
 from ..errors import SeginvError
 from ..models import SegModel
-from .aggregation import aggregate
+from .aggregation import AGGREGATIONS, aggregate
 from .augment import Augment, AugmentConfig
 from .priors import (
     BatchNormInputStats,
@@ -58,7 +59,7 @@ class InversionConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.aggregation in ("saa", "avg", "max"), f"aggregation must be saa, avg or max, not {self.aggregation!r}"),
+            (self.aggregation in AGGREGATIONS, f"aggregation must be saa, avg or max, not {self.aggregation!r}"),
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, not {self.precision!r}"),
             (self.steps >= 1 and self.batch_size >= 1, "steps and batch size must be at least 1"),
@@ -80,16 +81,6 @@ class InversionConfig:
         d = asdict(self)
         d["size"], d["betas"], d["r_choices"] = list(self.size), list(self.betas), list(self.r_choices)
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InversionConfig:
-        known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        d["augment"] = AugmentConfig(**d.get("augment", {}))
-        for k in ("size", "betas", "r_choices"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
 
 
 #: ``--preset paper``: seed 002, section 4.2 (Adam lr 0.25, batch 16, 512x512 noise, 1000 steps); the jitter of 30
@@ -221,7 +212,7 @@ class Inverter:
     @torch.no_grad()
     def _finish(self, x: torch.Tensor, terms: dict[str, torch.Tensor], steps: int, save_probs: bool) -> BatchResult:
         pixels = ((x * self.std + self.mean) * 255).round_().clamp_(0, 255).to(torch.uint8)
-        stored = (pixels.float() / 255 - self.mean) / self.std  # what a reader of the shard will feed the teacher
+        stored = normalize(pixels, self.model.mean, self.model.std)  # what a reader of the shard feeds the teacher
         logits = self.model(stored).float()
         probs = logits.softmax(1)
         b = len(x)

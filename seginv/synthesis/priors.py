@@ -76,7 +76,7 @@ class BatchNormInputStats:
 
     def _hook(self, module: nn.BatchNorm2d, inputs: tuple[torch.Tensor, ...]) -> None:
         x = inputs[0].float()
-        mean = x.mean((0, 2, 3))  # E[x^2] - E[x]^2: on CPU ~10x faster than var_mean over (0, 2, 3), same to 1e-6
+        mean = x.mean((0, 2, 3))  # E[x^2] - E[x]^2: on CPU much faster than var_mean over (0, 2, 3)
         var = (x.square().mean((0, 2, 3)) - mean.square()).clamp_min(0)
         self.stats.append((mean, var, module.running_mean, module.running_var))  # type: ignore[arg-type]
 

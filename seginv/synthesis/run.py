@@ -82,7 +82,7 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
     manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
     done = {e["index"] for e in manifest["shards"]}
     inverter = Inverter(model, inv, device)
-    meta = {"class_names": model.class_names, "background": model.background, "source": source, "config": config}
+    meta = {k: header[k] for k in ("class_names", "background", "source", "config")}
     started, synth_s, write_s, restarts = time.perf_counter(), 0.0, 0.0, 0
     if bar is not None:
         bar.update(manifest["count"])

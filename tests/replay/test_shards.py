@@ -195,7 +195,8 @@ def test_agreement_counter_by_hand():
     masks = np.array([[[0, 1], [2, 2]], [[0, 0], [0, 3]]], np.uint8)
     targets = np.array([[1, 1, 0, 0], [1, 0, 1, 0]], bool)  # image 0 asks cat (present); image 1 asks dog (absent)
     r = np.array([[1, 1, 1, 1], [1, 1, 20, 1]], np.float32)
-    res = c.result(NAMES) if c.update(masks, targets, r) is None else None
+    c.update(masks, targets, r)
+    res = c.result(NAMES)
     assert res["all_targets_predicted"] == 0.5 and res["target_recall"] == 0.5
     assert res["nontarget_pixel_share"] == pytest.approx(3 / 8)  # two dog pixels in image 0, one car pixel in image 1
     assert res["size_by_r"] == {"1.0": 0.25, "20.0": 0.0}

@@ -140,7 +140,7 @@ def test_presets_and_overrides():
     assert (paper.size, paper.batch_size, paper.steps, paper.lr) == ((512, 512), 16, 1000, 0.25)
     c = inversion_config("paper", steps=10, jitter=0, flip=None)
     assert c.steps == 10 and c.augment.jitter == 0 and c.augment.flip is True and c.size == (512, 512)
-    assert InversionConfig.from_dict(c.to_dict()) == c
+    assert c.to_dict()["augment"] == {"jitter": 0, "flip": True, "affine": False, "color": False}
     with pytest.raises(SeginvError, match="unknown preset"):
         inversion_config("fast")
     with pytest.raises(SeginvError, match="aggregation must be saa, avg or max"):
