@@ -7,6 +7,7 @@ import shlex
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -384,7 +385,7 @@ def _ratio(value: str) -> tuple[int, int]:
 @click.option("--lam", default=1.0, show_default=True, type=float, help="hrhf: weight of the KD term (seed 002 eq. 5).")
 @click.option("--seg-on", default="real", show_default=True, type=click.Choice(["real", "both"]),
               help="hrhf: apply eq. 4 (CE on merged labels) to the real half only, or to both halves.")
-@click.option("--bn", default="mixed", show_default=True, type=click.Choice(["mixed", "real", "frozen"]),
+@click.option("--bn", default="frozen", show_default=True, type=click.Choice(["mixed", "real", "frozen"]),
               help="Student BatchNorm: whole-batch statistics, real-half statistics, or frozen.")
 @click.option("--init", default="mib", show_default=True, type=click.Choice(["mib", "random"]), help="New head init.")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
@@ -429,6 +430,40 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
                                f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}")
+
+
+# ----------------------------------------------------------------------------------------------------- run
+@cli.command("run")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory [runs/<recipe name>]; rerunning "
+              "into it resumes, skipping finished steps.")
+@click.option("--data", type=click.Path(file_okay=False), help="Dataset root (replaces the recipe's data).")
+@click.option("--step0", type=click.Path(dir_okay=False), help="Step-0 checkpoint (replaces the recipe's step0).")
+@click.option("--seeds", help="Comma-separated seeds (replaces the recipe's seeds).")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [the recipe's, else auto].")
+@click.option("--check", is_flag=True, help="Only validate the recipe and print what it would run.")
+@JSON
+def run_command(recipe: str, out: str | None, data: str | None, step0: str | None, seeds: str | None,
+                device: str | None, check: bool, as_json: bool) -> None:
+    """Run a whole protocol from a recipe: step 0, then per step synthesize -> distill -> evaluate, for each run
+    (method and replay) and seed; writes per-step checkpoints, replay shards and results.md/.csv/.json.
+
+    \b
+    seginv run recipes/scenes-15-5-overlapped.yaml
+    seginv run recipes/voc-15-1-overlapped.yaml --data VOCdevkit/VOC2012 --step0 voc-15.pt --device cuda
+    seginv run my.yaml --check
+    """
+    from .pipeline import run_recipe
+    from .recipes import load_recipe
+
+    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    r = load_recipe(recipe, data=data, step0_model=step0, device=device, seeds=seed_list)
+    if check:
+        emit(r.to_dict(), as_json, lambda d: json.dumps(d, indent=2))
+        return
+    target = Path(out) if out else Path("runs") / r.name
+    res = run_recipe(r, target, command=command_line(), log=lambda s: click.echo(s, err=True))
+    emit(res, as_json, lambda d: (target / "results.md").read_text())
 
 
 # ---------------------------------------------------------------------------------------------------- demo

@@ -1,0 +1,179 @@
+"""``seginv run``: a recipe's whole protocol, step after step, resumable at any point.
+
+Layout of the output directory::
+
+    recipe.json                         the validated recipe, as run
+    data/                               generated Scenes (when the recipe asks for them)
+    step0.pt, step0.json                the trained step-0 model (unless the recipe loads one) and its evaluation
+    replay/<teacher>-<settings>/        shards inverted from one model with one synthesis setting and seed;
+                                        shared by every run that would make the same ones
+    runs/<run>/seed<k>/step<t>.pt       the run's model after step t, and step<t>.json its record (the
+                                        configuration it was made with, evaluation, timings)
+    results.md, results.csv, results.json
+
+A step is finished when its record exists; a rerun skips it, after checking that the recipe still asks for the
+same thing (a changed setting is refused, naming it). A step cut short resumes: synthesis keeps its complete
+shards, distillation continues from its last ``checkpoint_every`` state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .data.scenes import ScenesConfig, write_scenes
+from .errors import SeginvError
+from .fileio import atomic_path, sha256_file
+from .models.checkpoint import load_model
+from .protocols import get_protocol
+from .recipes import Recipe, RunSpec, fingerprint, train_config
+from .report import write_results
+from .runtime import progress, resolve_device
+from .workflows import distill, evaluate_model, synthesize, train
+
+
+def _write_json(path: Path, d: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(d, indent=2, default=str) + "\n")
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if fingerprint({"v": old}) == fingerprint({"v": new}) else [prefix.rstrip(".")]
+
+
+def _finished(record_path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a finished step made with ``config``; None if the step is not finished."""
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    diff = _differences(record["config"], json.loads(json.dumps(config, default=str)))
+    if diff:
+        raise SeginvError(f"{record_path} was made with other settings ({', '.join(diff)}).",
+                          "Run the changed recipe into a new --out, or delete that run's folder to redo it.")
+    return record
+
+
+def _metrics(val: dict[str, Any]) -> dict[str, Any]:
+    return {"old": val["old"], "new": val["new"], "all": val["miou"], "per_class": val["per_class"]}
+
+
+class Pipeline:
+    def __init__(self, recipe: Recipe, out: str | os.PathLike[str], *, command: str | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.recipe, self.out, self.command, self.log = recipe, Path(out), command, log
+        self.proto = get_protocol(recipe.protocol)
+        self.device = resolve_device(recipe.device)
+        self.fmt = recipe.data.get("format", "auto")
+
+    # ---------------------------------------------------------------------------------------------- inputs
+    def data(self) -> Path:
+        if "path" in self.recipe.data:
+            path = Path(self.recipe.data["path"])
+            if not path.is_dir():
+                raise SeginvError(f"data directory {path} does not exist.", "Pass --data DIR (the dataset's root).")
+            return path
+        path, cfg = self.out / "data", ScenesConfig(**self.recipe.data["scenes"])
+        summary = path / "scenes.json"
+        if summary.is_file():
+            made = json.loads(summary.read_text())["config"]
+            if made != json.loads(json.dumps(cfg.__dict__)):
+                raise SeginvError(f"{path} holds Scenes made with other settings.", "Use a new --out.")
+            return path
+        self.log(f"generating Scenes in {path}")
+        write_scenes(path, cfg, workers=min(2, os.cpu_count() or 1))
+        return path
+
+    def step0(self, data: Path) -> tuple[Path, dict[str, Any]]:
+        """The step-0 checkpoint (loaded or trained) and its evaluation on the step-0 classes."""
+        if "model" in self.recipe.step0:
+            path = Path(self.recipe.step0["model"])
+            if not path.is_file():
+                raise SeginvError(f"step-0 model {path} does not exist.", "Fix step0.model or pass --step0 FILE.")
+        else:
+            path = self.out / "step0.pt"
+            if not path.is_file():
+                t = dict(self.recipe.step0["train"])
+                arch, arch_kwargs = t.pop("arch", "deeplab-mini"), t.pop("arch_kwargs", None)
+                self.log(f"training step 0 of {self.proto.name} into {path}")
+                train(data, self.proto.name, path, setting=self.recipe.setting, arch=arch, arch_kwargs=arch_kwargs,
+                      cfg=train_config(t, "step0.train"), device=self.device, fmt=self.fmt, evaluate_after=False,
+                      command=self.command)
+        config = {"model_sha256": sha256_file(path), "data": str(data)}
+        record_path = self.out / "step0.json"
+        record = _finished(record_path, config)
+        if record is None:
+            model = load_model(path)[0]
+            names = self.proto.names(self.proto.seen(0))
+            if list(model.class_names) != names:
+                raise SeginvError(f"step-0 model {path} knows {model.class_names}, not {self.proto.name}'s step 0.",
+                                  f"It should know exactly {names}.")
+            val = evaluate_model(model, data, protocol=self.proto.name, step=0, fmt=self.fmt, device=self.device)
+            record = {"config": config, "checkpoint": str(path), "metrics": _metrics(val)}
+            _write_json(record_path, record)
+        return path, record
+
+    # ----------------------------------------------------------------------------------------------- steps
+    def replay(self, run: RunSpec, teacher: Path, teacher_sha: str, seed: int) -> tuple[str | None, float]:
+        if run.replay != "synthesize":
+            return (None if run.replay == "none" else "noise"), 0.0
+        inv, cfg = run.inversion(), run.run_config(seed)
+        key = hashlib.sha256(fingerprint({"inv": inv.to_dict(), "run": cfg.__dict__}).encode()).hexdigest()[:10]
+        where = self.out / "replay" / f"{teacher_sha[:12]}-{key}"
+        started = time.perf_counter()
+        with progress(total=cfg.num_images, desc=f"synthesize {where.name}", unit="img") as bar:
+            r = synthesize(teacher, where, inversion=inv, run=cfg, device=self.device, resume=True, bar=bar)
+        if r["resumed_shards"] < r["shards"]:
+            self.log(f"  synthesized {r['count']} images into {where} in {r['seconds']:.0f} s")
+        return str(where), time.perf_counter() - started
+
+    def step(self, run: RunSpec, seed: int, t: int, teacher: Path, data: Path) -> tuple[Path, dict[str, Any]]:
+        folder = self.out / "runs" / run.name / f"seed{seed}"
+        ckpt, record_path = folder / f"step{t}.pt", folder / f"step{t}.json"
+        teacher_sha = sha256_file(teacher)
+        config = {"run": run.to_dict(), "seed": seed, "step": t, "teacher_sha256": teacher_sha,
+                  "protocol": self.proto.name, "setting": self.recipe.setting, "data": str(data)}
+        record = _finished(record_path, config)
+        if record is not None:
+            self.log(f"[{run.name} seed {seed}] step {t}: finished before, kept")
+            return ckpt, record
+        self.log(f"[{run.name} seed {seed}] step {t}: learning {', '.join(self.proto.names(self.proto.current(t)))}")
+        replay, synth_seconds = self.replay(run, teacher, teacher_sha, seed)
+        r = distill(teacher, ckpt, data, replay=replay, protocol=self.proto.name, setting=self.recipe.setting,
+                    method=run.method, method_options=run.options, cfg=run.distill_config(seed), init=run.init,
+                    device=self.device, fmt=self.fmt, resume=True, command=self.command)
+        m = _metrics(r["metrics"]["val"])
+        record = {"config": config, "checkpoint": str(ckpt), "replay": replay, "metrics": m,
+                  "seconds": {"synthesis": round(synth_seconds, 1), "distill": round(r["seconds"], 1)},
+                  "iterations": r["metrics"]["train"]["iterations"]}
+        _write_json(record_path, record)
+        self.log(f"  old {m['old']:.4f}  new {m['new']:.4f}  all {m['all']:.4f}")
+        return ckpt, record
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        _write_json(self.out / "recipe.json", self.recipe.to_dict())
+        data = self.data()
+        step0_path, step0 = self.step0(data)
+        rows = []
+        for seed in self.recipe.seeds:
+            for run in self.recipe.runs:
+                teacher = step0_path
+                for t in range(1, self.proto.num_steps):
+                    teacher, record = self.step(run, seed, t, teacher, data)
+                    rows.append({"run": run.name, "method": run.method, "replay": run.replay, "seed": seed, "step": t,
+                                 **{k: record[k] for k in ("metrics", "seconds", "iterations")}})
+        return write_results(self.out, self.recipe, self.proto, step0, rows, command=self.command,
+                             device=str(self.device), seconds=time.perf_counter() - started)
+
+
+def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, command: str | None = None,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) ``recipe`` into ``out``; returns what ``results.json`` holds."""
+    return Pipeline(recipe, out, command=command, log=log).run()
