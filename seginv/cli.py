@@ -371,6 +371,19 @@ def _ratio(value: str) -> tuple[int, int]:
     return real, fake
 
 
+def _options(values: tuple[str, ...]) -> dict[str, Any]:
+    out = {}
+    for v in values:
+        key, sep, raw = v.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{v!r} is not KEY=VALUE.", param_hint="--option")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
 @cli.command()
 @click.option("--teacher", required=True, type=click.Path(dir_okay=False), help="The current model (seginv checkpoint).")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset with the new classes' labels.")
@@ -387,7 +400,12 @@ def _ratio(value: str) -> tuple[int, int]:
               help="hrhf: apply eq. 4 (CE on merged labels) to the real half only, or to both halves.")
 @click.option("--bn", default="frozen", show_default=True, type=click.Choice(["mixed", "real", "frozen"]),
               help="Student BatchNorm: whole-batch statistics, real-half statistics, or frozen.")
-@click.option("--init", default="mib", show_default=True, type=click.Choice(["mib", "random"]), help="New head init.")
+@click.option("--init", type=click.Choice(["mib", "random"]), help="New head init: MiB's balanced init or random "
+              "[the method's: mib for hrhf and mib, random for the others].")
+@click.option("--ial", type=click.Path(dir_okay=False), help="Replace the method's cross-entropy by the importance-aware "
+              "loss (seed 003) with the groups, lambda and alpha in this YAML file (example: configs/ial-cityscapes.yaml).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="A method option, e.g. --option kd=100 "
+              "--option freeze_encoder=true (see `seginv methods list`); repeatable.")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(2))
 @click.option("--lr", default=0.001, show_default=True, type=float)
@@ -403,7 +421,8 @@ def _ratio(value: str) -> tuple[int, int]:
 @SEED
 @JSON
 def distill(teacher: str, data: str, new_classes: str | None, protocol: str | None, setting: str, replay: str | None,
-            out: str, method: str, ratio: str, lam: float, seg_on: str, bn: str, init: str, epochs: int,
+            out: str, method: str, ratio: str, lam: float, seg_on: str, bn: str, init: str | None, ial: str | None,
+            options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
             resume: bool, fmt: str, workers: int, device: str, seed: int, as_json: bool) -> None:
     """Teach a model new classes from new data, keeping the old ones with replay and distillation.
@@ -418,18 +437,48 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
     from .training import TrainConfig
     from .workflows import distill as run
 
-    options = {"lam": lam, "seg_on": seg_on} if method == "hrhf" else {}
+    opts = {"lam": lam, "seg_on": seg_on} if method == "hrhf" else {}
+    opts.update(_options(options))
     cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                           weight_decay=weight_decay, crop_size=crop_size, workers=workers, seed=seed),
                         ratio=_ratio(ratio), bn=bn, checkpoint_every=checkpoint_every)
     names = _names(new_classes)
     r = run(teacher, out, data, replay=replay, new_classes=list(names) if names else None, protocol=protocol,
-            setting=setting, method=method, method_options=options, cfg=cfg, init=init, device=resolve_device(device),
+            setting=setting, method=method, method_options=opts, cfg=cfg, init=init, ial=ial, device=resolve_device(device),
             fmt=fmt, resume=resume, command=command_line())
     val = r["metrics"].get("val", {})
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
                                f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}")
+
+
+# ------------------------------------------------------------------------------------------------- methods
+@cli.group()
+def methods() -> None:
+    """The distillation methods `seginv distill --method` and recipes accept."""
+
+
+@methods.command("list")
+@JSON
+def methods_list(as_json: bool) -> None:
+    """Each method with a one-line description, its options and defaults, and its citation.
+
+    \b
+    seginv methods list
+    """
+    from .distill.methods import list_methods
+
+    r = list_methods()
+
+    def text(d: dict[str, Any]) -> str:
+        lines = []
+        for name, m in d.items():
+            opts = ", ".join(f"{k}={v}" for k, v in m["options"].items())
+            lines += [f"{name:<8} {m['description']}", f"{'':<8} options: {opts or 'none'}; new heads: {m['init']}",
+                      f"{'':<8} {m['citation']}"]
+        return "\n".join(lines)
+
+    emit(r, as_json, text)
 
 
 # ----------------------------------------------------------------------------------------------------- run

@@ -145,7 +145,7 @@ class Pipeline:
         self.log(f"[{run.name} seed {seed}] step {t}: learning {', '.join(self.proto.names(self.proto.current(t)))}")
         replay, synth_seconds = self.replay(run, teacher, teacher_sha, seed)
         r = distill(teacher, ckpt, data, replay=replay, protocol=self.proto.name, setting=self.recipe.setting,
-                    method=run.method, method_options=run.options, cfg=run.distill_config(seed), init=run.init,
+                    method=run.method, method_options=run.options, cfg=run.distill_config(seed), init=run.init, ial=run.ial,
                     device=self.device, fmt=self.fmt, resume=True, command=self.command)
         m = _metrics(r["metrics"]["val"])
         record = {"config": config, "checkpoint": str(ckpt), "replay": replay, "metrics": m,

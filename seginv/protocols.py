@@ -159,12 +159,12 @@ def name_lut(source_names: list[str] | tuple[str, ...], target_names: list[str] 
 def train_lut(protocol: Protocol, step: int, joint: bool = False) -> np.ndarray:
     """(256,) model id -> training label at ``step``: current classes kept, the rest background (or 255).
 
-    ``joint`` keeps every class of the protocol (offline training, the upper bound).
+    ``joint`` keeps every class seen by ``step`` (offline training on all labels, the upper bound).
     """
     lut = np.full(256, IGNORE, dtype=np.uint8)
     if protocol.background:
         lut[: len(protocol.class_names)] = 0
-    for c in range(len(protocol.class_names)) if joint else protocol.current(step):
+    for c in protocol.seen(step) if joint else protocol.current(step):
         lut[c] = c
     return lut
 

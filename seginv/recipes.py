@@ -38,7 +38,7 @@ _SYNTH = ("preset", *_SYNTH_RUN, *(f.name for f in dataclasses.fields(InversionC
           *(f.name for f in dataclasses.fields(AugmentConfig)))
 _DISTILL_TRAIN = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "seed")
 _DISTILL = (*_DISTILL_TRAIN, "ratio", "bn", "checkpoint_every", "init")
-_RUN = ("method", "replay", "options", "synthesis", "distill")
+_RUN = ("method", "replay", "options", "ial", "synthesis", "distill")
 
 
 @dataclass
@@ -51,6 +51,7 @@ class RunSpec:
     options: dict[str, Any]
     synthesis: dict[str, Any]  # merged recipe + run keys, as written
     distill: dict[str, Any]
+    ial: str | None = None  # an IAL file replacing the method's cross-entropy (seed 003)
 
     def inversion(self) -> InversionConfig:
         s = {k: v for k, v in self.synthesis.items() if k not in ("preset", *_SYNTH_RUN)}
@@ -79,8 +80,9 @@ class RunSpec:
         return DistillConfig(train=TrainConfig(seed=seed, **train), **d)
 
     @property
-    def init(self) -> str:
-        return str(self.distill.get("init", "mib"))
+    def init(self) -> str | None:
+        """The recipe's new-head init; None leaves it to the method."""
+        return self.distill.get("init")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -204,7 +206,8 @@ def parse_recipe(raw: Any, base: str | os.PathLike[str] = ".", *, data: str | No
             name=str(name), method=str(spec.get("method", "hrhf")), replay=replay,
             options=dict(_mapping(spec.get("options"), f"{w}.options")),
             synthesis={**synth, **_known(_mapping(spec.get("synthesis"), f"{w}.synthesis"), _SYNTH, f"{w}.synthesis")},
-            distill={**dist, **_known(_mapping(spec.get("distill"), f"{w}.distill"), _DISTILL, f"{w}.distill")})
+            distill={**dist, **_known(_mapping(spec.get("distill"), f"{w}.distill"), _DISTILL, f"{w}.distill")},
+            ial=_resolve(str(spec["ial"]), base) if spec.get("ial") else None)
         _build(run, w)
         runs.append(run)
 
@@ -232,7 +235,13 @@ def train_config(train: dict[str, Any], where: str) -> TrainConfig:
 def _build(run: RunSpec, where: str) -> None:
     """Build every configuration of ``run`` once so that a bad value fails now, naming where it is."""
     try:
-        create_method(run.method, **run.options)
+        method = create_method(run.method, **run.options)
+        if run.ial is not None:
+            from .distill.ial import load_ial
+
+            load_ial(run.ial)
+            if not hasattr(method, "seg_loss"):
+                raise SeginvError(f"method {run.method} has no plain cross-entropy term for `ial` to replace.")
         run.distill_config(0)
         if run.replay == "synthesize":
             run.inversion()

@@ -41,7 +41,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     for r in rows:
         out.setdefault(r["run"], {}).setdefault(str(r["step"]), {"rows": []})["rows"].append(r)
     for steps in out.values():
-        for key, cell in steps.items():
+        for cell in steps.values():
             rs = cell.pop("rows")
             cell.update({g: _stats([r["metrics"][g] for r in rs]) for g in GROUPS})
             names = list(rs[0]["metrics"]["per_class"])
@@ -65,11 +65,11 @@ def markdown(recipe: Recipe, proto: Protocol, step0: dict[str, Any], summary: di
         lines += [recipe.description, ""]
     lines += [f"- protocol: {proto.name} ({proto.description}), {recipe.setting}",
               f"- seeds: {', '.join(map(str, recipe.seeds))}; mIoU in %, mean ± std over seeds where there are several",
-              f"- old = step-0 classes without background, new = classes of steps 1..t, all = every class seen",
+              "- old = step-0 classes without background, new = classes of steps 1..t, all = every class seen",
               f"- command: `{command or 'seginv run'}`",
               f"- machine: {machine(device)}",
-              f"- total time of this invocation: {seconds:.0f} s (finished steps kept from earlier invocations "
-              "are not re-timed; per-step times below are from when each step ran)", ""]
+              (f"- total time of this invocation: {seconds:.0f} s (finished steps kept from earlier invocations "
+               "are not re-timed; per-step times below are from when each step ran)"), ""]
     m0 = step0["metrics"]
     for t in range(1, proto.num_steps):
         lines += [f"## After step {t} (+{', '.join(proto.names(proto.current(t)))})", "",

@@ -69,7 +69,7 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
         raise SeginvError(f"checkpoint name {out} should end in .pt or .safetensors.")
     seed_everything(cfg.seed)
     started = time.perf_counter()
-    dataset = train_split(data, proto, 0, setting, joint=joint, fmt=fmt, cache=True)
+    dataset = train_split(data, proto, proto.num_steps - 1 if joint else 0, setting, joint=joint, fmt=fmt, cache=True)
     ids = list(range(len(proto.class_names))) if joint else proto.current(0)
     model = create_model(arch, proto.names(ids), [ids], background=proto.background, **(arch_kwargs or {}))
     history = train_supervised(model, dataset, cfg, device)
@@ -163,7 +163,8 @@ def incremental_protocol(teacher: SegModel, protocol: str | None, new_classes: l
 def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], data: str | os.PathLike[str], *,
             replay: str | os.PathLike[str] | None = None, new_classes: list[str] | None = None,
             protocol: str | None = None, setting: str = "overlapped", method: str = "hrhf",
-            method_options: dict[str, Any] | None = None, cfg: Any = None, init: str = "mib",
+            method_options: dict[str, Any] | None = None, cfg: Any = None, init: str | None = None,
+            ial: str | os.PathLike[str] | None = None,
             device: torch.device | str = "cpu", fmt: str = "auto", evaluate_after: bool = True, resume: bool = False,
             command: str | None = None) -> dict[str, Any]:
     """Teach a checkpoint new classes from ``data`` (+ replay shards) and write the extended model to ``out``."""
@@ -179,8 +180,10 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         raise SeginvError(f"checkpoint name {out} should end in .pt or .safetensors.")
     teacher = load_model(teacher_path)[0]
     proto, step = incremental_protocol(teacher, protocol, new_classes)
+    out.parent.mkdir(parents=True, exist_ok=True)  # the resumable state is written beside the checkpoint
     check_setting(setting)
     m = create_method(method, **(method_options or {}))
+    init = init or getattr(m, "init", "mib")
     replay_ds: Any = None
     if str(replay) == "noise":  # seed 002 Table 2's +Noise ablation
         from .replay.noise import NoiseDataset
@@ -193,9 +196,18 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
                               "Synthesize replay from this teacher: seginv synthesize --model TEACHER --out DIR.")
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
-    real = train_split(data, proto, step, setting, fmt=fmt, cache=True)
+    real = train_split(data, proto, step, setting, joint=bool(getattr(m, "joint_data", False)), fmt=fmt, cache=True)
     student = copy.deepcopy(teacher)
     student.add_classes(proto.names(proto.current(step)), init=init)
+    ial_cfg = None
+    if ial is not None:  # seed 003's importance-aware loss in place of the method's cross-entropy
+        from .distill.ial import ImportanceAwareLoss, load_ial
+
+        if not hasattr(m, "seg_loss"):
+            raise SeginvError(f"method {method} has no plain cross-entropy term for --ial to replace.",
+                              "Use it with ft, fe, lwf, ilt, joint or hrhf.")
+        ial_cfg = load_ial(ial)
+        m.seg_loss = ImportanceAwareLoss(ial_cfg, student.class_names)
     history = run_distill(teacher, student, real, replay_ds, m, cfg, device,
                           state_path=out.with_name(out.name + ".state"), resume=resume)
     metrics: dict[str, Any] = {"train": history}
@@ -206,7 +218,8 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         metrics["val"]["per_class"] = result["per_class"]
     config = {"teacher": str(teacher_path), "data": str(data), "replay": str(replay) if replay else None,
               "protocol": proto.name, "step": step, "setting": setting, "method": method,
-              "method_options": method_options or {}, "init": init, "distill": cfg.to_dict(), "device": str(device)}
+              "method_options": method_options or {}, "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None,
+              "distill": cfg.to_dict(), "device": str(device)}
     sha = save_checkpoint(student.cpu(), out, make_provenance(config, parent=teacher_path, metrics=metrics, command=command))
     return {"checkpoint": str(out), "sha256": sha, "classes": student.class_names, "metrics": metrics,
             "seconds": time.perf_counter() - started}

@@ -38,7 +38,7 @@ def tiny_recipe(data, step0, protocol="voc-15-1", **extra):
     r = {"name": "tiny", "protocol": protocol, "setting": "overlapped", "data": {"path": str(data)},
          "step0": {"model": str(step0)},
          "synthesis": {"num_images": 4, "batch_size": 4, "shard_size": 4, "steps": 2, "size": 32},
-         "distill": {"epochs": 1, "batch_size": 4, "crop_size": 32},
+         "distill": {"epochs": 1, "batch_size": 4, "crop_size": 32, "checkpoint_every": 2},
          "device": "cpu", "runs": {"hrhf": {"method": "hrhf"}, "no-replay": {"method": "hrhf", "replay": "none"}}}
     r.update(extra)
     return r

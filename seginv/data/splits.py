@@ -24,11 +24,12 @@ def train_split(root: str | os.PathLike[str], protocol: Protocol, step: int, set
                 joint: bool = False, fmt: str = "auto", cache: bool = False) -> Subset:
     """Images of ``step`` filtered as ``setting`` asks, labels remapped for training (protocol module docstring).
 
-    ``joint`` keeps every image and every class (offline training over all steps' data).
+    ``joint`` keeps every image and every class seen by ``step`` (offline training over the data of steps
+    0..``step``; for Cityscapes, the cities of those steps).
     """
     cities = None
     if protocol.step_cities:
-        cities = tuple(c for s in protocol.step_cities for c in s) if joint else protocol.step_cities[step]
+        cities = tuple(c for s in protocol.step_cities[: step + 1] for c in s) if joint else protocol.step_cities[step]
     ds = _open(root, "train", protocol, cities, fmt, cache)
     to_model = name_lut(ds.class_names, protocol.class_names)
     ds.label_lut = train_lut(protocol, step, joint=joint)[to_model]

@@ -7,6 +7,8 @@ the student's ids with 255 = ignore.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -46,7 +48,7 @@ def rearranged_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) ->
     Example:
         >>> t = torch.zeros(1, 2, 1, 1); s = torch.zeros(1, 3, 1, 1)
         >>> round(rearranged_kd(s, t).item(), 4)  # s_hat = (2/3, 1/3) against p = (1/2, 1/2)
-        0.7520
+        0.752
     """
     num_old = _check(student_logits, teacher_logits)
     p_teacher = F.softmax(teacher_logits.float(), dim=1)
@@ -80,11 +82,148 @@ def merged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
 
 
 def hrhf_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 1.0,
-              ignore_index: int = IGNORE) -> dict[str, torch.Tensor]:
+              ignore_index: int = IGNORE, seg_loss: Callable[..., torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Seed 002 eq. 5: ``l = lambda * l_kd + l_seg`` with eq. 3 and eq. 4. Returns ``total``, ``kd`` and ``seg``.
 
     To apply eq. 4 to part of a batch only (e.g. the real half), pass ``ignore_index`` as the labels of the rest.
+    ``seg_loss(logits, merged_labels)`` replaces eq. 4's cross-entropy (e.g. by IAL).
     """
     kd = rearranged_kd(student_logits, teacher_logits)
-    seg = merged_ce(student_logits, teacher_logits, labels, ignore_index)
+    if seg_loss is None:
+        seg = merged_ce(student_logits, teacher_logits, labels, ignore_index)
+    else:
+        seg = seg_loss(student_logits, merge_labels(labels, teacher_logits, ignore_index))
     return {"total": lam * kd + seg, "kd": kd, "seg": seg}
+
+
+# ------------------------------------------------------------------------------------------ the baselines' terms
+def _safe_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over ``mask`` (0 when the mask is empty, keeping the graph)."""
+    n = mask.sum()
+    return (x * mask).sum() / n if bool(n > 0) else x.sum() * 0.0
+
+
+def masked_kd(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor, mask: torch.Tensor | None = None,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Seed 000 eq. 7 (eq. 3 without ``mask`` and ``weight``): ``-(1/|I_mu|) sum_i alpha_i mu_i sum_s
+    p_teacher[i, s] log p_student[i, s]``.
+
+    Args:
+        student_log_probs: ``(B, S, H, W)`` the student's log-probabilities of the teacher's ``S`` classes (which
+            softmax they come from is the method's choice).
+        teacher_probs: ``(B, S, H, W)``.
+        mask: ``(B, H, W)`` bool, the pixels ``I_mu`` that count (default all).
+        weight: ``(B, H, W)`` the pixel weights ``alpha`` (default 1).
+    """
+    per_pixel = -(teacher_probs * student_log_probs).sum(1)
+    if weight is not None:
+        per_pixel = per_pixel * weight
+    if mask is None:
+        return per_pixel.mean()
+    return _safe_mean(per_pixel, mask.to(per_pixel.dtype))
+
+
+def entropy_weights(teacher_probs: torch.Tensor) -> torch.Tensor:
+    """Seed 000 eq. 10: ``alpha_i = 1 + H_2(p_teacher[i])``, the base-2 entropy of the teacher's soft label.
+
+    Example:
+        >>> entropy_weights(torch.full((1, 4, 1, 1), 0.25)).item()  # uniform over 4 classes: 1 + 2 bits
+        3.0
+    """
+    p = teacher_probs.clamp_min(0)
+    return 1.0 - (p * torch.log2(p.clamp_min(1e-12))).sum(1)
+
+
+def cil_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
+             entropy: bool = True, ignore_index: int = IGNORE) -> dict[str, torch.Tensor]:
+    """Seed 000 eq. 9: cross-entropy over the joint softmax on the pixels labelled with a new class, and the masked
+    KD of eq. 7 (joint softmax restricted to the old classes, against the teacher) on every other pixel, with the
+    entropy weights of eq. 10 when ``entropy``."""
+    num_old = _check(student_logits, teacher_logits)
+    logp = F.log_softmax(student_logits.float(), dim=1)
+    new = (labels >= num_old) & (labels != ignore_index)
+    target = labels.masked_fill(~new, ignore_index)
+    ce = F.nll_loss(logp, target, ignore_index=ignore_index) if bool(new.any()) else logp.sum() * 0.0
+    p_teacher = F.softmax(teacher_logits.float(), dim=1)
+    kd = masked_kd(logp[:, :num_old], p_teacher, ~new, entropy_weights(p_teacher) if entropy else None)
+    return {"total": ce + kd, "seg": ce, "kd": kd}
+
+
+def unbiased_ce(student_logits: torch.Tensor, labels: torch.Tensor, num_old: int,
+                ignore_index: int = IGNORE) -> torch.Tensor:
+    """MiB's unbiased cross-entropy: on the new step's data the background may hide any old class, so the
+    probability of "background" is that of the background or any old class (a log-sum-exp over channels
+    ``0 .. num_old - 1``); new classes keep their own probability.
+
+    Example:
+        >>> s = torch.zeros(1, 3, 1, 1)  # background, one old class, one new class, all equal
+        >>> round(unbiased_ce(s, torch.zeros(1, 1, 1, dtype=torch.long), num_old=2).item(), 4)  # -log(2/3)
+        0.4055
+    """
+    logits = student_logits.float()
+    den = torch.logsumexp(logits, dim=1, keepdim=True)
+    background = torch.logsumexp(logits[:, :num_old], dim=1, keepdim=True) - den
+    logp = torch.cat([background, logits[:, num_old:] - den], dim=1)  # classes: "old or background", new ...
+    target = torch.where((labels < num_old) | (labels == ignore_index), labels.clamp_max(0), labels - num_old + 1)
+    target = target.masked_fill(labels == ignore_index, ignore_index)
+    if bool((target == ignore_index).all()):
+        return logits.sum() * 0.0
+    return F.nll_loss(logp, target, ignore_index=ignore_index)
+
+
+def unbiased_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """MiB's unbiased knowledge distillation: the teacher's background may be any new class, so the student's
+    background probability is that of the background or any new class; the old foreground classes keep their own.
+    As in MiB, the per-pixel sum is divided by the teacher's number of classes.
+
+    Example:
+        >>> t = torch.zeros(1, 2, 1, 1); s = torch.zeros(1, 3, 1, 1)
+        >>> round(unbiased_kd(s, t).item(), 4)  # (1/2 * -log(2/3) + 1/2 * -log(1/3)) / 2
+        0.376
+    """
+    num_old = _check(student_logits, teacher_logits)
+    logits = student_logits.float()
+    den = torch.logsumexp(logits, dim=1, keepdim=True)
+    background = torch.logsumexp(torch.cat([logits[:, :1], logits[:, num_old:]], dim=1), dim=1, keepdim=True) - den
+    logp = torch.cat([background, logits[:, 1:num_old] - den], dim=1)
+    p_teacher = F.softmax(teacher_logits.float(), dim=1)
+    return -(p_teacher * logp).sum(1).mean() / num_old
+
+
+def feature_distillation(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """Seed 001 eq. 4, ILT's L''D: the squared L2 distance between the encoders' outputs, per feature element
+    (``||E_old(x) - E_new(x)||_2^2 / (B * D * h * w)``, the normalisation MiB's weight of 100 assumes)."""
+    if student_features.shape != teacher_features.shape:
+        raise ValueError(f"expected features of one shape. Got: {tuple(student_features.shape)} and "
+                         f"{tuple(teacher_features.shape)}")
+    return (student_features.float() - teacher_features.float()).pow(2).mean()
+
+
+def output_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Seed 001 eq. 3, ILT's L'D: cross-entropy between the teacher's softmax and the student's softmax (over all
+    of its classes), masked to the classes the teacher knows."""
+    num_old = _check(student_logits, teacher_logits)
+    logp = F.log_softmax(student_logits.float(), dim=1)[:, :num_old]
+    return masked_kd(logp, F.softmax(teacher_logits.float(), dim=1))
+
+
+def lwf_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """LwF's KD (seed 000 eq. 3 inside eq. 5): the student's probabilities over the old classes (a softmax over
+    their logits only) against the teacher's."""
+    num_old = _check(student_logits, teacher_logits)
+    logp = F.log_softmax(student_logits[:, :num_old].float(), dim=1)
+    return masked_kd(logp, F.softmax(teacher_logits.float(), dim=1))
+
+
+def icarl_bce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+              ignore_index: int = IGNORE) -> torch.Tensor:
+    """LwF-MC (iCaRL's loss, as MiB applies it to segmentation): per-class binary cross-entropy with sigmoid
+    outputs; the targets are the one-hot labels for the new classes and the teacher's sigmoid for the old ones.
+    Ignored pixels do not count."""
+    num_old = _check(student_logits, teacher_logits)
+    logits = student_logits.float()
+    valid = labels != ignore_index
+    onehot = F.one_hot(labels.masked_fill(~valid, 0), logits.shape[1]).permute(0, 3, 1, 2).float()
+    target = torch.cat([torch.sigmoid(teacher_logits.float()), onehot[:, num_old:]], dim=1)
+    per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
+    return _safe_mean(per_pixel, valid.float())

@@ -66,9 +66,11 @@ class DistillConfig:
 
 
 def _set_bn_training(model: nn.Module, training: bool) -> None:
+    """BatchNorm layers to training mode (batch statistics, running statistics updated) or eval mode. Layers whose
+    parameters a method froze stay in eval mode, so a frozen part of the network does not change at all."""
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.train(training)
+            m.train(training and any(p.requires_grad for p in m.parameters(recurse=False)))
 
 
 def _cycle(loader: DataLoader) -> Any:
@@ -76,15 +78,19 @@ def _cycle(loader: DataLoader) -> Any:
         yield from loader
 
 
-def _student_logits(student: SegModel, real: torch.Tensor, fake: torch.Tensor | None, bn: str) -> torch.Tensor:
+def _student_forward(student: SegModel, real: torch.Tensor, fake: torch.Tensor | None, bn: str,
+                     features: bool) -> Any:
+    """The student's logits on real (+ fake) images, with the encoder output when ``features``."""
     if fake is None or bn != "real":
-        return student(real if fake is None else torch.cat([real, fake]))
-    out_real = student(real)
+        return student(real if fake is None else torch.cat([real, fake]), return_features=features)
+    out_real = student(real, return_features=features)
     _set_bn_training(student, False)
     try:
-        out_fake = student(fake)
+        out_fake = student(fake, return_features=features)
     finally:
         _set_bn_training(student, True)
+    if features:
+        return torch.cat([out_real[0], out_fake[0]]), torch.cat([out_real[1], out_fake[1]])
     return torch.cat([out_real, out_fake])
 
 
@@ -113,8 +119,11 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     for p in teacher.parameters():
         p.requires_grad_(False)
     student.to(device).train()
-    if cfg.bn == "frozen":
-        _set_bn_training(student, False)
+    prepare = getattr(method, "prepare", None)
+    if prepare is not None:
+        prepare(teacher, student)
+    _set_bn_training(student, cfg.bn != "frozen")
+    features = bool(getattr(method, "needs_features", False))
     opt = make_optimizer(student, t)
     total, it, history = t.epochs * len(loader), 0, []
     if resume and state_path is not None and Path(state_path).is_file():
@@ -140,12 +149,14 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                 fake, _ = next(fake_iter)
                 fake = fake.to(device)
             with torch.no_grad():
-                t_logits = teacher(images if fake is None else torch.cat([images, fake]))
+                t_out = teacher(images if fake is None else torch.cat([images, fake]), return_features=features)
+            t_logits, t_feats = t_out if features else (t_out, None)
             if fake is not None:
                 labels = torch.cat([labels, t_logits[len(images):].argmax(1)])
             is_replay = torch.arange(len(labels), device=device) >= len(images)
-            s_logits = _student_logits(student, images, fake, cfg.bn)
-            terms = method.loss(Batch(s_logits, t_logits, labels, is_replay))
+            s_out = _student_forward(student, images, fake, cfg.bn, features)
+            s_logits, s_feats = s_out if features else (s_out, None)
+            terms = method.loss(Batch(s_logits, t_logits, labels, is_replay, s_feats, t_feats))
             running, n, it = running + optimizer_step(opt, terms["total"], f"iteration {it}"), n + 1, it + 1
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")

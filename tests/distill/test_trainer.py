@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from seginv.cli import cli
 from seginv.distill.methods import Batch, create_method, list_methods
-from seginv.distill.trainer import DistillConfig, _student_logits
+from seginv.distill.trainer import DistillConfig, _student_forward
 from seginv.errors import SeginvError
 from seginv.models import create_model
 from seginv.models.checkpoint import load_model, save_checkpoint
@@ -35,7 +35,7 @@ def test_methods_are_listed_with_a_description_and_a_citation():
     methods = list_methods()
     assert {"ft", "hrhf"} <= set(methods)
     assert all(m["description"] and m["citation"] for m in methods.values())
-    with pytest.raises(SeginvError, match="unknown method 'nope'. Known: ft, hrhf"):
+    with pytest.raises(SeginvError, match="unknown method .nope.. Known: cil, fe, ft, hrhf"):
         create_method("nope")
 
 
@@ -59,7 +59,7 @@ def test_bn_modes_real_keeps_running_statistics_of_the_real_half_only():
     bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     ref = create_model("deeplab-mini", ["background", "a"], width=8, aspp_channels=16).train()
     ref.load_state_dict(model.state_dict())
-    _student_logits(model, real, fake, "real")
+    _student_forward(model, real, fake, "real", features=False)
     ref(real)
     ref_bn = next(m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d))
     torch.testing.assert_close(bn.running_mean, ref_bn.running_mean)

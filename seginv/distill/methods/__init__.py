@@ -3,10 +3,15 @@
 A method gets the student's and the teacher's logits on one batch, the labels (new classes in the student's
 ids, everything else background, 255 = ignore; on replayed images the teacher's argmax), and which images are
 replayed; it returns its loss terms, ``total`` first. It holds no training state of its own.
+
+Optional parts, read with ``getattr``: ``init`` (``"mib"`` or ``"random"``, how new heads start; default ``"mib"``),
+``needs_features`` (the batch then carries both encoders' outputs) and ``prepare(teacher, student)``, called once
+before the optimiser is built (to freeze parameters).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,6 +27,8 @@ class Batch:
     teacher: torch.Tensor  # (B, C_old, H, W) teacher logits
     labels: torch.Tensor  # (B, H, W) int64, student ids, 255 = ignore
     is_replay: torch.Tensor  # (B,) bool
+    student_features: torch.Tensor | None = None  # (B, D, h, w) encoder outputs, when the method needs them
+    teacher_features: torch.Tensor | None = None
 
 
 class Method(Protocol):
@@ -48,15 +55,24 @@ def register_method(name: str) -> Callable[[Callable[..., Method]], Callable[...
 def create_method(name: str, **options: Any) -> Method:
     if name not in _METHODS:
         raise SeginvError(f"unknown method {name!r}.", f"Known: {', '.join(sorted(_METHODS))}.")
-    return _METHODS[name](**options)
+    factory = _METHODS[name]
+    known = [p for p in inspect.signature(factory).parameters if p != "self"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise SeginvError(f"method {name} has no option(s) {', '.join(unknown)}.",
+                          f"Its options: {', '.join(known) or 'none'}.")
+    return factory(**options)
 
 
-def list_methods() -> dict[str, dict[str, str]]:
+def list_methods() -> dict[str, dict[str, Any]]:
+    """Name -> description, citation, options with their defaults, and the new-head init."""
     out = {}
     for name, factory in sorted(_METHODS.items()):
         m = factory()
-        out[name] = {"description": m.description, "citation": m.citation}
+        params = inspect.signature(factory).parameters.values()
+        out[name] = {"description": m.description, "citation": m.citation, "init": getattr(m, "init", "mib"),
+                     "options": {p.name: p.default for p in params if p.name != "self"}}
     return out
 
 
-from . import ft, hrhf  # noqa: E402,F401  (registration)
+from . import cil, fe, ft, hrhf, ilt, joint, lwf, lwf_mc, mib  # noqa: E402,F401  (registration)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ...data.classes import IGNORE
+from ..ial import cross_entropy
 from . import Batch, register_method
 
 
@@ -14,7 +13,9 @@ class FineTuning:
     name = "ft"
     description = "fine-tuning: cross-entropy on the current labels only; forgets old classes (lower bound)"
     citation = "seed 002 section 4.1 and MiB (Cermelli et al., CVPR 2020), 'FT'"
+    init = "random"
+    seg_loss = staticmethod(cross_entropy)  # IAL may replace it
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        ce = F.cross_entropy(batch.student.float(), batch.labels, ignore_index=IGNORE)
+        ce = self.seg_loss(batch.student, batch.labels)
         return {"total": ce, "seg": ce}

@@ -18,6 +18,8 @@ class HalfRealHalfFake:
     name = "hrhf"
     description = "Half-Real Half-Fake: KD through probability rearrange + CE on merged labels, with fake replay"
     citation = "seed 002: Half-Real Half-Fake Distillation for Class-Incremental Semantic Segmentation, eq. 3-5"
+    init = "mib"
+    seg_loss = None  # eq. 4's cross-entropy unless IAL replaces it
 
     def __init__(self, lam: float = 1.0, seg_on: str = "real") -> None:
         if seg_on not in SEG_ON:
@@ -28,4 +30,4 @@ class HalfRealHalfFake:
         labels = batch.labels
         if self.seg_on == "real":  # eq. 4 only where labels are real
             labels = labels.masked_fill(batch.is_replay.view(-1, 1, 1), IGNORE)
-        return hrhf_loss(batch.student, batch.teacher, labels, lam=self.lam)
+        return hrhf_loss(batch.student, batch.teacher, labels, lam=self.lam, seg_loss=self.seg_loss)
