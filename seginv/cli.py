@@ -199,12 +199,14 @@ def info(file: str | None, unsafe_load: bool, list_archs: bool, as_json: bool) -
 @click.option("--crop-size", default=64, show_default=True, type=int, help="Training crop side (MiB: 512 on VOC).")
 @click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
+@click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
+              "RWalk score) so that EWC, PI or RWalk can use it at the next step.")
 @DEVICE
 @SEED
 @JSON
 def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: str, arch: str, width: int | None,
           epochs: int, batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, fmt: str,
-          workers: int, device: str, seed: int, as_json: bool) -> None:
+          workers: int, importance: bool, device: str, seed: int, as_json: bool) -> None:
     """Train step 0 of a protocol (or --joint) and write a self-describing checkpoint.
 
     \b
@@ -217,7 +219,7 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
     from .workflows import train as run
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-                      crop_size=crop_size, workers=workers, seed=seed)
+                      crop_size=crop_size, workers=workers, seed=seed, importance=importance)
     kwargs = {"width": width} if width else {}
     r = run(data, protocol, out, setting=setting, step=step, joint=joint, arch=arch, arch_kwargs=kwargs, cfg=cfg,
             device=resolve_device(device), fmt=fmt, command=command_line())
@@ -415,6 +417,8 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(0),
               help="Write a resumable state every N iterations (OUT.state).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.state.")
+@click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
+              "RWalk score) for EWC, PI or RWalk at the next step (implied by those methods).")
 @click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
 @DEVICE
@@ -424,7 +428,7 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
             out: str, method: str, ratio: str, lam: float, seg_on: str, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
-            resume: bool, fmt: str, workers: int, device: str, seed: int, as_json: bool) -> None:
+            resume: bool, importance: bool, fmt: str, workers: int, device: str, seed: int, as_json: bool) -> None:
     """Teach a model new classes from new data, keeping the old ones with replay and distillation.
 
     \b
@@ -440,7 +444,8 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
     opts = {"lam": lam, "seg_on": seg_on} if method == "hrhf" else {}
     opts.update(_options(options))
     cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                                          weight_decay=weight_decay, crop_size=crop_size, workers=workers, seed=seed),
+                                          weight_decay=weight_decay, crop_size=crop_size, workers=workers, seed=seed,
+                                          importance=importance),
                         ratio=_ratio(ratio), bn=bn, checkpoint_every=checkpoint_every)
     names = _names(new_classes)
     r = run(teacher, out, data, replay=replay, new_classes=list(names) if names else None, protocol=protocol,

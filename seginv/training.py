@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data.classes import IGNORE
 from .data.transforms import TrainTransform
+from .distill.regularizers import ImportanceTracker
 from .errors import SeginvError
 from .models import SegModel
 from .runtime import progress
@@ -29,6 +30,7 @@ class TrainConfig:
     scale: tuple[float, float] = (0.5, 1.0)
     workers: int = 0
     seed: int = 0
+    importance: bool = False  # measure and store parameter importance (for EWC/PI/RWalk at the next step)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -74,6 +76,7 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
                         num_workers=cfg.workers, generator=gen, persistent_workers=cfg.workers > 0)
     model.to(device).train()
     opt = make_optimizer(model, cfg)
+    tracker = ImportanceTracker(model) if cfg.importance else None
     total, it, history = cfg.epochs * len(loader), 0, []
     start = time.perf_counter()
     bar = progress(total=total, desc="train", unit="it")
@@ -84,10 +87,16 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
                 g["lr"] = poly_lr(cfg.lr, it, total)
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             loss = F.cross_entropy(model(images), labels, ignore_index=IGNORE)
+            if tracker is not None:
+                tracker.snapshot()
             running, n, it = running + optimizer_step(opt, loss, f"epoch {epoch}"), n + 1, it + 1
+            if tracker is not None:
+                tracker.update()
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
         history.append(running / max(n, 1))
     bar.close()
+    if tracker is not None:
+        model.importance = tracker.result()
     return {"loss_per_epoch": history, "train_seconds": time.perf_counter() - start, "images": len(dataset),
             "iterations": total}

@@ -205,7 +205,7 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
 
         if not hasattr(m, "seg_loss"):
             raise SeginvError(f"method {method} has no plain cross-entropy term for --ial to replace.",
-                              "Use it with ft, fe, lwf, ilt, joint or hrhf.")
+                              "Use it with ft, fe, lwf, ilt, joint, ewc, pi, rwalk or hrhf.")
         ial_cfg = load_ial(ial)
         m.seg_loss = ImportanceAwareLoss(ial_cfg, student.class_names)
     history = run_distill(teacher, student, real, replay_ds, m, cfg, device,

@@ -73,7 +73,9 @@ def test_training_labels_keep_current_classes_only_and_test_labels_ignore_unseen
     assert train_lut(p, 2)[labels].tolist() == [0, 0, 0, 17, 0, 255]  # old and future classes become background
     assert eval_lut(p, 0)[labels].tolist() == [0, 3, 255, 255, 255, 255]
     assert eval_lut(p, 2)[labels].tolist() == [0, 3, 16, 17, 255, 255]
-    assert train_lut(p, 0, joint=True)[labels].tolist() == [0, 3, 16, 17, 20, 255]
+    # joint: every class seen by the step (the upper bound at that step); after the last step, all of them
+    assert train_lut(p, 2, joint=True)[labels].tolist() == [0, 3, 16, 17, 0, 255]
+    assert train_lut(p, p.num_steps - 1, joint=True)[labels].tolist() == [0, 3, 16, 17, 20, 255]
 
 
 def test_protocol_without_background_ignores_unlabelled_classes():

@@ -34,6 +34,7 @@ from ..training import (
     poly_lr,
 )
 from .methods import Batch, Method
+from .regularizers import ImportanceTracker
 
 BN_MODES = ("mixed", "real", "frozen")
 
@@ -125,6 +126,9 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     _set_bn_training(student, cfg.bn != "frozen")
     features = bool(getattr(method, "needs_features", False))
     opt = make_optimizer(student, t)
+    penalty = getattr(method, "penalty", None)
+    track = t.importance or bool(getattr(method, "tracks_importance", False))
+    tracker = ImportanceTracker(student) if track else None
     total, it, history = t.epochs * len(loader), 0, []
     if resume and state_path is not None and Path(state_path).is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -157,13 +161,22 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             s_out = _student_forward(student, images, fake, cfg.bn, features)
             s_logits, s_feats = s_out if features else (s_out, None)
             terms = method.loss(Batch(s_logits, t_logits, labels, is_replay, s_feats, t_feats))
+            if penalty is not None:
+                terms["reg"] = penalty(student)
+                terms["total"] = terms["total"] + terms["reg"]
+            if tracker is not None:
+                tracker.snapshot()
             running, n, it = running + optimizer_step(opt, terms["total"], f"iteration {it}"), n + 1, it + 1
+            if tracker is not None:
+                tracker.update()
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
             if state_path is not None and cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total:
                 _save_state(state_path, student, opt, it, history, epoch_gen)
         history.append(running / max(n, 1))
     bar.close()
+    if tracker is not None:  # measured from the resume on, when the run was resumed
+        student.importance = tracker.result(previous=teacher.importance)
     if state_path is not None:
         Path(state_path).unlink(missing_ok=True)
     return {"loss_per_epoch": history, "seconds": time.perf_counter() - start, "iterations": total,

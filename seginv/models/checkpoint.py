@@ -6,9 +6,11 @@ A seginv checkpoint is a plain dict that ``torch.load(f, weights_only=True)`` re
      "arch": str, "arch_kwargs": dict, "class_names": [str], "steps": [[int]], "background": bool,
      "normalization": {"mean": [3 floats], "std": [3 floats], "value_range": [0.0, 1.0]},
      "provenance": {"command", "config", "parent_sha256", "metrics", "created", "seginv_version", "torch_version"},
-     "state_dict": {name: tensor}}
+     "state_dict": {name: tensor},
+     "importance": {"fisher" | "pi" | "rwalk": {name: tensor}}}   # optional, see seginv.distill.regularizers
 
-``.safetensors`` files hold the state_dict with everything else as JSON under the metadata key ``seginv``.
+``.safetensors`` files hold the state_dict (and the importance, as ``importance/<kind>/<name>`` tensors) with
+everything else as JSON under the metadata key ``seginv``.
 Foreign torchvision weights load with an architecture name and a class-name file. A pickled object (a whole
 ``nn.Module`` saved with ``torch.save(model)``) is refused: unpickling runs code from the file. ``unsafe_load``
 opts in, loudly.
@@ -36,6 +38,7 @@ from .torchvision_adapters import clean_foreign_state_dict, load_torchvision_par
 FORMAT = "seginv.checkpoint"
 VERSION = 1
 META_KEY = "seginv"
+IMPORTANCE_PREFIX = "importance/"  # safetensors keys of the stored parameter importance
 
 
 def make_provenance(config: dict[str, Any] | None = None, parent: str | os.PathLike[str] | None = None,
@@ -59,13 +62,16 @@ def save_checkpoint(model: SegModel, path: str | os.PathLike[str], provenance: d
     meta = {"format": FORMAT, "version": VERSION, **model.describe(), "provenance": provenance or make_provenance()}
     meta = json.loads(json.dumps(meta, default=str))  # plain types only, so weights_only loading always works
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    importance = {kind: {n: t.detach().cpu().contiguous() for n, t in d.items()}
+                  for kind, d in (getattr(model, "importance", None) or {}).items()}
     with atomic_path(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)})
+            flat = {f"{IMPORTANCE_PREFIX}{kind}/{n}": t for kind, d in importance.items() for n, t in d.items()}
+            save_file({**state, **flat}, str(tmp), metadata={META_KEY: json.dumps(meta)})
         else:
-            torch.save({**meta, "state_dict": state}, tmp)
+            torch.save({**meta, "state_dict": state, **({"importance": importance} if importance else {})}, tmp)
     return sha256_file(path)
 
 
@@ -110,7 +116,11 @@ def read_raw(path: str | os.PathLike[str], unsafe_load: bool = False) -> Any:
             raise _unreadable(path, e) from None
         if meta_json is None:
             return dict(state)
-        return {**json.loads(meta_json), "state_dict": state}
+        importance: dict[str, dict[str, torch.Tensor]] = {}
+        for key in [k for k in state if k.startswith(IMPORTANCE_PREFIX)]:
+            kind, name = key[len(IMPORTANCE_PREFIX):].split("/", 1)
+            importance.setdefault(kind, {})[name] = state.pop(key)
+        return {**json.loads(meta_json), "state_dict": state, **({"importance": importance} if importance else {})}
     if unsafe_load:
         warnings.warn(f"--unsafe-load: unpickling {path} may run arbitrary code from it.", stacklevel=2)
         try:
@@ -150,6 +160,7 @@ def model_from_checkpoint(obj: dict[str, Any], path: Path) -> SegModel:
     except RuntimeError as e:
         raise SeginvError(f"the weights in {path} do not fit its declared architecture {obj['arch']}: "
                           f"{str(e).splitlines()[0][:200]}", "The file is damaged; re-create it.") from None
+    model.importance = obj.get("importance") or None
     return model
 
 
@@ -194,7 +205,7 @@ def load_model(path: str | os.PathLike[str], *, unsafe_load: bool = False) -> tu
         raise SeginvError(f"{path} is not a seginv checkpoint (no 'format': '{FORMAT}' entry).",
                           "For torchvision weights use --arch torchvision:NAME --weights FILE --class-names FILE.")
     model = model_from_checkpoint(obj, path)
-    meta = {k: v for k, v in obj.items() if k != "state_dict"}
+    meta = {k: v for k, v in obj.items() if k not in ("state_dict", "importance")}
     return model, meta
 
 

@@ -20,7 +20,7 @@ from seginv.distill.losses import (
     unbiased_ce,
     unbiased_kd,
 )
-from seginv.distill.methods import Batch, create_method, list_methods
+from seginv.distill.methods import create_method, list_methods
 from seginv.errors import SeginvError
 from seginv.models.checkpoint import load_model
 from seginv.workflows import distill
@@ -143,7 +143,7 @@ def test_every_method_learns_a_tiny_step(method, options, tiny_scenes, teacher, 
 
 
 def test_methods_list_names_the_implemented_methods():
-    assert {"ft", "fe", "lwf", "lwf-mc", "ilt", "mib", "cil", "hrhf"} <= set(list_methods())
+    assert {"ft", "fe", "lwf", "lwf-mc", "ilt", "mib", "cil", "ewc", "pi", "rwalk", "joint", "hrhf"} <= set(list_methods())
 
 
 def test_cli_lists_methods_and_passes_method_options(tiny_scenes, teacher, tmp_path):  # noqa: F811

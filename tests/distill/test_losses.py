@@ -71,7 +71,6 @@ def test_hrhf_loss_is_lambda_kd_plus_seg():
 
 def test_losses_gradcheck():
     s = torch.randn(1, 4, 2, 2, dtype=torch.float64, requires_grad=True)
-    t = torch.randn(1, 3, 2, 2, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda x: rearranged_log_probs(x, 3), (s,))
 
 

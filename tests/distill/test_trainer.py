@@ -35,7 +35,7 @@ def test_methods_are_listed_with_a_description_and_a_citation():
     methods = list_methods()
     assert {"ft", "hrhf"} <= set(methods)
     assert all(m["description"] and m["citation"] for m in methods.values())
-    with pytest.raises(SeginvError, match="unknown method .nope.. Known: cil, fe, ft, hrhf"):
+    with pytest.raises(SeginvError, match="unknown method .nope.. Known: cil, ewc, fe, ft, hrhf"):
         create_method("nope")
 
 

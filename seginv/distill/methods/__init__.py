@@ -5,8 +5,10 @@ ids, everything else background, 255 = ignore; on replayed images the teacher's 
 replayed; it returns its loss terms, ``total`` first. It holds no training state of its own.
 
 Optional parts, read with ``getattr``: ``init`` (``"mib"`` or ``"random"``, how new heads start; default ``"mib"``),
-``needs_features`` (the batch then carries both encoders' outputs) and ``prepare(teacher, student)``, called once
-before the optimiser is built (to freeze parameters).
+``needs_features`` (the batch then carries both encoders' outputs), ``prepare(teacher, student)``, called once
+before the optimiser is built (to freeze parameters, keep anchors), ``penalty(student)``, a term on the parameters
+added to every iteration's loss, and ``tracks_importance`` (the student's parameter importance is measured and
+stored, see :mod:`seginv.distill.regularizers`).
 """
 
 from __future__ import annotations
@@ -75,4 +77,4 @@ def list_methods() -> dict[str, dict[str, Any]]:
     return out
 
 
-from . import cil, fe, ft, hrhf, ilt, joint, lwf, lwf_mc, mib  # noqa: E402,F401  (registration)
+from . import cil, fe, ft, hrhf, ilt, joint, lwf, lwf_mc, mib, regularized  # noqa: E402,F401  (registration)
