@@ -457,6 +457,41 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
                                f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}")
 
 
+# -------------------------------------------------------------------------------------------------- replay
+@cli.group()
+def replay() -> None:
+    """Replay memories made from real data (fake replay is `seginv synthesize`)."""
+
+
+@replay.command("from-dataset")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset directory (training split).")
+@click.option("--protocol", required=True, help="Protocol whose classes to keep (see `seginv protocols`).")
+@click.option("--step", default=0, show_default=True, type=int, help="Keep the classes seen by this step.")
+@click.option("--per-class", default=20, show_default=True, type=click.IntRange(1), help="Images per class.")
+@click.option("--size", default=64, show_default=True, type=click.IntRange(8), help="Square side the images are resized to.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Replay directory to write (new or empty).")
+@click.option("--shard-size", default=128, show_default=True, type=click.IntRange(1), help="Images per shard file.")
+@click.option("--compression", default="gzip", show_default=True, type=click.Choice(["gzip", "lzf", "none"]))
+@click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
+@click.option("--resume", is_flag=True, help="Complete a partly written --out (same settings).")
+@click.option("--overwrite", is_flag=True, help="Replace replay shards already in --out.")
+@SEED
+@JSON
+def replay_from_dataset(data: str, protocol: str, step: int, per_class: int, size: int, out: str, shard_size: int,
+                        compression: str, fmt: str, resume: bool, overwrite: bool, seed: int, as_json: bool) -> None:
+    """Write a memory of real exemplars (images and labels) of the classes seen by --step, in the shard format, for
+    LwM and exemplar replay (`seginv distill --replay DIR`).
+
+    \b
+    seginv replay from-dataset --data scenes/ --protocol voc-15-5 --per-class 10 --out memory/
+    """
+    from .replay.exemplars import from_dataset
+
+    r = from_dataset(data, protocol, out, step=step, per_class=per_class, size=size, seed=seed,
+                     shard_size=shard_size, compression=compression, fmt=fmt, resume=resume, overwrite=overwrite)
+    emit(r, as_json, lambda r: f"wrote {r['count']} exemplars of {len(r['per_class'])} classes to {r['out']}")
+
+
 # ------------------------------------------------------------------------------------------------- methods
 @cli.group()
 def methods() -> None:

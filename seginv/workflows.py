@@ -191,7 +191,10 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         replay_ds = NoiseDataset(1024, cfg.train.crop_size, seed=cfg.train.seed)
     elif replay is not None:
         replay_ds = ReplayDataset(replay)
-        if replay_ds.class_names != teacher.class_names:
+        known = teacher.class_names[: len(replay_ds.class_names)]
+        if replay_ds.kind == "dataset" and replay_ds.class_names == known:
+            pass  # an exemplar memory of some of the classes learned so far
+        elif replay_ds.class_names != teacher.class_names:
             raise SeginvError(f"replay {replay} was made for classes {replay_ds.class_names}, not the teacher's.",
                               "Synthesize replay from this teacher: seginv synthesize --model TEACHER --out DIR.")
     seed_everything(cfg.train.seed)

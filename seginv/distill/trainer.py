@@ -2,7 +2,8 @@
 student that learns the new classes. Readable top to bottom; the method only supplies the loss.
 
 Batch composition: ``ratio = (real, fake)`` splits ``batch_size`` (seed 002, Table 6: 1:1 by default). The teacher
-and the student see the same images. On replayed images the labels are the teacher's argmax of the augmented image.
+and the student see the same images. On replayed fake images the labels are the teacher's argmax of the augmented
+image; real exemplars (``seginv replay from-dataset``) keep their own labels.
 
 The student's BatchNorm when real and fake images share a batch (``bn``): ``mixed`` normalises the whole batch
 together; ``real`` forwards the real half in training mode (batch statistics, running statistics updated) and the
@@ -111,6 +112,7 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     loader = DataLoader(real, batch_size=n_real, shuffle=True, drop_last=len(real) > n_real, num_workers=t.workers,
                         generator=gen)
     fake_iter = None
+    exemplars = getattr(replay, "kind", "synthesis") == "dataset"
     if replay is not None and n_fake:
         attach_transform(replay, transform)
         fake_loader = DataLoader(replay, batch_size=n_fake, shuffle=True, drop_last=len(replay) > n_fake,
@@ -150,13 +152,14 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             images, labels = images.to(device), labels.to(device)
             fake = None
             if fake_iter is not None:
-                fake, _ = next(fake_iter)
+                fake, fake_labels = next(fake_iter)
                 fake = fake.to(device)
             with torch.no_grad():
                 t_out = teacher(images if fake is None else torch.cat([images, fake]), return_features=features)
             t_logits, t_feats = t_out if features else (t_out, None)
-            if fake is not None:
-                labels = torch.cat([labels, t_logits[len(images):].argmax(1)])
+            if fake is not None:  # exemplars keep their labels; fake images take the teacher's argmax
+                replay_labels = fake_labels.to(device) if exemplars else t_logits[len(images):].argmax(1)
+                labels = torch.cat([labels, replay_labels])
             is_replay = torch.arange(len(labels), device=device) >= len(images)
             s_out = _student_forward(student, images, fake, cfg.bn, features)
             s_logits, s_feats = s_out if features else (s_out, None)

@@ -38,8 +38,10 @@ class ReplayDataset(Dataset):
         if not self.manifest.get("complete") and not allow_incomplete:
             raise SeginvError(
                 f"{root} is incomplete: {self.manifest.get('count')} of {self.manifest.get('num_images')} images.",
-                "Finish it by rerunning the same `seginv synthesize` command with --resume.")
+                "Finish it by rerunning the command that wrote it with --resume.")
         self.class_names: list[str] = list(self.manifest["class_names"])
+        # "synthesis" (masks are the teacher's argmax) or "dataset" (real exemplars, masks are their labels)
+        self.kind: str = self.manifest.get("source", {}).get("kind", "synthesis")
         self.shards = [(self.root / e["file"], e["count"]) for e in self.manifest["shards"]]
         self._starts = list(np.cumsum([0] + [c for _, c in self.shards]))
         self.label_lut: np.ndarray | None = None

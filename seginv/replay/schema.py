@@ -27,8 +27,22 @@ PER_SAMPLE = {
     "loss_prior": ("f4", lambda h, w, c: ()),
     "loss_bn": ("f4", lambda h, w, c: ()),
     "steps": ("i4", lambda h, w, c: ()),
+    "source_index": ("i8", lambda h, w, c: ()),
 }
 OPTIONAL = {"probs": ("f2", lambda h, w, c: (c, h, w))}
+#: what each kind of source (the manifest's ``source.kind``) must store; the rest of PER_SAMPLE is absent
+COMMON = ("images", "masks", "targets")
+PER_KIND = {
+    "synthesis": ("r", "seed", "loss", "loss_cls", "loss_prior", "loss_bn", "steps"),  # seginv synthesize
+    "dataset": ("source_index",),  # seginv replay from-dataset: real exemplars, masks are their labels
+}
+
+
+def required(kind: str) -> tuple[str, ...]:
+    """The datasets a shard of source ``kind`` holds."""
+    if kind not in PER_KIND:
+        raise ValueError(f"expected a source kind in {sorted(PER_KIND)}. Got: {kind!r}")
+    return COMMON + PER_KIND[kind]
 CHUNK_PER_SAMPLE = ("images", "masks", "probs")
 
 

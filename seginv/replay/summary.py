@@ -74,9 +74,11 @@ def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
     losses: dict[str, list[np.ndarray]] = defaultdict(list)
     for e in m["shards"]:
         with h5py.File(root / e["file"], "r") as f:
-            targets, masks = f["targets"][()], f["masks"][()]
+            targets = f["targets"][()]
             counts += targets.sum(0)
-            counter.update(masks, targets, f["r"][()])
+            if m.get("source", {}).get("kind", "synthesis") != "synthesis":
+                continue  # real exemplars: their masks are labels, there is no teacher to agree with
+            counter.update(f["masks"][()], targets, f["r"][()])
             for k in ("loss", "loss_cls", "loss_prior", "loss_bn"):
                 losses[k].append(f[k][()])
     all_losses = {k: np.concatenate(v) for k, v in losses.items()}

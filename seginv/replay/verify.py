@@ -12,7 +12,7 @@ import numpy as np
 
 from ..fileio import sha256_file
 from .manifest import SHARD_FILE, read_manifest
-from .schema import MANIFEST, META_ATTR, OPTIONAL, PER_SAMPLE
+from .schema import MANIFEST, META_ATTR, OPTIONAL, PER_SAMPLE, required
 
 
 def _check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
@@ -29,9 +29,10 @@ def _check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) ->
             meta = json.loads(f.attrs[META_ATTR])
             if meta.get("count") != n or meta.get("shard") != entry["index"]:
                 problems.append(f"{path.name}: attributes say shard {meta.get('shard')} with {meta.get('count')} samples")
+            need = required(manifest.get("source", {}).get("kind", "synthesis"))
             for name, (kinds, shape) in {**PER_SAMPLE, **OPTIONAL}.items():
                 if name not in f:
-                    if name in PER_SAMPLE:
+                    if name in need:
                         problems.append(f"{path.name}: dataset {name!r} missing")
                     continue
                 d = f[name]
@@ -44,7 +45,7 @@ def _check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) ->
                     problems.append(f"{path.name}: probs hold NaN/inf")
                 if name == "masks" and data.size and int(data.max()) >= c:
                     problems.append(f"{path.name}: masks hold class id {int(data.max())} >= {c} classes")
-            extra = sorted(set(f) - set(PER_SAMPLE) - set(OPTIONAL))
+            extra = sorted(set(f) - set(need) - set(OPTIONAL))
             if extra:
                 problems.append(f"{path.name}: unknown datasets {extra}")
     except (OSError, KeyError, ValueError) as e:

@@ -20,8 +20,8 @@ from .schema import (
     GZIP_LEVEL,
     META_ATTR,
     OPTIONAL,
-    PER_SAMPLE,
     SCHEMA_VERSION,
+    required,
     shard_name,
 )
 
@@ -40,9 +40,9 @@ def write_shard(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], met
 
     Returns the file's sha256. The same inputs give the same bytes (no timestamps are stored).
     """
-    known = {**PER_SAMPLE, **OPTIONAL}
-    unknown = sorted(set(arrays) - set(known))
-    missing = sorted(set(PER_SAMPLE) - set(arrays))
+    need = required(meta.get("source", {}).get("kind", "synthesis"))
+    unknown = sorted(set(arrays) - set(need) - set(OPTIONAL))
+    missing = sorted(set(need) - set(arrays))
     if unknown or missing:
         raise ValueError(f"expected the schema's datasets. Got unknown {unknown}, missing {missing}")
     n = len(arrays["images"])

@@ -41,7 +41,7 @@ def arrays(n, first=0, h=8, w=10, probs=False):
 
 def header(num_images, **config):
     return {"format": "seginv.replay", "schema_version": 1, "num_images": num_images, "image_size": [8, 10],
-            "class_names": NAMES, "background": True, "source": {"kind": "test"}, "config": {"seed": 0, **config},
+            "class_names": NAMES, "background": True, "source": {"kind": "synthesis"}, "config": {"seed": 0, **config},
             "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
 
 

@@ -1,0 +1,103 @@
+"""``seginv replay from-dataset``: a memory of real exemplars of the classes learned so far, in the shard format.
+
+For LwM (seed 000's memory dataset) and exemplar replay with any method: real images and their labels, so exemplar
+replay and fake replay share one path (``--replay DIR``). For each foreground class seen by ``step``, ``per_class``
+training images holding it are drawn at random (seeded; seed 000 selects by an importance score, which seginv does
+not reproduce), without repeating an image. Each image is centre-cropped to a square and resized to ``size``
+(labels with nearest neighbour). Labels keep the classes seen by ``step``; the others become background (255
+where the protocol has no background).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .. import __version__
+from ..data.splits import train_split
+from ..errors import SeginvError
+from ..protocols import get_protocol
+from .manifest import prepare_directory
+from .schema import FORMAT, SCHEMA_VERSION, mask_dtype
+from .writer import add_shard
+
+
+def square_resize(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-crop to a square and resize to ``size`` (bilinear image, nearest label)."""
+    h, w = label.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    img = Image.fromarray(image[top:top + side, left:left + side]).resize((size, size), Image.BILINEAR)
+    lab = Image.fromarray(label[top:top + side, left:left + side]).resize((size, size), Image.NEAREST)
+    return np.asarray(img, dtype=np.uint8), np.asarray(lab, dtype=np.uint8)
+
+
+def select_exemplars(image_classes: list[set[int]], classes: list[int], per_class: int, seed: int) -> dict[int, list[int]]:
+    """Per class, up to ``per_class`` image positions holding it, drawn at random; no image is drawn twice."""
+    rng = np.random.default_rng(seed)
+    taken: set[int] = set()
+    chosen = {}
+    for c in classes:
+        candidates = [i for i, cls in enumerate(image_classes) if c in cls and i not in taken]
+        pick = sorted(rng.choice(len(candidates), min(per_class, len(candidates)), replace=False).tolist())
+        chosen[c] = [candidates[k] for k in pick]
+        taken.update(chosen[c])
+    return chosen
+
+
+def from_dataset(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[str], *, step: int = 0,
+                 per_class: int = 20, size: int = 64, seed: int = 0, shard_size: int = 128,
+                 compression: str = "gzip", fmt: str = "auto", resume: bool = False,
+                 overwrite: bool = False) -> dict[str, Any]:
+    """Write an exemplar memory of ``protocol``'s classes seen by ``step`` into ``out``; return a summary."""
+    if per_class < 1 or size < 8 or shard_size < 1:
+        raise SeginvError("--per-class and --shard-size must be at least 1, --size at least 8.")
+    proto = get_protocol(protocol)
+    proto.check_step(step)
+    split = train_split(data, proto, step, joint=True, fmt=fmt, cache=True)  # every image, classes seen by step
+    base, lut = split.dataset, split.dataset.label_lut
+    per_image = [{int(lut[c]) for c in base.image_classes()[i]} - {255} for i in split.indices]
+    fg = [c for c in proto.seen(step) if not (proto.background and c == 0)]
+    chosen = select_exemplars(per_image, fg, per_class, seed)
+    short = {proto.class_names[c]: len(v) for c, v in chosen.items() if len(v) < per_class}
+    if short:
+        warnings.warn(f"fewer than {per_class} training images hold {short}; the memory has what there is.",
+                      stacklevel=2)
+    order = [i for c in fg for i in chosen[c]]
+    if not order:
+        raise SeginvError(f"no training image of {data} holds a class of {proto.name} up to step {step}.")
+    names = proto.names(proto.seen(step))
+    planned = [min(shard_size, len(order) - s) for s in range(0, len(order), shard_size)]
+    config = {"protocol": proto.name, "step": step, "per_class": per_class, "seed": seed, "shard_size": shard_size,
+              "compression": compression, "selection": "random"}
+    source = {"kind": "dataset", "dataset": base.name, "split": "train"}
+    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": __version__,
+              "num_images": len(order), "image_size": [size, size], "class_names": names,
+              "background": proto.background, "source": source, "config": config}
+    manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
+    done = {e["index"] for e in manifest["shards"]}
+    meta = {k: header[k] for k in ("class_names", "background", "source", "config")}
+    for k, count in enumerate(planned):
+        if k in done:
+            continue
+        first = k * shard_size
+        images, masks, targets = [], [], []
+        for pos in order[first:first + count]:
+            image, label = base.read(split.indices[pos])
+            image, label = square_resize(image, lut[label], size)
+            images.append(image)
+            masks.append(label)
+            present = np.zeros(len(names), dtype=bool)
+            present[[c for c in np.unique(label) if c != 255]] = True
+            targets.append(present)
+        arrays = {"images": np.stack(images), "masks": np.stack(masks).astype(mask_dtype(len(names))),
+                  "targets": np.stack(targets),
+                  "source_index": np.asarray([split.indices[p] for p in order[first:first + count]], dtype=np.int64)}
+        manifest = add_shard(out, manifest, k, first, arrays, meta, compression)
+    return {"out": str(Path(out)), "count": manifest["count"], "shards": len(manifest["shards"]),
+            "per_class": {proto.class_names[c]: len(v) for c, v in chosen.items()}, "classes": names}
