@@ -160,6 +160,28 @@ def incremental_protocol(teacher: SegModel, protocol: str | None, new_classes: l
     return proto, step
 
 
+def _new_class_teacher(teacher: SegModel, proto: Protocol, step: int, data: str | os.PathLike[str], setting: str,
+                       cfg: TrainConfig, device: torch.device, fmt: str) -> SegModel:
+    """A model of the teacher's architecture trained on the step's data for its classes alone (background first
+    when the protocol has one): LwM's second teacher."""
+    import numpy as np
+
+    new = proto.current(step)
+    names = ([teacher.class_names[0]] if teacher.background else []) + proto.names(new)
+    model = create_model(teacher.arch, names, background=teacher.background, **teacher.arch_kwargs)
+    model.mean, model.std = teacher.mean, teacher.std
+    split = train_split(data, proto, step, setting, fmt=fmt, cache=True)
+    remap = np.full(256, 255, dtype=np.uint8)  # protocol ids -> this model's ids
+    if teacher.background:
+        remap[0] = 0
+    remap[new] = np.arange(len(new)) + (1 if teacher.background else 0)
+    split.dataset.label_lut = remap[split.dataset.label_lut]
+    train_supervised(model, split, cfg, device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
 def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], data: str | os.PathLike[str], *,
             replay: str | os.PathLike[str] | None = None, new_classes: list[str] | None = None,
             protocol: str | None = None, setting: str = "overlapped", method: str = "hrhf",
@@ -197,9 +219,15 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         elif replay_ds.class_names != teacher.class_names:
             raise SeginvError(f"replay {replay} was made for classes {replay_ds.class_names}, not the teacher's.",
                               "Synthesize replay from this teacher: seginv synthesize --model TEACHER --out DIR.")
+    if getattr(m, "needs_memory", False) and getattr(replay_ds, "kind", None) != "dataset":
+        raise SeginvError(f"method {method} replays real exemplars of the old classes, and --replay gives none.",
+                          "Make a memory with `seginv replay from-dataset --data OLD_DATA --protocol P --out MEM` "
+                          "and pass --replay MEM.")
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
     real = train_split(data, proto, step, setting, joint=bool(getattr(m, "joint_data", False)), fmt=fmt, cache=True)
+    if getattr(m, "needs_new_teacher", False):
+        m.new_teacher = _new_class_teacher(teacher, proto, step, data, setting, cfg.train, device, fmt)
     student = copy.deepcopy(teacher)
     student.add_classes(proto.names(proto.current(step)), init=init)
     ial_cfg = None

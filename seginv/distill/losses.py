@@ -227,3 +227,40 @@ def icarl_bce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     target = torch.cat([torch.sigmoid(teacher_logits.float()), onehot[:, num_old:]], dim=1)
     per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
     return _safe_mean(per_pixel, valid.float())
+
+
+def lwm_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, new_teacher_logits: torch.Tensor,
+             labels: torch.Tensor, is_memory: torch.Tensor, *, background: bool = True,
+             ignore_index: int = IGNORE) -> dict[str, torch.Tensor]:
+    """Seed 000 eq. 6 (LwM): with the joint softmax over all classes,
+
+    - ``ce_new``: cross-entropy of the new-class pixels of the new data (its slice over the new classes);
+    - ``ce_memory``: cross-entropy of the old-class pixels of the memory images (its slice over the old classes);
+    - ``kd_old``: KD of the student's softmax over the old classes against the old teacher (eq. 3);
+    - ``kd_new``: KD of the student's softmax over the new-class teacher's classes (background and the new
+      classes, or the new classes alone without a background) against that teacher.
+
+    ``new_teacher_logits``: ``(B, 1 + N_new, H, W)`` (``N_new`` without background); ``is_memory``: ``(B,)``.
+    """
+    num_old = _check(student_logits, teacher_logits)
+    logp = F.log_softmax(student_logits.float(), dim=1)
+    valid = labels != ignore_index
+    memory = is_memory.view(-1, 1, 1)
+    new_px = (labels >= num_old) & valid & ~memory
+    old_px = (labels < num_old) & valid & memory
+
+    def nll(mask: torch.Tensor) -> torch.Tensor:
+        if not bool(mask.any()):
+            return logp.sum() * 0.0
+        return F.nll_loss(logp, labels.masked_fill(~mask, ignore_index), ignore_index=ignore_index)
+
+    new_ids = list(range(num_old, student_logits.shape[1]))
+    channels = ([0] if background else []) + new_ids
+    if new_teacher_logits.shape[1] != len(channels):
+        raise ValueError(f"expected the new-class teacher to have {len(channels)} classes. "
+                         f"Got: {new_teacher_logits.shape[1]}")
+    kd_new = masked_kd(F.log_softmax(student_logits[:, channels].float(), dim=1),
+                       F.softmax(new_teacher_logits.float(), dim=1))
+    terms = {"ce_new": nll(new_px), "ce_memory": nll(old_px), "kd_old": lwf_distillation(student_logits, teacher_logits),
+             "kd_new": kd_new}
+    return {"total": sum(terms.values()), **terms}

@@ -127,6 +127,7 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
         prepare(teacher, student)
     _set_bn_training(student, cfg.bn != "frozen")
     features = bool(getattr(method, "needs_features", False))
+    with_images = bool(getattr(method, "needs_images", False))
     opt = make_optimizer(student, t)
     penalty = getattr(method, "penalty", None)
     track = t.importance or bool(getattr(method, "tracks_importance", False))
@@ -163,7 +164,8 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             is_replay = torch.arange(len(labels), device=device) >= len(images)
             s_out = _student_forward(student, images, fake, cfg.bn, features)
             s_logits, s_feats = s_out if features else (s_out, None)
-            terms = method.loss(Batch(s_logits, t_logits, labels, is_replay, s_feats, t_feats))
+            inputs = (images if fake is None else torch.cat([images, fake])) if with_images else None
+            terms = method.loss(Batch(s_logits, t_logits, labels, is_replay, s_feats, t_feats, inputs))
             if penalty is not None:
                 terms["reg"] = penalty(student)
                 terms["total"] = terms["total"] + terms["reg"]

@@ -143,7 +143,10 @@ def test_every_method_learns_a_tiny_step(method, options, tiny_scenes, teacher, 
 
 
 def test_methods_list_names_the_implemented_methods():
-    assert {"ft", "fe", "lwf", "lwf-mc", "ilt", "mib", "cil", "ewc", "pi", "rwalk", "joint", "hrhf"} <= set(list_methods())
+    names = "ft fe lwf lwf-mc lwm ilt mib cil ewc pi rwalk joint hrhf".split()
+    assert set(names) == set(list_methods())
+    listed = CliRunner().invoke(cli, ["methods", "list"]).output
+    assert all(f"\n{n} " in f"\n{listed}" for n in names)
 
 
 def test_cli_lists_methods_and_passes_method_options(tiny_scenes, teacher, tmp_path):  # noqa: F811

@@ -9,7 +9,8 @@ import torch
 from click.testing import CliRunner
 
 from seginv.cli import cli
-from seginv.distill.methods import Batch, register_method
+from seginv.distill import methods
+from seginv.distill.methods import Batch
 from seginv.errors import SeginvError
 from seginv.replay import ReplayDataset
 from seginv.replay.exemplars import from_dataset, select_exemplars
@@ -60,7 +61,6 @@ def test_bad_requests_are_refused(tiny_scenes, tmp_path):
 SEEN = {}
 
 
-@register_method("record-replay-labels")
 class _Record:
     name, description, citation, init = "record-replay-labels", "test", "test", "random"
 
@@ -71,7 +71,9 @@ class _Record:
         return {"total": loss}
 
 
-def test_exemplars_are_replayed_with_their_labels_and_fake_images_with_the_teachers(tiny_scenes, teacher, tmp_path):  # noqa: F811
+def test_exemplars_are_replayed_with_their_labels_and_fake_images_with_the_teachers(tiny_scenes, teacher, tmp_path,  # noqa: F811
+                                                                                    monkeypatch):
+    monkeypatch.setitem(methods._METHODS, "record-replay-labels", _Record)
     from_dataset(tiny_scenes, "voc-15-5", tmp_path / "mem", per_class=3, size=32)
     SEEN.clear()
     distill(teacher, tmp_path / "m.pt", tiny_scenes, protocol="voc-15-5", replay=tmp_path / "mem",

@@ -8,7 +8,9 @@ Optional parts, read with ``getattr``: ``init`` (``"mib"`` or ``"random"``, how 
 ``needs_features`` (the batch then carries both encoders' outputs), ``prepare(teacher, student)``, called once
 before the optimiser is built (to freeze parameters, keep anchors), ``penalty(student)``, a term on the parameters
 added to every iteration's loss, and ``tracks_importance`` (the student's parameter importance is measured and
-stored, see :mod:`seginv.distill.regularizers`).
+stored, see :mod:`seginv.distill.regularizers`), ``needs_images`` (the batch carries its inputs),
+``needs_memory`` (replay must be real exemplars) and ``needs_new_teacher`` (the workflow trains a model on the new
+classes alone and sets it as ``new_teacher``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Batch:
     is_replay: torch.Tensor  # (B,) bool
     student_features: torch.Tensor | None = None  # (B, D, h, w) encoder outputs, when the method needs them
     teacher_features: torch.Tensor | None = None
+    images: torch.Tensor | None = None  # (B, 3, H, W) the normalised inputs, for methods with a model of their own
 
 
 class Method(Protocol):
@@ -77,4 +80,4 @@ def list_methods() -> dict[str, dict[str, Any]]:
     return out
 
 
-from . import cil, fe, ft, hrhf, ilt, joint, lwf, lwf_mc, mib, regularized  # noqa: E402,F401  (registration)
+from . import cil, fe, ft, hrhf, ilt, joint, lwf, lwf_mc, lwm, mib, regularized  # noqa: E402,F401  (registration)
