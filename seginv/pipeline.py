@@ -31,6 +31,7 @@ from .fileio import atomic_path, sha256_file
 from .models.checkpoint import load_model
 from .protocols import get_protocol
 from .recipes import Recipe, RunSpec, fingerprint, train_config
+from .replay.manifest import differences
 from .report import write_results
 from .runtime import progress, resolve_device
 from .workflows import distill, evaluate_model, synthesize, train
@@ -41,20 +42,14 @@ def _write_json(path: Path, d: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(d, indent=2, default=str) + "\n")
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
-    return [] if fingerprint({"v": old}) == fingerprint({"v": new}) else [prefix.rstrip(".")]
-
-
 def _finished(record_path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """The record of a finished step made with ``config``; None if the step is not finished."""
     if not record_path.is_file():
         return None
     record = json.loads(record_path.read_text())
-    diff = _differences(record["config"], json.loads(json.dumps(config, default=str)))
+    diff = differences(record["config"], json.loads(json.dumps(config, default=str)))
     if diff:
-        raise SeginvError(f"{record_path} was made with other settings ({', '.join(diff)}).",
+        raise SeginvError(f"{record_path} was made with other settings ({'; '.join(diff[:4])}).",
                           "Run the changed recipe into a new --out, or delete that run's folder to redo it.")
     return record
 

@@ -50,11 +50,12 @@ def recount(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """``"key.sub: old -> new"`` for every leaf where two JSON-like configurations differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+            out += differences(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
 
@@ -87,7 +88,7 @@ def prepare_directory(root: str | os.PathLike[str], header: dict[str, Any], *, r
     old = None
     if resume and not overwrite:
         old = read_manifest(root)
-        diffs = _differences({k: old.get(k) for k in header if k != "num_images"},
+        diffs = differences({k: old.get(k) for k in header if k != "num_images"},
                              {k: v for k, v in header.items() if k != "num_images"})
         if diffs:
             raise SeginvError(f"{root} was written with another configuration ({'; '.join(diffs[:4])}).",
