@@ -31,6 +31,7 @@ from .fileio import atomic_path, sha256_file
 from .models.checkpoint import load_model
 from .protocols import get_protocol
 from .recipes import Recipe, RunSpec, fingerprint, train_config
+from .replay.exemplars import from_dataset
 from .replay.manifest import differences
 from .report import write_results
 from .runtime import progress, resolve_device
@@ -114,9 +115,17 @@ class Pipeline:
         return path, record
 
     # ----------------------------------------------------------------------------------------------- steps
-    def replay(self, run: RunSpec, teacher: Path, teacher_sha: str, seed: int) -> tuple[str | None, float]:
-        if run.replay != "synthesize":
+    def replay(self, run: RunSpec, teacher: Path, teacher_sha: str, seed: int, data: Path,
+               step: int) -> tuple[str | None, float]:
+        if run.replay in ("none", "noise"):
             return (None if run.replay == "none" else "noise"), 0.0
+        if run.replay == "memory":  # real exemplars of the classes seen before this step
+            mem = {"per_class": 20, "size": 64, **run.memory}
+            key = hashlib.sha256(fingerprint({**mem, "seed": seed, "setting": self.recipe.setting}).encode())
+            where = self.out / "replay" / f"memory-step{step - 1}-{key.hexdigest()[:10]}"
+            started = time.perf_counter()
+            from_dataset(data, self.proto.name, where, step=step - 1, seed=seed, fmt=self.fmt, resume=True, **mem)
+            return str(where), time.perf_counter() - started
         inv, cfg = run.inversion(), run.run_config(seed)
         key = hashlib.sha256(fingerprint({"inv": inv.to_dict(), "run": cfg.__dict__}).encode()).hexdigest()[:10]
         where = self.out / "replay" / f"{teacher_sha[:12]}-{key}"
@@ -138,7 +147,7 @@ class Pipeline:
             self.log(f"[{run.name} seed {seed}] step {t}: finished before, kept")
             return ckpt, record
         self.log(f"[{run.name} seed {seed}] step {t}: learning {', '.join(self.proto.names(self.proto.current(t)))}")
-        replay, synth_seconds = self.replay(run, teacher, teacher_sha, seed)
+        replay, synth_seconds = self.replay(run, teacher, teacher_sha, seed, data, t)
         r = distill(teacher, ckpt, data, replay=replay, protocol=self.proto.name, setting=self.recipe.setting,
                     method=run.method, method_options=run.options, cfg=run.distill_config(seed), init=run.init, ial=run.ial,
                     device=self.device, fmt=self.fmt, resume=True, command=self.command)

@@ -27,7 +27,8 @@ from .synthesis.engine import InversionConfig, inversion_config
 from .synthesis.run import RunConfig
 from .training import TrainConfig
 
-REPLAY_KINDS = ("synthesize", "noise", "none")
+REPLAY_KINDS = ("synthesize", "memory", "noise", "none")
+_MEMORY = ("per_class", "size")  # `seginv replay from-dataset` settings of a `replay: memory` run
 _TOP = ("name", "description", "protocol", "setting", "data", "step0", "synthesis", "distill", "seeds", "device",
         "runs")
 _DATA = ("path", "format", "scenes")
@@ -38,7 +39,7 @@ _SYNTH = ("preset", *_SYNTH_RUN, *(f.name for f in dataclasses.fields(InversionC
           *(f.name for f in dataclasses.fields(AugmentConfig)))
 _DISTILL_TRAIN = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "seed")
 _DISTILL = (*_DISTILL_TRAIN, "ratio", "bn", "checkpoint_every", "init")
-_RUN = ("method", "replay", "options", "ial", "synthesis", "distill")
+_RUN = ("method", "replay", "memory", "options", "ial", "synthesis", "distill")
 
 
 @dataclass
@@ -52,6 +53,7 @@ class RunSpec:
     synthesis: dict[str, Any]  # merged recipe + run keys, as written
     distill: dict[str, Any]
     ial: str | None = None  # an IAL file replacing the method's cross-entropy (seed 003)
+    memory: dict[str, Any] = field(default_factory=dict)  # per_class, size: real exemplars for `replay: memory`
 
     def inversion(self) -> InversionConfig:
         s = {k: v for k, v in self.synthesis.items() if k not in ("preset", *_SYNTH_RUN)}
@@ -207,7 +209,8 @@ def parse_recipe(raw: Any, base: str | os.PathLike[str] = ".", *, data: str | No
             options=dict(_mapping(spec.get("options"), f"{w}.options")),
             synthesis={**synth, **_known(_mapping(spec.get("synthesis"), f"{w}.synthesis"), _SYNTH, f"{w}.synthesis")},
             distill={**dist, **_known(_mapping(spec.get("distill"), f"{w}.distill"), _DISTILL, f"{w}.distill")},
-            ial=_resolve(str(spec["ial"]), base) if spec.get("ial") else None)
+            ial=_resolve(str(spec["ial"]), base) if spec.get("ial") else None,
+            memory=dict(_known(_mapping(spec.get("memory"), f"{w}.memory"), _MEMORY, f"{w}.memory")))
         _build(run, w)
         runs.append(run)
 

@@ -63,9 +63,10 @@ def test_every_shipped_recipe_is_valid(path, tmp_path):
     ({"setting": "mixed"}, "unknown setting 'mixed'"),
     ({"runs": {}}, "`runs` is empty"),
     ({"runs": {"a": {"method": "nope"}}}, "runs.a: unknown method 'nope'"),
-    ({"runs": {"a": {"replay": "real"}}}, "runs.a: replay 'real' is unknown. Use one of synthesize, noise, none"),
+    ({"runs": {"a": {"replay": "real"}}}, "runs.a: replay 'real' is unknown. Use one of synthesize, memory, noise"),
     ({"runs": {"a": {"options": {"lam": 1, "gamma": 2}}}}, "runs.a: "),
     ({"runs": {"a/b": {}}}, "a run name may hold letters"),
+    ({"runs": {"a": {"replay": "memory", "memory": {"per_klass": 2}}}}, "runs.a.memory: unknown key(s) per_klass"),
     ({"distill": {"bn": "sometimes"}}, "unknown BatchNorm mode 'sometimes'"),
     ({"distill": {"ratio": "half"}}, "ratio 'half' is not REAL:FAKE"),
     ({"synthesis": {"stepz": 3}}, "synthesis: unknown key(s) stepz"),
@@ -170,3 +171,15 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_scenes, step0, t
     assert "[no-replay seed 0] step 1: learning" in done.stderr
     assert all((p.read_bytes(), p.stat().st_mtime_ns) == v for p, v in kept.items())
     assert [r["run"] for r in json.loads((out / "results.json").read_text())["rows"]] == ["hrhf", "no-replay"]
+
+
+def test_a_memory_run_replays_real_exemplars_of_the_previous_steps(tiny_scenes, step0, tmp_path):
+    rec = tiny_recipe(tiny_scenes, step0, protocol="voc-15-5",
+                      runs={"lwm": {"method": "lwm", "replay": "memory", "memory": {"per_class": 2, "size": 32}}})
+    r = CliRunner().invoke(cli, ["run", str(write_recipe(tmp_path / "r.yaml", rec)), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "o" / "runs" / "lwm" / "seed0" / "step1.json").read_text())
+    memory = Path(record["replay"])
+    assert memory.name.startswith("memory-step0-")
+    manifest = json.loads((memory / "manifest.json").read_text())
+    assert manifest["source"]["kind"] == "dataset" and len(manifest["class_names"]) == 16
