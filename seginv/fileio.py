@@ -1,4 +1,4 @@
-"""Atomic file writing and hashing, shared by everything seginv writes."""
+"""Atomic file writing, hashing and YAML reading, shared by everything seginv writes and reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .errors import SeginvError
 
@@ -38,3 +38,17 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_yaml(path: str | os.PathLike[str], what: str, hint: str) -> Any:
+    """The parsed YAML file ``path``; a missing file or bad YAML is an error naming ``what`` it is (``hint``: where
+    to find an example)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise SeginvError(f"{what} {p} does not exist.", hint)
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise SeginvError(f"{what} {p} is not valid YAML: {e}") from None

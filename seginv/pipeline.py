@@ -55,6 +55,11 @@ def _finished(record_path: Path, config: dict[str, Any]) -> dict[str, Any] | Non
     return record
 
 
+def _key(config: dict[str, Any]) -> str:
+    """A short content key for a replay folder made with ``config``."""
+    return hashlib.sha256(fingerprint(config).encode()).hexdigest()[:10]
+
+
 def _metrics(val: dict[str, Any]) -> dict[str, Any]:
     return {"old": val["old"], "new": val["new"], "all": val["miou"], "per_class": val["per_class"]}
 
@@ -121,13 +126,13 @@ class Pipeline:
             return (None if run.replay == "none" else "noise"), 0.0
         if run.replay == "memory":  # real exemplars of the classes seen before this step
             mem = {"per_class": 20, "size": 64, **run.memory}
-            key = hashlib.sha256(fingerprint({**mem, "seed": seed, "setting": self.recipe.setting}).encode())
-            where = self.out / "replay" / f"memory-step{step - 1}-{key.hexdigest()[:10]}"
+            key = _key({**mem, "seed": seed, "setting": self.recipe.setting})
+            where = self.out / "replay" / f"memory-step{step - 1}-{key}"
             started = time.perf_counter()
             from_dataset(data, self.proto.name, where, step=step - 1, seed=seed, fmt=self.fmt, resume=True, **mem)
             return str(where), time.perf_counter() - started
         inv, cfg = run.inversion(), run.run_config(seed)
-        key = hashlib.sha256(fingerprint({"inv": inv.to_dict(), "run": cfg.__dict__}).encode()).hexdigest()[:10]
+        key = _key({"inv": inv.to_dict(), "run": cfg.__dict__})
         where = self.out / "replay" / f"{teacher_sha[:12]}-{key}"
         started = time.perf_counter()
         with progress(total=cfg.num_images, desc=f"synthesize {where.name}", unit="img") as bar:

@@ -21,6 +21,7 @@ from .data.scenes import ScenesConfig
 from .distill.methods import create_method
 from .distill.trainer import DistillConfig
 from .errors import SeginvError
+from .fileio import read_yaml
 from .protocols import check_setting, get_protocol
 from .synthesis.augment import AugmentConfig
 from .synthesis.engine import InversionConfig, inversion_config
@@ -257,15 +258,8 @@ def _build(run: RunSpec, where: str) -> None:
 
 def load_recipe(path: str | os.PathLike[str], **overrides: Any) -> Recipe:
     """Read and validate a recipe file (YAML; JSON is YAML too)."""
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise SeginvError(f"recipe {p} does not exist.", "Shipped recipes are in recipes/ (see recipes/README.md).")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise SeginvError(f"recipe {p} is not valid YAML: {e}") from None
+    raw = read_yaml(p, "recipe", "Shipped recipes are in recipes/ (see recipes/README.md).")
     return parse_recipe(raw, p.resolve().parent, source=str(p), **overrides)
 
 

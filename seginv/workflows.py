@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .data.splits import test_split, train_split
@@ -164,8 +165,6 @@ def _new_class_teacher(teacher: SegModel, proto: Protocol, step: int, data: str 
                        cfg: TrainConfig, device: torch.device, fmt: str) -> SegModel:
     """A model of the teacher's architecture trained on the step's data for its classes alone (background first
     when the protocol has one): LwM's second teacher."""
-    import numpy as np
-
     new = proto.current(step)
     names = ([teacher.class_names[0]] if teacher.background else []) + proto.names(new)
     model = create_model(teacher.arch, names, background=teacher.background, **teacher.arch_kwargs)
@@ -213,10 +212,11 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         replay_ds = NoiseDataset(1024, cfg.train.crop_size, seed=cfg.train.seed)
     elif replay is not None:
         replay_ds = ReplayDataset(replay)
-        known = teacher.class_names[: len(replay_ds.class_names)]
-        if replay_ds.kind == "dataset" and replay_ds.class_names == known:
-            pass  # an exemplar memory of some of the classes learned so far
-        elif replay_ds.class_names != teacher.class_names:
+        # fake replay is of every class the teacher knows; an exemplar memory may cover only its earlier steps
+        expected = teacher.class_names
+        if replay_ds.kind == "dataset":
+            expected = expected[: len(replay_ds.class_names)]
+        if replay_ds.class_names != expected:
             raise SeginvError(f"replay {replay} was made for classes {replay_ds.class_names}, not the teacher's.",
                               "Synthesize replay from this teacher: seginv synthesize --model TEACHER --out DIR.")
     if getattr(m, "needs_memory", False) and getattr(replay_ds, "kind", None) != "dataset":

@@ -11,27 +11,21 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from click.testing import CliRunner
 
 from seginv.cli import cli
 from seginv.errors import SeginvError
-from seginv.models import create_model
-from seginv.models.checkpoint import load_model, save_checkpoint
+from seginv.models.checkpoint import load_model
 from seginv.recipes import load_recipe, parse_recipe
+from tests.distill.test_trainer import teacher  # noqa: F401  (fixture)
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-VOC16 = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-         "diningtable", "dog", "horse", "motorbike", "person"]
 
 
 @pytest.fixture(scope="module")
-def step0(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("step0") / "step0.pt"
-    save_checkpoint(create_model("deeplab-mini", VOC16, width=8, aspp_channels=16), path)
-    return path
+def step0(teacher):  # noqa: F811  (a tiny untrained model of voc-15-x's step-0 classes)
+    return teacher
 
 
 def tiny_recipe(data, step0, protocol="voc-15-1", **extra):

@@ -22,6 +22,9 @@ import torch.nn.functional as F
 
 from ..data.classes import IGNORE
 from ..errors import SeginvError
+from ..fileio import read_yaml
+
+EXAMPLE = "See configs/ial-cityscapes.yaml for an example."
 
 
 @dataclass(frozen=True)
@@ -53,17 +56,10 @@ class IALConfig:
 def load_ial(path: str | os.PathLike[str]) -> IALConfig:
     """Read an IAL file: ``groups`` (lists of class names, least important first), ``lambda`` (a number or one per
     level, default 0.5), ``alpha`` (default 1) and optional ``class_weights`` (class -> weight)."""
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise SeginvError(f"IAL file {p} does not exist.", "See configs/ial-cityscapes.yaml for an example.")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise SeginvError(f"IAL file {p} is not valid YAML: {e}") from None
+    raw = read_yaml(p, "IAL file", EXAMPLE)
     if not isinstance(raw, dict) or "groups" not in raw:
-        raise SeginvError(f"IAL file {p} has no `groups`.", "See configs/ial-cityscapes.yaml for an example.")
+        raise SeginvError(f"IAL file {p} has no `groups`.", EXAMPLE)
     unknown = sorted(set(raw) - {"groups", "lambda", "alpha", "class_weights"})
     if unknown:
         raise SeginvError(f"IAL file {p}: unknown key(s) {', '.join(unknown)}.",
@@ -128,10 +124,3 @@ class ImportanceAwareLoss:
         weight = self.weight_of.to(logits.device)[safe]
         factors = importance_factors(logp_true.exp(), group, self.lambdas.to(logits.device))
         return combine_groups(-logp_true, weight, group, factors, self.cfg.alpha)
-
-
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The plain segmentation loss the methods use unless IAL replaces it (0 when every pixel is ignored)."""
-    if bool((labels == IGNORE).all()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)

@@ -71,14 +71,18 @@ def merge_labels(labels: torch.Tensor, teacher_logits: torch.Tensor, ignore_inde
     return merged.masked_fill(labels == ignore_index, ignore_index)
 
 
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE) -> torch.Tensor:
+    """The plain segmentation loss (the methods' default, which IAL may replace); 0 when every pixel is ignored."""
+    if bool((labels == ignore_index).all()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index)
+
+
 def merged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
               ignore_index: int = IGNORE) -> torch.Tensor:
     """Seed 002 eq. 4: cross-entropy of the student against the merged labels (ignored pixels excluded)."""
     _check(student_logits, teacher_logits)
-    target = merge_labels(labels, teacher_logits, ignore_index)
-    if bool((target == ignore_index).all()):
-        return student_logits.sum() * 0.0
-    return F.cross_entropy(student_logits.float(), target, ignore_index=ignore_index)
+    return cross_entropy(student_logits, merge_labels(labels, teacher_logits, ignore_index), ignore_index)
 
 
 def hrhf_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 1.0,

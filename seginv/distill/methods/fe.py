@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..ial import cross_entropy
+from ..losses import cross_entropy
 from ...models import SegModel
 from . import Batch, register_method
 

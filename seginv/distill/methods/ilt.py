@@ -8,8 +8,7 @@ import torch
 
 from ...errors import SeginvError
 from ...models import SegModel
-from ..ial import cross_entropy
-from ..losses import feature_distillation, output_distillation
+from ..losses import cross_entropy, feature_distillation, output_distillation
 from . import Batch, register_method
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..ial import cross_entropy
-from ..losses import lwf_distillation
+from ..losses import cross_entropy, lwf_distillation
 from . import Batch, register_method
 
 

@@ -7,7 +7,7 @@ import torch
 
 from ...errors import SeginvError
 from ...models import SegModel
-from ..ial import cross_entropy
+from ..losses import cross_entropy
 from ..regularizers import penalty_importance, quadratic_penalty
 from . import Batch, register_method
 
