@@ -29,7 +29,7 @@ def machine(device: str) -> str:
     return f"{where}; device {device}"
 
 
-def _stats(values: list[float | None]) -> dict[str, Any]:
+def mean_std(values: list[float | None]) -> dict[str, Any]:
     v = [x for x in values if x is not None]
     return {"mean": statistics.fmean(v) if v else None, "std": statistics.stdev(v) if len(v) > 1 else 0.0,
             "values": values}
@@ -43,15 +43,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     for steps in out.values():
         for cell in steps.values():
             rs = cell.pop("rows")
-            cell.update({g: _stats([r["metrics"][g] for r in rs]) for g in GROUPS})
+            cell.update({g: mean_std([r["metrics"][g] for r in rs]) for g in GROUPS})
             names = list(rs[0]["metrics"]["per_class"])
-            cell["per_class"] = {n: _stats([r["metrics"]["per_class"][n] for r in rs])["mean"] for n in names}
+            cell["per_class"] = {n: mean_std([r["metrics"]["per_class"][n] for r in rs])["mean"] for n in names}
             cell["seeds"] = [r["seed"] for r in rs]
             cell["seconds"] = statistics.fmean(sum(r["seconds"].values()) for r in rs)
     return out
 
 
-def _pct(s: dict[str, Any]) -> str:
+def percent(s: dict[str, Any]) -> str:
     if s["mean"] is None:
         return "–"
     return f"{100 * s['mean']:.1f}" + (f" ± {100 * s['std']:.1f}" if len(s["values"]) > 1 else "")
@@ -82,7 +82,7 @@ def markdown(recipe: Recipe, proto: Protocol, step0: dict[str, Any], summary: di
                 continue
             run = runs.get(name)
             lines.append(f"| {name} | {run.method if run else ''} | {run.replay if run else ''} | "
-                         + " | ".join(_pct(cell[g]) for g in GROUPS) + f" | {cell['seconds']:.0f} |")
+                         + " | ".join(percent(cell[g]) for g in GROUPS) + f" | {cell['seconds']:.0f} |")
         lines.append("")
     last = str(proto.num_steps - 1)
     cells = {n: s[last] for n, s in summary.items() if last in s}

@@ -1,0 +1,138 @@
+"""What the Scenes reproduction of seed 002's tables runs: the data, the step-0 models, and every row.
+
+A row is one run of one method (or ablation) on one protocol and setting ("cell") with one seed, e.g.
+``15-1-disjoint/hrhf/seed0``. Every row of a cell shares that cell's Scenes data, step-0 model and replay cache, so
+runs that would invert the same model with the same settings synthesize once.
+
+Scale (chosen to fit the whole report in about 2-3 hours of a 2-core CPU): Scenes at 32x32 pixels, 2000 training
+and 300 validation images; deeplab-mini; step 0 trained for 20 epochs with importance recorded (for EWC, PI and
+RWalk); incremental steps of 5 epochs (10 for 19-1's single step; 3 for joint, which trains on every image);
+AdamW at lr 0.001; replay of 64 images inverted at 32x32 with 100 steps (cpu preset otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SCENES: dict[str, Any] = {"size": 32, "train": 2000, "val": 300, "seed": 0}
+STEP0: dict[str, Any] = {"epochs": 20, "batch_size": 16, "lr": 0.003, "optimizer": "adamw", "crop_size": 32,
+                         "importance": True, "seed": 0}
+SYNTHESIS: dict[str, Any] = {"preset": "cpu", "size": [32, 32], "jitter": 2, "num_images": 64, "steps": 100}
+DISTILL: dict[str, Any] = {"batch_size": 16, "lr": 0.001, "optimizer": "adamw", "crop_size": 32,
+                           "checkpoint_every": 50}
+EPOCHS = {"19-1": 10, "15-5": 5, "15-1": 5}  # per step; 19-1's one step has few images
+JOINT_EPOCHS = 3  # per step: joint trains on all 2000 images, 10-25x the incremental steps' data
+
+PROTOCOLS = ("19-1", "15-5", "15-1")
+SETTINGS = ("disjoint", "overlapped")
+CELLS = tuple(f"{p}-{s}" for p in PROTOCOLS for s in SETTINGS)
+
+#: Table 1's methods, in the paper's order, by their `seginv methods list` names.
+TABLE1 = ("ft", "ewc", "pi", "rwalk", "lwf", "lwf-mc", "ilt", "mib", "cil", "hrhf", "joint")
+SEEDED = ("ft", "mib", "hrhf", "joint")  # mean +- std over SEEDS; the others one seed
+SEEDS = (0, 1, 2)
+
+#: The ablations (seed 002, Tables 2-6) run on these cells, with seed 0; "hrhf" is the reference row of each.
+ABLATION_CELLS = ("19-1-disjoint", "15-1-disjoint")
+R_VALUES = (0.5, 1.0, 5.0, 10.0, 20.0)
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "no-replay": {"method": "hrhf", "replay": "none"},
+    "noise": {"method": "hrhf", "replay": "noise"},
+    "avg": {"method": "hrhf", "synthesis": {"aggregation": "avg"}},
+    "max": {"method": "hrhf", "synthesis": {"aggregation": "max"}},
+    **{f"r{r:g}": {"method": "hrhf", "synthesis": {"r_choices": [r]}} for r in R_VALUES},
+    "no-kd": {"method": "hrhf", "options": {"lam": 0.0}},
+    "ratio-1:2": {"method": "hrhf", "distill": {"ratio": "1:2"}},
+    "ratio-2:1": {"method": "hrhf", "distill": {"ratio": "2:1"}},
+}
+FIG3_R = (0.5, 5.0, 10.0)  # seed 002, Fig. 3
+#: Table name -> (column label, run) pairs.
+TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "table2": (("Baseline (no replay)", "no-replay"), ("+Noise", "noise"), ("HRHF", "hrhf")),
+    "table3": (("FT", "ft"), ("MiB", "mib"), ("AVG", "avg"), ("MAX", "max"), ("SAA", "hrhf")),
+    "table4": tuple((f"r = {r:g}", f"r{r:g}") for r in R_VALUES) + (("random", "hrhf"),),
+    "table5": (("HRHF", "hrhf"), ("W/O KD", "no-kd")),
+    "table6": (("1:1", "hrhf"), ("1:2", "ratio-1:2"), ("2:1", "ratio-2:1")),
+}
+
+#: Synthesis budget curve (HRHF on BUDGET_CELL, seed 0): steps at the default images, images at the default steps.
+BUDGET_CELL = "19-1-disjoint"
+BUDGET_STEPS = (50, 100, 200, 500, 1000)
+BUDGET_IMAGES = (16, 32, 64, 128, 256, 512)
+BUDGET: dict[str, dict[str, Any]] = {
+    **{f"steps-{s}": {"method": "hrhf", "synthesis": {"steps": s}} for s in BUDGET_STEPS if s != SYNTHESIS["steps"]},
+    **{f"images-{n}": {"method": "hrhf", "synthesis": {"num_images": n}} for n in BUDGET_IMAGES
+       if n != SYNTHESIS["num_images"]},
+}
+
+
+def budget_run(kind: str, value: int) -> str:
+    """The run holding the budget point ``kind`` (steps or images) = ``value``; the defaults are plain hrhf."""
+    default = SYNTHESIS["steps"] if kind == "steps" else SYNTHESIS["num_images"]
+    return "hrhf" if value == default else f"{kind}-{value}"
+
+
+@dataclass(frozen=True)
+class Row:
+    cell: str
+    run: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.cell}/{self.run}/seed{self.seed}"
+
+    @property
+    def protocol(self) -> str:
+        return self.cell.rsplit("-", 1)[0]
+
+    @property
+    def setting(self) -> str:
+        return self.cell.rsplit("-", 1)[1]
+
+
+def step0_name(cell: str) -> str:
+    """Step-0 models are shared by protocols with the same first step (15-5 and 15-1)."""
+    protocol, setting = cell.rsplit("-", 1)
+    return f"{'19-1' if protocol == '19-1' else '15-x'}-{setting}"
+
+
+def run_spec(cell: str, run: str) -> dict[str, Any]:
+    """The recipe entry (`recipes/README.md`) of ``run`` in ``cell``."""
+    if run in TABLE1:
+        spec = {"method": run, "replay": "synthesize" if run == "hrhf" else "none"}
+        return {**spec, "distill": {"epochs": JOINT_EPOCHS}} if run == "joint" else spec
+    if run in ABLATIONS and cell in ABLATION_CELLS:
+        return ABLATIONS[run]
+    if run in BUDGET and cell == BUDGET_CELL:
+        return BUDGET[run]
+    raise KeyError(f"{cell} has no run {run!r}")
+
+
+def rows() -> list[Row]:
+    """Every row, in the order `run` works through them: Table 1's seeded rows first (the claims rest on them),
+    then the rest of Table 1, the ablations, the budget curve."""
+    out = [Row(c, m, s) for s in SEEDS for c in CELLS for m in SEEDED]
+    out += [Row(c, m, 0) for c in CELLS for m in TABLE1 if m not in SEEDED]
+    out += [Row(c, r, 0) for c in ABLATION_CELLS for r in ABLATIONS]
+    out += [Row(BUDGET_CELL, r, 0) for r in BUDGET]
+    return out
+
+
+def recipe(cell: str, runs: dict[str, dict[str, Any]], seeds: list[int], data: str, step0: str) -> dict[str, Any]:
+    """A `seginv run` recipe for ``runs`` of ``cell`` on the shared data and step-0 model."""
+    protocol, setting = cell.rsplit("-", 1)
+    return {
+        "name": f"scenes-{cell}",
+        "description": f"seed 002 reproduction on Scenes: voc-{protocol} ({setting}); benchmarks/tables/plan.py",
+        "protocol": f"voc-{protocol}",
+        "setting": setting,
+        "data": {"path": data},
+        "step0": {"model": step0},
+        "synthesis": dict(SYNTHESIS),
+        "distill": {**DISTILL, "epochs": EPOCHS[protocol]},
+        "seeds": seeds,
+        "device": "auto",
+        "runs": runs,
+    }

@@ -1,0 +1,259 @@
+"""Build docs/results.md, docs/results.json and the PNG plots from the rows cached by ``run.py``.
+
+Only cached rows are read; a row not run yet shows as "not run" with the command that runs it, so the report can
+be built at any point and grows as rows are added.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import plan
+import run as runner
+from seginv.protocols import get_protocol
+from seginv.report import GROUPS, machine, mean_std, percent
+
+CMD = "python benchmarks/tables/run.py"
+
+
+# --------------------------------------------------------------------------------------------------- reading
+def records(cache: Path, row: plan.Row) -> list[dict[str, Any]]:
+    """The row's per-step records, step 1 first; empty if the row is not finished."""
+    last = runner.record_path(cache, row)
+    if not last.is_file():
+        return []
+    steps = get_protocol(f"voc-{row.protocol}").num_steps
+    return [json.loads((last.parent / f"step{t}.json").read_text()) for t in range(1, steps)]
+
+
+def final(cache: Path, cell: str, run: str, seeds: tuple[int, ...]) -> dict[str, list[float]] | None:
+    """``{old, new, all, seeds}`` after the last step, one value per finished seed; None if no seed finished."""
+    out: dict[str, list[Any]] = {g: [] for g in (*GROUPS, "seeds")}
+    for s in seeds:
+        recs = records(cache, plan.Row(cell, run, s))
+        if recs:
+            for g in GROUPS:
+                out[g].append(recs[-1]["metrics"][g])
+            out["seeds"].append(s)
+    return out if out["seeds"] else None
+
+
+def collect(cache: Path) -> dict[str, Any]:
+    """Everything results.json holds."""
+    res: dict[str, Any] = {"step0": {}, "table1": {}, "per_step": {}}
+    for cell in plan.CELLS:
+        s0 = runner.cell_dir(cache, cell) / "step0.json"
+        if s0.is_file():
+            m = json.loads(s0.read_text())["metrics"]
+            res["step0"][cell] = {g: m[g] for g in ("old", "all")}
+        res["table1"][cell] = {}
+        for m in plan.TABLE1:
+            f = final(cache, cell, m, plan.SEEDS if m in plan.SEEDED else (0,))
+            if f:
+                res["table1"][cell][m] = f
+        if cell.startswith("15-1"):  # mIoU after every step, seed 0
+            res["per_step"][cell] = {m: [r["metrics"]["all"] for r in records(cache, plan.Row(cell, m, 0))]
+                                     for m in plan.TABLE1 if records(cache, plan.Row(cell, m, 0))}
+    for table, columns in plan.TABLES.items():
+        res[table] = {cell: {run: f for _, run in columns if (f := final(cache, cell, run, (0,)))}
+                      for cell in plan.ABLATION_CELLS}
+    res["budget"] = {kind: {str(v): f for v in values
+                            if (f := final(cache, plan.BUDGET_CELL, plan.budget_run(kind, v), (0,)))}
+                     for kind, values in (("steps", plan.BUDGET_STEPS), ("images", plan.BUDGET_IMAGES))}
+    res["synthesis_seconds"] = {kind: {str(v): synth_seconds(cache, plan.Row(plan.BUDGET_CELL, plan.budget_run(kind, v), 0))
+                                       for v in values}
+                                for kind, values in (("steps", plan.BUDGET_STEPS), ("images", plan.BUDGET_IMAGES))}
+    res["missing"] = [r.name for r in plan.rows() if not runner.record_path(cache, r).is_file()]
+    timings = cache / "timings.jsonl"
+    res["row_seconds"] = {}
+    if timings.is_file():
+        for line in timings.read_text().splitlines():
+            t = json.loads(line)
+            res["row_seconds"][t["row"]] = res["row_seconds"].get(t["row"], 0.0) + t["seconds"]
+    fig3 = cache / "fig3.json"
+    res["fig3"] = json.loads(fig3.read_text()) if fig3.is_file() else None
+    return res
+
+
+def synth_seconds(cache: Path, row: plan.Row) -> float | None:
+    recs = records(cache, row)
+    return recs[0]["seconds"]["synthesis"] if recs else None
+
+
+# ---------------------------------------------------------------------------------------------- the claims
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values)
+
+
+def claims(res: dict[str, Any]) -> list[str]:
+    """Plain sentences on what the issue asks the report to show, each computed from the cached numbers."""
+    out = []
+    t1 = res["table1"]
+    for cell in ("15-1-disjoint", "15-1-overlapped", "15-5-overlapped", "19-1-overlapped", "15-5-disjoint",
+                 "19-1-disjoint"):
+        h, m = t1[cell].get("hrhf"), t1[cell].get("mib")
+        if not (h and m):
+            out.append(f"- {cell}: HRHF against MiB not measured yet.")
+            continue
+        d = 100 * (mean(h["all"]) - mean(m["all"]))
+        verdict = "beats" if d > 0 else "does NOT beat"
+        out.append(f"- {cell}: HRHF {verdict} MiB on all: {100 * mean(h['all']):.1f} against {100 * mean(m['all']):.1f}"
+                   f" ({d:+.1f}; seeds {h['seeds']} / {m['seeds']}; old {100 * mean(h['old']):.1f} against "
+                   f"{100 * mean(m['old']):.1f}, new {100 * mean(h['new']):.1f} against {100 * mean(m['new']):.1f}).")
+    for cell in plan.CELLS:
+        h, j = t1[cell].get("hrhf"), t1[cell].get("joint")
+        if h and j:
+            d = 100 * (mean(j["all"]) - mean(h["all"]))
+            out.append(f"- {cell}: Joint {'>=' if d >= 0 else '<'} HRHF on all ({100 * mean(j['all']):.1f} against "
+                       f"{100 * mean(h['all']):.1f}).")
+    for cell in plan.CELLS:
+        f, s0 = t1[cell].get("ft"), res["step0"].get(cell)
+        if f and s0:
+            out.append(f"- {cell}: FT keeps {100 * mean(f['old']):.1f} old-class mIoU of step 0's {100 * s0['old']:.1f}.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the tables
+def cell_text(f: dict[str, list[float]] | None, group: str) -> str:
+    return "not run" if f is None else percent(mean_std(f[group]))
+
+
+def table1_md(res: dict[str, Any]) -> list[str]:
+    lines = []
+    for protocol in plan.PROTOCOLS:
+        cells = [f"{protocol}-{s}" for s in plan.SETTINGS]
+        lines += [f"### {protocol}", "", "| method | seeds | " + " | ".join(f"{c.split('-')[-1]} {g}" for c in cells
+                                                                        for g in GROUPS) + " |",
+                  "|---|---|" + "---|" * 6]
+        s0 = [res["step0"].get(c) for c in cells]
+        lines.append("| step 0 | | " + " | ".join(
+            (f"{100 * s['old']:.1f} | – | {100 * s['all']:.1f}" if s else "– | – | –") for s in s0) + " |")
+        for m in plan.TABLE1:
+            fs = [res["table1"][c].get(m) for c in cells]
+            seeds = max((len(f["seeds"]) for f in fs if f), default=0)
+            lines.append(f"| {m} | {seeds} | " + " | ".join(cell_text(f, g) for f in fs for g in GROUPS) + " |")
+        lines.append("")
+    return lines
+
+
+def ablation_md(res: dict[str, Any], table: str, title: str) -> list[str]:
+    lines = [f"### {title}", "", "| | " + " | ".join(f"{c} {g}" for c in plan.ABLATION_CELLS for g in GROUPS) + " |",
+             "|---|" + "---|" * (3 * len(plan.ABLATION_CELLS))]
+    for label, run in plan.TABLES[table]:
+        src = res["table1"] if run in plan.TABLE1 else res[table]
+        fs = [src[c].get(run) for c in plan.ABLATION_CELLS]
+        fs = [None if f is None else {g: f[g][:1] for g in GROUPS} for f in fs]  # seed 0, as the ablation rows
+        lines.append(f"| {label} (`{run}`) | " + " | ".join(cell_text(f, g) for f in fs for g in GROUPS) + " |")
+    return lines + [""]
+
+
+def budget_md(res: dict[str, Any]) -> list[str]:
+    lines = []
+    for kind, values, fixed in (("steps", plan.BUDGET_STEPS, f"{plan.SYNTHESIS['num_images']} images"),
+                                ("images", plan.BUDGET_IMAGES, f"{plan.SYNTHESIS['steps']} steps")):
+        lines += [f"HRHF on {plan.BUDGET_CELL}, seed 0, synthesis {kind} varied at {fixed}:", "",
+                  f"| {kind} | synthesis s | old | new | all | run |", "|---|---|---|---|---|---|"]
+        for v in values:
+            f, sec = res["budget"][kind].get(str(v)), res["synthesis_seconds"][kind].get(str(v))
+            lines.append(f"| {v} | {'–' if sec is None else f'{sec:.0f}'} | "
+                         + " | ".join(cell_text(f, g) for g in GROUPS) + f" | `{plan.budget_run(kind, v)}` |")
+        lines.append("")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- the plots
+def plots(res: dict[str, Any], img: Path) -> dict[str, str]:
+    """PNG plots (matplotlib, `pip install -e '.[bench]'`); returns their markdown, by plot."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        skipped = "(plot skipped: matplotlib is not installed; `pip install -e '.[bench]'`)"
+        return {"budget": skipped, "steps": skipped}
+    img.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, kind in zip(axes, ("steps", "images")):
+        pts = sorted((int(v), 100 * mean(f["all"])) for v, f in res["budget"][kind].items())
+        if pts:
+            ax.plot(*zip(*pts), marker="o")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"synthesis {kind}")
+        ax.set_ylabel(f"HRHF all mIoU (%), {plan.BUDGET_CELL}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(img / "results-budget.png", dpi=110)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for ax, cell in zip(axes, [c for c in plan.CELLS if c.startswith("15-1")]):
+        for m, values in res["per_step"].get(cell, {}).items():
+            ax.plot(range(1, len(values) + 1), [100 * v for v in values], marker=".", label=m)
+        ax.set_title(f"15-1 {cell.split('-')[-1]}")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("all mIoU (%), seed 0")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(img / "results-15-1-steps.png", dpi=110)
+    plt.close(fig)
+    return {"budget": "![synthesis budget](img/results-budget.png)", "steps": "![15-1 step by step](img/results-15-1-steps.png)"}
+
+
+# ---------------------------------------------------------------------------------------------- the report
+def how(cache: Path, res: dict[str, Any]) -> list[str]:
+    hours = sum(res["row_seconds"].values()) / 3600
+    return [
+        "## How these numbers were made",
+        "",
+        f"- Every row: `{CMD} run <row>` (e.g. `{CMD} run 15-1-disjoint/hrhf/seed0`; `--fresh` redoes it from "
+        f"scratch); all rows: `{CMD} run`; this report from the cache: `{CMD} report`. The rows and their settings "
+        "are in `benchmarks/tables/plan.py`.",
+        f"- Scale: {plan.__doc__.split('Scale', 1)[1].split(':', 1)[1].strip()}",
+        f"- Data: Scenes {plan.SCENES}; step 0: {plan.STEP0}; synthesis: {plan.SYNTHESIS}; distillation: "
+        f"{plan.DISTILL}, epochs per step {plan.EPOCHS} (joint {plan.JOINT_EPOCHS}).",
+        "- Seeds: the step-0 model is the same for every seed; the seed sets synthesis, the new head, data order "
+        f"and augmentation. FT, MiB, HRHF and Joint: seeds {list(plan.SEEDS)}; the other rows: seed 0.",
+        "- mIoU in %: old = step-0 classes without background, new = classes added since, all = every class seen "
+        "including background; mean ± std over seeds where there are several.",
+        f"- Machine: {machine('cpu')}. Cached rows took {hours:.2f} h of wall time in all.",
+        "",
+    ]
+
+
+def markdown(cache: Path, res: dict[str, Any], plot: dict[str, str]) -> str:
+    lines = ["# Seed 002's tables, reproduced on Scenes", "",
+             "Generated by `python benchmarks/tables/run.py report` from the cached rows; do not edit by hand.", ""]
+    lines += how(cache, res)
+    lines += ["## What the numbers show", "", *claims(res), ""]
+    lines += ["## Table 1: every method (old / new / all mIoU after the last step)", "", *table1_md(res)]
+    lines += ["## Ablations (seed 002, Tables 2-6), on " + " and ".join(plan.ABLATION_CELLS) + ", seed 0", ""]
+    titles = {"table2": "Table 2: what the fake data brings", "table3": "Table 3: aggregation in SegInversion",
+              "table4": "Table 4: fixed r against random r in SAA", "table5": "Table 5: HRHF with and without KD",
+              "table6": "Table 6: real:fake in a mini-batch"}
+    for table, title in titles.items():
+        lines += ablation_md(res, table, title)
+    lines += ["## Synthesis budget", "", *budget_md(res), plot["budget"], ""]
+    if res["fig3"]:
+        f = res["fig3"]
+        lines += ["## Fig. 3 analogue: r sets the object size", "",
+                  f"One noise tensor, one model (`{f['model']}`), one target class per image, r fixed per row: "
+                  f"{', '.join(f'r = {r}: {100 * s:.1f}% of the image' for r, s in f['target_size_by_r'].items())} "
+                  "(mean share of pixels the teacher gives the target).", "", "![Fig. 3](img/results-fig3.png)", ""]
+    lines += ["## 15-1 step by step", "", plot["steps"], ""]
+    if res["missing"]:
+        lines += [f"## Not run yet ({len(res['missing'])} rows)", "",
+                  f"`{CMD} run` runs them all; one: `{CMD} run ROW`.", "",
+                  ", ".join(f"`{m}`" for m in res["missing"]), ""]
+    return "\n".join(lines)
+
+
+def build(cache: Path, docs: Path) -> None:
+    res = collect(cache)
+    plot = plots(res, docs / "img")
+    (docs / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+    (docs / "results.md").write_text(markdown(cache, res, plot))
+    print(f"wrote {docs / 'results.md'} and {docs / 'results.json'}; {len(res['missing'])} rows not run yet")
