@@ -196,7 +196,8 @@ def plots(res: dict[str, Any], img: Path) -> dict[str, str]:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("all mIoU (%), seed 0")
-    axes[1].legend(fontsize=7, ncol=2)
+    if res["per_step"].get("15-1-overlapped"):
+        axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(img / "results-15-1-steps.png", dpi=110)
     plt.close(fig)
@@ -204,6 +205,10 @@ def plots(res: dict[str, Any], img: Path) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------- the report
+def settings(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
 def how(cache: Path, res: dict[str, Any]) -> list[str]:
     hours = sum(res["row_seconds"].values()) / 3600
     return [
@@ -212,9 +217,10 @@ def how(cache: Path, res: dict[str, Any]) -> list[str]:
         f"- Every row: `{CMD} run <row>` (e.g. `{CMD} run 15-1-disjoint/hrhf/seed0`; `--fresh` redoes it from "
         f"scratch); all rows: `{CMD} run`; this report from the cache: `{CMD} report`. The rows and their settings "
         "are in `benchmarks/tables/plan.py`.",
-        f"- Scale: {plan.__doc__.split('Scale', 1)[1].split(':', 1)[1].strip()}",
-        f"- Data: Scenes {plan.SCENES}; step 0: {plan.STEP0}; synthesis: {plan.SYNTHESIS}; distillation: "
-        f"{plan.DISTILL}, epochs per step {plan.EPOCHS} (joint {plan.JOINT_EPOCHS}).",
+        f"- Scale: {' '.join(plan.__doc__.split('Scale', 1)[1].split(':', 1)[1].split())}",
+        f"- Settings: Scenes `{settings(plan.SCENES)}`; step 0 `{settings(plan.STEP0)}`; synthesis "
+        f"`{settings(plan.SYNTHESIS)}`; distillation `{settings(plan.DISTILL)}`, epochs per step "
+        f"`{settings(plan.EPOCHS)}` (joint {plan.JOINT_EPOCHS}).",
         "- Seeds: the step-0 model is the same for every seed; the seed sets synthesis, the new head, data order "
         f"and augmentation. FT, MiB, HRHF and Joint: seeds {list(plan.SEEDS)}; the other rows: seed 0.",
         "- mIoU in %: old = step-0 classes without background, new = classes added since, all = every class seen "
@@ -233,7 +239,8 @@ def markdown(cache: Path, res: dict[str, Any], plot: dict[str, str]) -> str:
     lines += ["## Ablations (seed 002, Tables 2-6), on " + " and ".join(plan.ABLATION_CELLS) + ", seed 0", ""]
     titles = {"table2": "Table 2: what the fake data brings", "table3": "Table 3: aggregation in SegInversion",
               "table4": "Table 4: fixed r against random r in SAA", "table5": "Table 5: HRHF with and without KD",
-              "table6": "Table 6: real:fake in a mini-batch"}
+              "table6": "Table 6: real:fake in a mini-batch",
+              "defaults": "The shipped defaults against their alternatives"}
     for table, title in titles.items():
         lines += ablation_md(res, table, title)
     lines += ["## Synthesis budget", "", *budget_md(res), plot["budget"], ""]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import plan
 from seginv.data.scenes import ScenesConfig, write_scenes
+from seginv.errors import SeginvError
 from seginv.pipeline import Pipeline
 from seginv.protocols import get_protocol
 from seginv.recipes import parse_recipe, train_config
@@ -132,7 +133,7 @@ def main() -> None:
             state = "done" if record_path(cache, r).is_file() else "todo"
             print(f"{state}  {r.name}")
         return
-    started, log = time.perf_counter(), cache / "timings.jsonl"
+    started, log, failed = time.perf_counter(), cache / "timings.jsonl", []
     for i, r in enumerate(rows):
         if record_path(cache, r).is_file() and not args.fresh:
             continue
@@ -140,10 +141,17 @@ def main() -> None:
             print(f"stopping after {args.hours} h; {len(rows) - i} rows left (rerun to continue)")
             break
         print(f"=== {r.name}", flush=True)
-        seconds = run_row(cache, r, fresh=args.fresh)
+        try:
+            seconds = run_row(cache, r, fresh=args.fresh)
+        except SeginvError as e:  # one bad row does not stop the others; it stays "todo"
+            print(f"=== {r.name} FAILED: {e}", flush=True)
+            failed.append(r.name)
+            continue
         with log.open("a") as f:
             f.write(json.dumps({"row": r.name, "seconds": round(seconds, 1)}) + "\n")
         print(f"=== {r.name}: {seconds:.0f} s", flush=True)
+    if failed:
+        sys.exit(f"error: {len(failed)} rows failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+"""The reproduction plan (benchmarks/tables/plan.py) names only rows that `seginv run` accepts."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "tables"))
+import plan  # noqa: E402
+
+from seginv.errors import SeginvError  # noqa: E402
+from seginv.recipes import parse_recipe  # noqa: E402
+
+
+def test_every_row_is_a_valid_recipe(tmp_path):
+    rows = plan.rows()
+    assert len({r.name for r in rows}) == len(rows)
+    for r in rows:
+        raw = plan.recipe(r.cell, {r.run: plan.run_spec(r.cell, r.run)}, [r.seed], str(tmp_path), "step0.pt")
+        recipe = parse_recipe(raw, tmp_path, source=r.name)
+        assert recipe.protocol == f"voc-{r.protocol}" and recipe.setting == r.setting
+        run = recipe.runs[0]
+        run.inversion(), run.distill_config(r.seed)  # every setting builds
+
+
+def test_tables_name_rows_that_exist():
+    names = {r.name for r in plan.rows()}
+    for cell in plan.CELLS:
+        for m in plan.TABLE1:
+            seeds = plan.SEEDS if m in plan.SEEDED else (0,)
+            assert {f"{cell}/{m}/seed{s}" for s in seeds} <= names
+    for columns in plan.TABLES.values():
+        for cell in plan.ABLATION_CELLS:
+            assert {f"{cell}/{run}/seed0" for _, run in columns} <= names
+    for kind, values in (("steps", plan.BUDGET_STEPS), ("images", plan.BUDGET_IMAGES)):
+        assert {f"{plan.BUDGET_CELL}/{plan.budget_run(kind, v)}/seed0" for v in values} <= names
+
+
+def test_a_misspelt_option_in_the_plan_would_be_refused(tmp_path):
+    raw = plan.recipe("19-1-disjoint", {"x": {"method": "hrhf", "options": {"lamda": 0.0}}}, [0], str(tmp_path), "s.pt")
+    with pytest.raises(SeginvError, match="lamda"):
+        parse_recipe(raw, tmp_path)
