@@ -14,6 +14,7 @@ from typing import Any
 import plan
 import run as runner
 from seginv.protocols import get_protocol
+from seginv.replay.manifest import differences
 from seginv.report import GROUPS, machine, mean_std, percent
 
 CMD = "python benchmarks/tables/run.py"
@@ -21,12 +22,15 @@ CMD = "python benchmarks/tables/run.py"
 
 # --------------------------------------------------------------------------------------------------- reading
 def records(cache: Path, row: plan.Row) -> list[dict[str, Any]]:
-    """The row's per-step records, step 1 first; empty if the row is not finished."""
+    """The row's per-step records, step 1 first; empty if the row is not finished, or was made with settings the
+    plan no longer has (then `run` redoes it, after its folder is deleted)."""
     last = runner.record_path(cache, row)
     if not last.is_file():
         return []
     steps = get_protocol(f"voc-{row.protocol}").num_steps
-    return [json.loads((last.parent / f"step{t}.json").read_text()) for t in range(1, steps)]
+    recs = [json.loads((last.parent / f"step{t}.json").read_text()) for t in range(1, steps)]
+    wanted = json.loads(json.dumps(runner.row_recipe(cache, row).runs[0].to_dict(), default=str))
+    return [] if differences(recs[0]["config"]["run"], wanted) else recs
 
 
 def final(cache: Path, cell: str, run: str, seeds: tuple[int, ...]) -> dict[str, list[float]] | None:
@@ -66,7 +70,7 @@ def collect(cache: Path) -> dict[str, Any]:
     res["synthesis_seconds"] = {kind: {str(v): synth_seconds(cache, plan.Row(plan.BUDGET_CELL, plan.budget_run(kind, v), 0))
                                        for v in values}
                                 for kind, values in (("steps", plan.BUDGET_STEPS), ("images", plan.BUDGET_IMAGES))}
-    res["missing"] = [r.name for r in plan.rows() if not runner.record_path(cache, r).is_file()]
+    res["missing"] = [r.name for r in plan.rows() if not records(cache, r)]
     timings = cache / "timings.jsonl"
     res["row_seconds"] = {}
     if timings.is_file():
@@ -164,6 +168,40 @@ def budget_md(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def shipped_defaults() -> dict[str, Any]:
+    """The defaults the code ships, read from it (not restated by hand)."""
+    import inspect
+
+    from seginv.distill.methods.hrhf import HalfRealHalfFake
+    from seginv.distill.trainer import DistillConfig
+    from seginv.synthesis.engine import InversionConfig
+    from seginv.synthesis.run import RunConfig
+
+    inv, seg_on = InversionConfig(), inspect.signature(HalfRealHalfFake).parameters["seg_on"].default
+    return {"eq. 4 on (`--seg-on`)": seg_on, "BatchNorm (`--bn`)": DistillConfig().bn,
+            "synthesis loss (`--loss`)": inv.loss, "synthesis steps (`--steps`, cpu preset)": inv.steps,
+            "fake images (`--num-images`)": RunConfig().num_images}
+
+
+def best_budget(res: dict[str, Any], kind: str, within: float = 0.005) -> int | None:
+    """The cheapest budget point whose all-mIoU is within ``within`` of the best; None until every point is run."""
+    pts = {int(v): mean(f["all"]) for v, f in res["budget"][kind].items()}
+    if len(pts) < len(plan.BUDGET_STEPS if kind == "steps" else plan.BUDGET_IMAGES):
+        return None
+    top = max(pts.values())
+    return min(v for v, a in pts.items() if a >= top - within)
+
+
+def defaults_md(res: dict[str, Any]) -> list[str]:
+    lines = ["| default | value in code |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in shipped_defaults().items()]
+    for kind in ("steps", "images"):
+        b = best_budget(res, kind)
+        if b is not None:
+            lines.append(f"| cheapest {kind} within 0.5 mIoU of the best on {plan.BUDGET_CELL} | {b} |")
+    return lines + [""]
+
+
 # ---------------------------------------------------------------------------------------------- the plots
 def plots(res: dict[str, Any], img: Path) -> dict[str, str]:
     """PNG plots (matplotlib, `pip install -e '.[bench]'`); returns their markdown, by plot."""
@@ -244,6 +282,7 @@ def markdown(cache: Path, res: dict[str, Any], plot: dict[str, str]) -> str:
     for table, title in titles.items():
         lines += ablation_md(res, table, title)
     lines += ["## Synthesis budget", "", *budget_md(res), plot["budget"], ""]
+    lines += ["## Defaults", "", *defaults_md(res)]
     if res["fig3"]:
         f = res["fig3"]
         lines += ["## Fig. 3 analogue: r sets the object size", "",

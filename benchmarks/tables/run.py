@@ -27,7 +27,7 @@ from seginv.data.scenes import ScenesConfig, write_scenes
 from seginv.errors import SeginvError
 from seginv.pipeline import Pipeline
 from seginv.protocols import get_protocol
-from seginv.recipes import parse_recipe, train_config
+from seginv.recipes import Recipe, parse_recipe, train_config
 from seginv.runtime import resolve_device
 from seginv.workflows import train
 
@@ -64,15 +64,21 @@ def record_path(cache: Path, row: plan.Row) -> Path:
     return cell_dir(cache, row.cell) / "runs" / row.run / f"seed{row.seed}" / f"step{last}.json"
 
 
+def row_recipe(cache: Path, row: plan.Row, step0: Path | None = None) -> Recipe:
+    """The `seginv run` recipe of ``row``: the cell's data and step 0, the row's run and seed."""
+    step0 = step0 or cache / "step0" / f"{plan.step0_name(row.cell)}.pt"
+    raw = plan.recipe(row.cell, {row.run: plan.run_spec(row.cell, row.run)}, [row.seed], str(cache / "data"),
+                      str(step0))
+    return parse_recipe(raw, cache, source=f"plan {row.name}")
+
+
 def run_row(cache: Path, row: plan.Row, fresh: bool = False) -> float:
     """Run (or resume) one row; returns its wall seconds."""
     started = time.perf_counter()
     if fresh:
         shutil.rmtree(cell_dir(cache, row.cell) / "runs" / row.run / f"seed{row.seed}", ignore_errors=True)
     data = data_dir(cache)
-    step0 = step0_model(cache, row.cell, data)
-    raw = plan.recipe(row.cell, {row.run: plan.run_spec(row.cell, row.run)}, [row.seed], str(data), str(step0))
-    recipe = parse_recipe(raw, cache, source=f"plan {row.name}")
+    recipe = row_recipe(cache, row, step0_model(cache, row.cell, data))
     pipe = Pipeline(recipe, cell_dir(cache, row.cell), command=f"python benchmarks/tables/run.py run {row.name}",
                     log=lambda s: print(s, flush=True))
     pipe.out.mkdir(parents=True, exist_ok=True)
@@ -134,22 +140,22 @@ def main() -> None:
             print(f"{state}  {r.name}")
         return
     started, log, failed = time.perf_counter(), cache / "timings.jsonl", []
-    for i, r in enumerate(rows):
-        if record_path(cache, r).is_file() and not args.fresh:
-            continue
+    for i, r in enumerate(rows):  # finished rows go through the pipeline too: it refuses one whose settings changed
         if args.hours is not None and time.perf_counter() - started > args.hours * 3600:
             print(f"stopping after {args.hours} h; {len(rows) - i} rows left (rerun to continue)")
             break
-        print(f"=== {r.name}", flush=True)
+        done = record_path(cache, r).is_file() and not args.fresh
+        print(f"=== {r.name}{' (finished before: checking its settings)' if done else ''}", flush=True)
         try:
             seconds = run_row(cache, r, fresh=args.fresh)
-        except SeginvError as e:  # one bad row does not stop the others; it stays "todo"
+        except SeginvError as e:  # one bad row does not stop the others
             print(f"=== {r.name} FAILED: {e}", flush=True)
             failed.append(r.name)
             continue
-        with log.open("a") as f:
-            f.write(json.dumps({"row": r.name, "seconds": round(seconds, 1)}) + "\n")
-        print(f"=== {r.name}: {seconds:.0f} s", flush=True)
+        if not done:
+            with log.open("a") as f:
+                f.write(json.dumps({"row": r.name, "seconds": round(seconds, 1)}) + "\n")
+            print(f"=== {r.name}: {seconds:.0f} s", flush=True)
     if failed:
         sys.exit(f"error: {len(failed)} rows failed: {', '.join(failed)}")
 
