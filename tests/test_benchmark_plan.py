@@ -32,7 +32,7 @@ def test_tables_name_rows_that_exist():
     for columns in plan.TABLES.values():
         for cell in plan.ABLATION_CELLS:
             assert {f"{cell}/{run}/seed0" for _, run in columns} <= names
-    for kind, values in (("steps", plan.BUDGET_STEPS), ("images", plan.BUDGET_IMAGES)):
+    for kind, values in plan.BUDGETS.items():
         assert {f"{plan.BUDGET_CELL}/{plan.budget_run(kind, v)}/seed0" for v in values} <= names
 
 

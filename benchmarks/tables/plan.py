@@ -75,6 +75,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
 BUDGET_CELL = "19-1-disjoint"
 BUDGET_STEPS = (50, 100, 200, 500, 1000)
 BUDGET_IMAGES = (16, 32, 64, 128, 256, 512)
+BUDGETS = {"steps": BUDGET_STEPS, "images": BUDGET_IMAGES}
 BUDGET: dict[str, dict[str, Any]] = {
     **{f"steps-{s}": {"method": "hrhf", "synthesis": {"steps": s}} for s in BUDGET_STEPS if s != SYNTHESIS["steps"]},
     **{f"images-{n}": {"method": "hrhf", "synthesis": {"num_images": n}} for n in BUDGET_IMAGES

@@ -47,7 +47,11 @@ def final(cache: Path, cell: str, run: str, seeds: tuple[int, ...]) -> dict[str,
 
 def collect(cache: Path) -> dict[str, Any]:
     """Everything results.json holds."""
-    res: dict[str, Any] = {"step0": {}, "table1": {}, "per_step": {}}
+    res: dict[str, Any] = {"how": {"command": f"{CMD} report", "rows": f"{CMD} run [ROW]", "machine": machine("cpu"),
+                                   "scenes": plan.SCENES, "step0": plan.STEP0, "synthesis": plan.SYNTHESIS,
+                                   "distill": plan.DISTILL, "epochs": plan.EPOCHS, "joint_epochs": plan.JOINT_EPOCHS,
+                                   "tables": {t: dict(c) for t, c in plan.TABLES.items()}},
+                           "step0": {}, "table1": {}, "per_step": {}}
     for cell in plan.CELLS:
         s0 = runner.cell_dir(cache, cell) / "step0.json"
         if s0.is_file():
@@ -64,12 +68,12 @@ def collect(cache: Path) -> dict[str, Any]:
     for table, columns in plan.TABLES.items():
         res[table] = {cell: {run: f for _, run in columns if (f := final(cache, cell, run, (0,)))}
                       for cell in plan.ABLATION_CELLS}
-    res["budget"] = {kind: {str(v): f for v in values
-                            if (f := final(cache, plan.BUDGET_CELL, plan.budget_run(kind, v), (0,)))}
-                     for kind, values in (("steps", plan.BUDGET_STEPS), ("images", plan.BUDGET_IMAGES))}
-    res["synthesis_seconds"] = {kind: {str(v): synth_seconds(cache, plan.Row(plan.BUDGET_CELL, plan.budget_run(kind, v), 0))
-                                       for v in values}
-                                for kind, values in (("steps", plan.BUDGET_STEPS), ("images", plan.BUDGET_IMAGES))}
+    res["budget"], res["synthesis_seconds"] = {}, {}
+    for kind, values in plan.BUDGETS.items():
+        rows = {v: plan.Row(plan.BUDGET_CELL, plan.budget_run(kind, v), 0) for v in values}
+        res["budget"][kind] = {str(v): f for v, r in rows.items() if (f := final(cache, r.cell, r.run, (0,)))}
+        res["synthesis_seconds"][kind] = {str(v): recs[0]["seconds"]["synthesis"] for v, r in rows.items()
+                                          if (recs := records(cache, r))}
     res["missing"] = [r.name for r in plan.rows() if not records(cache, r)]
     timings = cache / "timings.jsonl"
     res["row_seconds"] = {}
@@ -80,11 +84,6 @@ def collect(cache: Path) -> dict[str, Any]:
     fig3 = cache / "fig3.json"
     res["fig3"] = json.loads(fig3.read_text()) if fig3.is_file() else None
     return res
-
-
-def synth_seconds(cache: Path, row: plan.Row) -> float | None:
-    recs = records(cache, row)
-    return recs[0]["seconds"]["synthesis"] if recs else None
 
 
 # ---------------------------------------------------------------------------------------------- the claims
@@ -156,8 +155,8 @@ def ablation_md(res: dict[str, Any], table: str, title: str) -> list[str]:
 
 def budget_md(res: dict[str, Any]) -> list[str]:
     lines = []
-    for kind, values, fixed in (("steps", plan.BUDGET_STEPS, f"{plan.SYNTHESIS['num_images']} images"),
-                                ("images", plan.BUDGET_IMAGES, f"{plan.SYNTHESIS['steps']} steps")):
+    for kind, values in plan.BUDGETS.items():
+        fixed = f"{plan.SYNTHESIS['num_images']} images" if kind == "steps" else f"{plan.SYNTHESIS['steps']} steps"
         lines += [f"HRHF on {plan.BUDGET_CELL}, seed 0, synthesis {kind} varied at {fixed}:", "",
                   f"| {kind} | synthesis s | old | new | all | run |", "|---|---|---|---|---|---|"]
         for v in values:
@@ -186,7 +185,7 @@ def shipped_defaults() -> dict[str, Any]:
 def best_budget(res: dict[str, Any], kind: str, within: float = 0.005) -> int | None:
     """The cheapest budget point whose all-mIoU is within ``within`` of the best; None until every point is run."""
     pts = {int(v): mean(f["all"]) for v, f in res["budget"][kind].items()}
-    if len(pts) < len(plan.BUDGET_STEPS if kind == "steps" else plan.BUDGET_IMAGES):
+    if len(pts) < len(plan.BUDGETS[kind]):
         return None
     top = max(pts.values())
     return min(v for v, a in pts.items() if a >= top - within)
