@@ -191,14 +191,33 @@ def best_budget(res: dict[str, Any], kind: str, within: float = 0.005) -> int | 
     return min(v for v, a in pts.items() if a >= top - within)
 
 
+#: What the evidence above decided (written after reading it; docs/results.md states it under the tables).
+DECISIONS: list[str] = []
+
+
+def deltas(res: dict[str, Any]) -> list[str]:
+    """Each alternative of the defaults table against shipped HRHF: points of old / new / all, per ablation cell."""
+    lines = ["| alternative | " + " | ".join(f"{c} Δold / Δnew / Δall" for c in plan.ABLATION_CELLS) + " |",
+             "|---|" + "---|" * len(plan.ABLATION_CELLS)]
+    for label, run in plan.TABLES["defaults"][1:]:
+        out = []
+        for c in plan.ABLATION_CELLS:
+            a, h = res["defaults"][c].get(run), res["table1"][c].get("hrhf")
+            out.append("not run" if not (a and h) else
+                       " / ".join(f"{100 * (a[g][0] - h[g][0]):+.1f}" for g in GROUPS))
+        lines.append(f"| {label} | " + " | ".join(out) + " |")
+    return lines + [""]
+
+
 def defaults_md(res: dict[str, Any]) -> list[str]:
-    lines = ["| default | value in code |", "|---|---|"]
+    lines = ["Each alternative against HRHF as shipped, seed 0 (points of mIoU; + means the alternative is better):",
+             "", *deltas(res), "| default | value in code |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in shipped_defaults().items()]
     for kind in ("steps", "images"):
         b = best_budget(res, kind)
         if b is not None:
             lines.append(f"| cheapest {kind} within 0.5 mIoU of the best on {plan.BUDGET_CELL} | {b} |")
-    return lines + [""]
+    return lines + ["", *DECISIONS, ""]
 
 
 # ---------------------------------------------------------------------------------------------- the plots
@@ -228,14 +247,24 @@ def plots(res: dict[str, Any], img: Path) -> dict[str, str]:
     fig.savefig(img / "results-table1.png", dpi=110)
     plt.close(fig)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    seeds, base = res["table1"][plan.BUDGET_CELL].get("hrhf"), res["table2"][plan.BUDGET_CELL].get("no-replay")
     for ax, kind in zip(axes, ("steps", "images")):
         pts = sorted((int(v), 100 * mean(f["all"])) for v, f in res["budget"][kind].items())
         if pts:
-            ax.plot(*zip(*pts), marker="o")
+            ax.plot(*zip(*pts), marker="o", label="HRHF, seed 0")
+        if seeds:  # how far seeds alone move the default's result
+            m = mean_std(seeds["all"])
+            ax.axhspan(100 * (m["mean"] - m["std"]), 100 * (m["mean"] + m["std"]), alpha=0.15,
+                       label=f"default, mean ± std over {len(seeds['all'])} seeds")
+        if base:
+            ax.axhline(100 * base["all"][0], color="grey", linestyle="--", label="no replay")
         ax.set_xscale("log")
+        ax.set_xticks(plan.BUDGETS[kind], [str(v) for v in plan.BUDGETS[kind]])
+        ax.minorticks_off()
         ax.set_xlabel(f"synthesis {kind}")
-        ax.set_ylabel(f"HRHF all mIoU (%), {plan.BUDGET_CELL}")
+        ax.set_ylabel(f"all mIoU (%), {plan.BUDGET_CELL}")
         ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(img / "results-budget.png", dpi=110)
     plt.close(fig)
