@@ -133,6 +133,9 @@ def main() -> None:
     if args.command == "fig3":
         fig3(cache, Path(args.docs) / "img" / "results-fig3.png")
         return
+    if args.fresh and not args.rows:
+        sys.exit("error: --fresh deletes the rows it redoes; name them (a row or a pattern), e.g. "
+                 "`run 15-1-disjoint/hrhf/seed0 --fresh`.")
     rows = select(args.rows)
     if args.command == "list":
         for r in rows:
