@@ -4,11 +4,7 @@ A row is one run of one method (or ablation) on one protocol and setting ("cell"
 ``15-1-disjoint/hrhf/seed0``. Every row of a cell shares that cell's Scenes data, step-0 model and replay cache, so
 runs that would invert the same model with the same settings synthesize once.
 
-Scale (chosen to fit the whole report in about 2-3 hours of a 2-core CPU): Scenes at 32x32 pixels, 2000 training
-and 300 validation images; deeplab-mini; step 0 trained for 20 epochs with importance recorded (for EWC, PI and
-RWalk); incremental steps of 10 epochs when they add one class (50-90 iterations), 5 when they add five (about 190),
-3 for joint, which trains on every image; AdamW at lr 0.001; replay of 64 images inverted at 32x32 with 100 steps
-(cpu preset otherwise).
+The scale (SCALE below) is chosen to fit the whole report in about 2-3 hours of a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -16,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+SCALE = ("Scenes at 32x32 pixels, 2000 training and 300 validation images; deeplab-mini; step 0 trained for 20 "
+         "epochs with importance recorded (for EWC, PI and RWalk); incremental steps of 10 epochs when they add one "
+         "class (50-90 iterations), 5 when they add five (about 190), 3 for joint, which trains on every image; AdamW "
+         "at lr 0.001; replay of 64 images inverted at 32x32 with 100 steps (cpu preset otherwise).")
 SCENES: dict[str, Any] = {"size": 32, "train": 2000, "val": 300, "seed": 0}
 STEP0: dict[str, Any] = {"epochs": 20, "batch_size": 16, "lr": 0.003, "optimizer": "adamw", "crop_size": 32,
                          "importance": True, "seed": 0}

@@ -13,40 +13,30 @@ from typing import Any
 
 import plan
 import run as runner
-from seginv.protocols import get_protocol
-from seginv.replay.manifest import differences
 from seginv.report import GROUPS, machine, mean_std, percent
 
 CMD = "python benchmarks/tables/run.py"
 
 
 # --------------------------------------------------------------------------------------------------- reading
-def records(cache: Path, row: plan.Row) -> list[dict[str, Any]]:
-    """The row's per-step records, step 1 first; empty if the row is not finished, or was made with settings the
-    plan no longer has (then `run` redoes it, after its folder is deleted)."""
-    last = runner.record_path(cache, row)
-    if not last.is_file():
-        return []
-    steps = get_protocol(f"voc-{row.protocol}").num_steps
-    recs = [json.loads((last.parent / f"step{t}.json").read_text()) for t in range(1, steps)]
-    wanted = json.loads(json.dumps(runner.row_recipe(cache, row).runs[0].to_dict(), default=str))
-    return [] if differences(recs[0]["config"]["run"], wanted) else recs
+Records = dict[plan.Row, list[dict[str, Any]]]
 
 
-def final(cache: Path, cell: str, run: str, seeds: tuple[int, ...]) -> dict[str, list[float]] | None:
+def final(recs: Records, cell: str, run: str, seeds: tuple[int, ...]) -> dict[str, list[float]] | None:
     """``{old, new, all, seeds}`` after the last step, one value per finished seed; None if no seed finished."""
     out: dict[str, list[Any]] = {g: [] for g in (*GROUPS, "seeds")}
     for s in seeds:
-        recs = records(cache, plan.Row(cell, run, s))
-        if recs:
+        steps = recs.get(plan.Row(cell, run, s))
+        if steps:
             for g in GROUPS:
-                out[g].append(recs[-1]["metrics"][g])
+                out[g].append(steps[-1]["metrics"][g])
             out["seeds"].append(s)
     return out if out["seeds"] else None
 
 
 def collect(cache: Path) -> dict[str, Any]:
-    """Everything results.json holds."""
+    """Everything results.json holds; every row's records are read once."""
+    recs: Records = {r: runner.finished(cache, r) for r in plan.rows()}
     res: dict[str, Any] = {"how": {"command": f"{CMD} report", "rows": f"{CMD} run [ROW]", "machine": machine("cpu"),
                                    "scenes": plan.SCENES, "step0": plan.STEP0, "synthesis": plan.SYNTHESIS,
                                    "distill": plan.DISTILL, "epochs": plan.EPOCHS, "joint_epochs": plan.JOINT_EPOCHS,
@@ -57,24 +47,21 @@ def collect(cache: Path) -> dict[str, Any]:
         if s0.is_file():
             m = json.loads(s0.read_text())["metrics"]
             res["step0"][cell] = {g: m[g] for g in ("old", "all")}
-        res["table1"][cell] = {}
-        for m in plan.TABLE1:
-            f = final(cache, cell, m, plan.SEEDS if m in plan.SEEDED else (0,))
-            if f:
-                res["table1"][cell][m] = f
+        res["table1"][cell] = {m: f for m in plan.TABLE1
+                               if (f := final(recs, cell, m, plan.SEEDS if m in plan.SEEDED else (0,)))}
         if cell.startswith("15-1"):  # mIoU after every step, seed 0
-            res["per_step"][cell] = {m: [r["metrics"]["all"] for r in records(cache, plan.Row(cell, m, 0))]
-                                     for m in plan.TABLE1 if records(cache, plan.Row(cell, m, 0))}
-    for table, columns in plan.TABLES.items():
-        res[table] = {cell: {run: f for _, run in columns if (f := final(cache, cell, run, (0,)))}
+            res["per_step"][cell] = {m: [r["metrics"]["all"] for r in steps] for m in plan.TABLE1
+                                     if (steps := recs[plan.Row(cell, m, 0)])}
+    for table, columns in plan.TABLES.items():  # seed 0, Table 1's rows included
+        res[table] = {cell: {run: f for _, run in columns if (f := final(recs, cell, run, (0,)))}
                       for cell in plan.ABLATION_CELLS}
     res["budget"], res["synthesis_seconds"] = {}, {}
     for kind, values in plan.BUDGETS.items():
         rows = {v: plan.Row(plan.BUDGET_CELL, plan.budget_run(kind, v), 0) for v in values}
-        res["budget"][kind] = {str(v): f for v, r in rows.items() if (f := final(cache, r.cell, r.run, (0,)))}
-        res["synthesis_seconds"][kind] = {str(v): recs[0]["seconds"]["synthesis"] for v, r in rows.items()
-                                          if (recs := records(cache, r))}
-    res["missing"] = [r.name for r in plan.rows() if not records(cache, r)]
+        res["budget"][kind] = {str(v): f for v, r in rows.items() if (f := final(recs, r.cell, r.run, (0,)))}
+        res["synthesis_seconds"][kind] = {str(v): recs[r][0]["seconds"]["synthesis"] for v, r in rows.items()
+                                          if recs[r]}
+    res["missing"] = [r.name for r, steps in recs.items() if not steps]
     timings = cache / "timings.jsonl"
     res["row_seconds"] = {}
     if timings.is_file():
@@ -153,9 +140,7 @@ def ablation_md(res: dict[str, Any], table: str, title: str) -> list[str]:
     lines = [f"### {title}", "", "| | " + " | ".join(f"{c} {g}" for c in plan.ABLATION_CELLS for g in GROUPS) + " |",
              "|---|" + "---|" * (3 * len(plan.ABLATION_CELLS))]
     for label, run in plan.TABLES[table]:
-        src = res["table1"] if run in plan.TABLE1 else res[table]
-        fs = [src[c].get(run) for c in plan.ABLATION_CELLS]
-        fs = [None if f is None else {g: f[g][:1] for g in GROUPS} for f in fs]  # seed 0, as the ablation rows
+        fs = [res[table][c].get(run) for c in plan.ABLATION_CELLS]
         lines.append(f"| {label} (`{run}`) | " + " | ".join(cell_text(f, g) for f in fs for g in GROUPS) + " |")
     return lines + [""]
 
@@ -198,25 +183,52 @@ def best_budget(res: dict[str, Any], kind: str, within: float = 0.005) -> int | 
     return min(v for v, a in pts.items() if a >= top - within)
 
 
-#: What the evidence above decided (written after reading it; docs/results.md states it under the tables).
-DECISIONS: list[str] = [
-    "Decisions (the code's defaults above; each was checked against the rows of this report):",
-    "",
-    "- **BatchNorm frozen.** `mixed` and `real` lose old classes on both cells, most on 15-1 (5-8 points of old): the "
-    "fake images' statistics leak into the running statistics used at test time. This confirms the choice made on "
-    "15-5 overlapped at 64x64 (README, Distillation).",
-    "- **Eq. 4 on the real half.** Kept, but the evidence is mixed: on both halves, all rose by 0.8 (19-1) and 1.3 "
-    "(15-1) here, one seed each, and new moved +11.6 on 19-1 but -7.5 on 15-1; on 15-5 overlapped at 64x64 (two "
-    "seeds, README) both halves cost 5 points of new and 1.3 of all. Not consistent enough to change a default.",
-    "- **Synthesis loss BCE.** CE gives the same mIoU (within 0.2) and spreads three times as many pixels onto "
-    "classes nobody asked for (docs/synthesis.md).",
-    "- **Synthesis steps 200 (cpu preset), 256 images.** The budget curve is flat: every budget from 50 steps and "
-    "from 16 images lands within 0.3 points, inside the seed-to-seed spread of the default. On this cell the fake "
-    "data adds only 0.5 points over no replay (Table 2), so the curve cannot separate budgets; the paper's 1000 "
-    "steps gain nothing over 200 here. 200 steps stay the default because they find the requested classes in 6 "
-    "points more images than 100 (docs/synthesis.md); this report itself uses 100 steps and 64 images at 32x32.",
-    "- **Real:fake 1:1.** 1:2 and 2:1 are within 0.6 of it on 19-1 and 1.0-1.3 below it on 15-1.",
-]
+def delta(res: dict[str, Any], cell: str, run: str, group: str, against: str = "hrhf") -> float | None:
+    """Points of ``group`` mIoU by which seed-0 ``run`` differs from ``against`` on an ablation cell."""
+    rows = {t: res[t][cell] for t in plan.TABLES}
+    a = next((r[run] for r in rows.values() if run in r), None)
+    b = next((r[against] for r in rows.values() if against in r), None)
+    return None if not (a and b) else 100 * (a[group][0] - b[group][0])
+
+
+def spread(values: list[float | None]) -> str:
+    v = [x for x in values if x is not None]
+    return "not run" if not v else f"{min(v):+.1f} to {max(v):+.1f}"
+
+
+def decisions(res: dict[str, Any]) -> list[str]:
+    """What the evidence above decided, with its numbers computed from the rows (the reasons are written by hand)."""
+    c19, c15 = plan.ABLATION_CELLS
+
+    def d(cell: str, run: str, group: str, against: str = "hrhf") -> str:
+        x = delta(res, cell, run, group, against)
+        return "not run" if x is None else f"{x:+.1f}"
+
+    pts = [100 * mean(f["all"]) for kind in plan.BUDGETS for f in res["budget"][kind].values()]
+    seeds = res["table1"][plan.BUDGET_CELL].get("hrhf")
+    return [
+        "Decisions (the code's defaults above, each checked against the rows of this report; seed 0 unless stated):",
+        "",
+        f"- **BatchNorm frozen.** Against it, old moves {d(c19, 'bn-mixed', 'old')} (`mixed`) and "
+        f"{d(c19, 'bn-real', 'old')} (`real`) on {c19}, {d(c15, 'bn-mixed', 'old')} and {d(c15, 'bn-real', 'old')} "
+        f"on {c15}: the fake images' statistics leak into the running statistics used at test time. This confirms "
+        "the choice made on 15-5 overlapped at 64x64 (README, Distillation).",
+        f"- **Eq. 4 on the real half.** Kept, though the evidence is mixed: on both halves, all moves "
+        f"{d(c19, 'seg-on-both', 'all')} on {c19} and {d(c15, 'seg-on-both', 'all')} on {c15}, new "
+        f"{d(c19, 'seg-on-both', 'new')} and {d(c15, 'seg-on-both', 'new')}; on 15-5 overlapped at 64x64 (seed 0, "
+        "BN mixed, README) both halves cost 5 points of new and 1.3 of all. Not consistent enough to change a default.",
+        f"- **Synthesis loss BCE.** CE moves all by {d(c19, 'loss-ce', 'all')} ({c19}) and {d(c15, 'loss-ce', 'all')}"
+        f" ({c15}), and spreads three times as many pixels onto classes nobody asked for (docs/synthesis.md).",
+        f"- **Synthesis steps 200 (cpu preset), 256 images.** Every budget point on {plan.BUDGET_CELL} lands between "
+        f"{min(pts, default=0):.2f} and {max(pts, default=0):.2f} all mIoU"
+        + (f", against {percent(mean_std(seeds['all']))} over seeds for the default" if seeds else "")
+        + f"; the fake data adds only {d(plan.BUDGET_CELL, 'hrhf', 'all', 'no-replay')} over no replay there"
+        " (Table 2), so the curve cannot separate budgets, and the paper's 1000 steps gain nothing over 200. 200 "
+        "steps stay the default because they find the requested classes in 6 points more images than 100 "
+        "(docs/synthesis.md); this report itself uses 100 steps and 64 images at 32x32.",
+        f"- **Real:fake 1:1.** 1:2 and 2:1 move all by {spread([delta(res, c19, r, 'all') for r in ('ratio-1-2', 'ratio-2-1')])}"
+        f" on {c19} and {spread([delta(res, c15, r, 'all') for r in ('ratio-1-2', 'ratio-2-1')])} on {c15}.",
+    ]
 
 
 def deltas(res: dict[str, Any]) -> list[str]:
@@ -226,9 +238,8 @@ def deltas(res: dict[str, Any]) -> list[str]:
     for label, run in plan.TABLES["defaults"][1:]:
         out = []
         for c in plan.ABLATION_CELLS:
-            a, h = res["defaults"][c].get(run), res["table1"][c].get("hrhf")
-            out.append("not run" if not (a and h) else
-                       " / ".join(f"{100 * (a[g][0] - h[g][0]):+.1f}" for g in GROUPS))
+            ds = [delta(res, c, run, g) for g in GROUPS]
+            out.append("not run" if None in ds else " / ".join(f"{x:+.1f}" for x in ds))
         lines.append(f"| {label} | " + " | ".join(out) + " |")
     return lines + [""]
 
@@ -241,7 +252,7 @@ def defaults_md(res: dict[str, Any]) -> list[str]:
         b = best_budget(res, kind)
         if b is not None:
             lines.append(f"| cheapest {kind} within 0.5 mIoU of the best on {plan.BUDGET_CELL} | {b} |")
-    return lines + ["", *DECISIONS, ""]
+    return lines + ["", *decisions(res), ""]
 
 
 # ---------------------------------------------------------------------------------------------- the plots
@@ -315,7 +326,7 @@ def settings(d: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
-def how(cache: Path, res: dict[str, Any]) -> list[str]:
+def how(res: dict[str, Any]) -> list[str]:
     hours = sum(res["row_seconds"].values()) / 3600
     return [
         "## How these numbers were made",
@@ -323,7 +334,7 @@ def how(cache: Path, res: dict[str, Any]) -> list[str]:
         f"- Every row: `{CMD} run <row>` (e.g. `{CMD} run 15-1-disjoint/hrhf/seed0`; `--fresh` redoes it from "
         f"scratch); all rows: `{CMD} run`; this report from the cache: `{CMD} report`. The rows and their settings "
         "are in `benchmarks/tables/plan.py`.",
-        f"- Scale: {' '.join(plan.__doc__.split('Scale', 1)[1].split(':', 1)[1].split())}",
+        f"- Scale: {plan.SCALE}",
         f"- Settings: Scenes `{settings(plan.SCENES)}`; step 0 `{settings(plan.STEP0)}`; synthesis "
         f"`{settings(plan.SYNTHESIS)}`; distillation `{settings(plan.DISTILL)}`, epochs per step "
         f"`{settings(plan.EPOCHS)}` (joint {plan.JOINT_EPOCHS}).",
@@ -337,10 +348,10 @@ def how(cache: Path, res: dict[str, Any]) -> list[str]:
     ]
 
 
-def markdown(cache: Path, res: dict[str, Any], plot: dict[str, str]) -> str:
+def markdown(res: dict[str, Any], plot: dict[str, str]) -> str:
     lines = ["# Seed 002's tables, reproduced on Scenes", "",
              "Generated by `python benchmarks/tables/run.py report` from the cached rows; do not edit by hand.", ""]
-    lines += how(cache, res)
+    lines += how(res)
     lines += ["## What the numbers show", "", *claims(res), ""]
     lines += ["## Table 1: every method (old / new / all mIoU after the last step)", "", plot["table1"], "",
               *table1_md(res)]
@@ -371,5 +382,5 @@ def build(cache: Path, docs: Path) -> None:
     res = collect(cache)
     plot = plots(res, docs / "img")
     (docs / "results.json").write_text(json.dumps(res, indent=1) + "\n")
-    (docs / "results.md").write_text(markdown(cache, res, plot))
+    (docs / "results.md").write_text(markdown(res, plot))
     print(f"wrote {docs / 'results.md'} and {docs / 'results.json'}; {len(res['missing'])} rows not run yet")

@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import plan
 from seginv.data.scenes import ScenesConfig, write_scenes
@@ -28,6 +29,7 @@ from seginv.errors import SeginvError
 from seginv.pipeline import Pipeline
 from seginv.protocols import get_protocol
 from seginv.recipes import Recipe, parse_recipe, train_config
+from seginv.replay.manifest import differences
 from seginv.runtime import resolve_device
 from seginv.workflows import train
 
@@ -72,6 +74,18 @@ def row_recipe(cache: Path, row: plan.Row, step0: Path | None = None) -> Recipe:
     return parse_recipe(raw, cache, source=f"plan {row.name}")
 
 
+def finished(cache: Path, row: plan.Row) -> list[dict[str, Any]]:
+    """The row's per-step records, step 1 first; empty if the row is not finished, or was made with settings the
+    plan no longer has (`run` refuses such a row; `run ROW --fresh` redoes it)."""
+    last = record_path(cache, row)
+    if not last.is_file():
+        return []
+    steps = get_protocol(f"voc-{row.protocol}").num_steps
+    recs = [json.loads((last.parent / f"step{t}.json").read_text()) for t in range(1, steps)]
+    wanted = json.loads(json.dumps(row_recipe(cache, row).runs[0].to_dict(), default=str))
+    return [] if differences(recs[0]["config"]["run"], wanted) else recs
+
+
 def run_row(cache: Path, row: plan.Row, fresh: bool = False) -> float:
     """Run (or resume) one row; returns its wall seconds."""
     started = time.perf_counter()
@@ -82,9 +96,9 @@ def run_row(cache: Path, row: plan.Row, fresh: bool = False) -> float:
     pipe = Pipeline(recipe, cell_dir(cache, row.cell), command=f"python benchmarks/tables/run.py run {row.name}",
                     log=lambda s: print(s, flush=True))
     pipe.out.mkdir(parents=True, exist_ok=True)
-    teacher, _ = pipe.step0(pipe.data())
+    teacher, _ = pipe.step0(data)
     for t in range(1, pipe.proto.num_steps):
-        teacher, _ = pipe.step(recipe.runs[0], row.seed, t, teacher, pipe.data())
+        teacher, _ = pipe.step(recipe.runs[0], row.seed, t, teacher, data)
     return time.perf_counter() - started
 
 
@@ -139,8 +153,7 @@ def main() -> None:
     rows = select(args.rows)
     if args.command == "list":
         for r in rows:
-            state = "done" if record_path(cache, r).is_file() else "todo"
-            print(f"{state}  {r.name}")
+            print(f"{'done' if finished(cache, r) else 'todo'}  {r.name}")
         return
     started, log, failed = time.perf_counter(), cache / "timings.jsonl", []
     for i, r in enumerate(rows):  # finished rows go through the pipeline too: it refuses one whose settings changed
