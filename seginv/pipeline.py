@@ -33,9 +33,9 @@ from .protocols import get_protocol
 from .recipes import Recipe, RunSpec, fingerprint, train_config
 from .replay.exemplars import from_dataset
 from .replay.manifest import differences
-from .report import write_results
+from .report import compute_environment, write_results
 from .runtime import progress, resolve_device
-from .workflows import distill, evaluate_model, synthesize, train
+from .workflows import distill, evaluate_model, start_images, synthesize, train
 
 
 def _write_json(path: Path, d: dict[str, Any]) -> None:
@@ -135,8 +135,12 @@ class Pipeline:
         key = _key({"inv": inv.to_dict(), "run": cfg.__dict__})
         where = self.out / "replay" / f"{teacher_sha[:12]}-{key}"
         started = time.perf_counter()
+        pool = None
+        if inv.init == "real":  # start from the new step's real images
+            pool = start_images(data, self.proto.name, step, self.recipe.setting, inv.size, fmt=self.fmt, seed=seed)
         with progress(total=cfg.num_images, desc=f"synthesize {where.name}", unit="img") as bar:
-            r = synthesize(teacher, where, inversion=inv, run=cfg, device=self.device, resume=True, bar=bar)
+            r = synthesize(teacher, where, inversion=inv, run=cfg, device=self.device, resume=True, bar=bar,
+                           start_images=pool, start_source=f"{self.proto.name} step {step} training images")
         if r["resumed_shards"] < r["shards"]:
             self.log(f"  synthesized {r['count']} images into {where} in {r['seconds']:.0f} s")
         return str(where), time.perf_counter() - started
@@ -159,7 +163,7 @@ class Pipeline:
         m = _metrics(r["metrics"]["val"])
         record = {"config": config, "checkpoint": str(ckpt), "replay": replay, "metrics": m,
                   "seconds": {"synthesis": round(synth_seconds, 1), "distill": round(r["seconds"], 1)},
-                  "iterations": r["metrics"]["train"]["iterations"]}
+                  "iterations": r["metrics"]["train"]["iterations"], "environment": compute_environment(str(self.device))}
         _write_json(record_path, record)
         self.log(f"  old {m['old']:.4f}  new {m['new']:.4f}  all {m['all']:.4f}")
         return ckpt, record

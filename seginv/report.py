@@ -29,6 +29,24 @@ def machine(device: str) -> str:
     return f"{where}; device {device}"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), or what ``platform`` knows elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def compute_environment(device: str) -> dict[str, Any]:
+    """What a result depends on beyond its settings: floating-point sums run in an order that depends on torch's
+    intra-op thread count, so results are bit-identical only for the same count, CPU and torch."""
+    return {"threads": torch.get_num_threads(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "torch": torch.__version__, "device": device}
+
+
 def mean_std(values: list[float | None]) -> dict[str, Any]:
     v = [x for x in values if x is not None]
     return {"mean": statistics.fmean(v) if v else None, "std": statistics.stdev(v) if len(v) > 1 else 0.0,

@@ -119,14 +119,32 @@ def synthesize(model: str | os.PathLike[str] | None, out: str | os.PathLike[str]
                arch: str | None = None, weights: str | os.PathLike[str] | None = None,
                class_names: str | os.PathLike[str] | None = None, unsafe_load: bool = False,
                device: torch.device | str = "cpu", resume: bool = False, overwrite: bool = False,
-               bar: Any = None) -> dict[str, Any]:
+               bar: Any = None, start_images: np.ndarray | None = None,
+               start_source: str | None = None) -> dict[str, Any]:
     """Invert a checkpoint (or foreign weights) into replay shards in ``out``; see :mod:`seginv.synthesis.run`."""
     from .synthesis.run import synthesize as run_synthesis
 
     m = open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load)
     teacher_sha = sha256_file(model if model is not None else weights)  # type: ignore[arg-type]
     return run_synthesis(m, out, inversion, run, device=device, teacher_sha256=teacher_sha, resume=resume,
-                         overwrite=overwrite, bar=bar)
+                         overwrite=overwrite, bar=bar, start_images=start_images, start_source=start_source)
+
+
+def start_images(data: str | os.PathLike[str], protocol: str, step: int, setting: str, size: tuple[int, int], *,
+                 fmt: str = "auto", limit: int = 1024, seed: int = 0) -> np.ndarray:
+    """The training images of ``protocol`` step ``step`` (the new data a synthesis with ``init: real`` starts
+    from), centre-cropped to a square and resized to ``size``: ``(N, H, W, 3)`` uint8, at most ``limit`` of them
+    (a random subset, by ``seed``, when there are more)."""
+    from .replay.exemplars import square_resize
+
+    if size[0] != size[1]:
+        raise SeginvError(f"real starting images are square; the synthesis size is {size}.")
+    ds = train_split(data, get_protocol(protocol), step, setting, fmt=fmt)
+    index = list(range(len(ds)))
+    if len(index) > limit:
+        index = sorted(np.random.default_rng(seed).choice(len(index), size=limit, replace=False).tolist())
+    base, keep = ds.dataset, ds.indices
+    return np.stack([square_resize(*base.read(keep[i]), size[0])[0] for i in index])
 
 
 def incremental_protocol(teacher: SegModel, protocol: str | None, new_classes: list[str] | None) -> tuple[Protocol, int]:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -177,3 +178,16 @@ def test_a_memory_run_replays_real_exemplars_of_the_previous_steps(tiny_scenes, 
     assert memory.name.startswith("memory-step0-")
     manifest = json.loads((memory / "manifest.json").read_text())
     assert manifest["source"]["kind"] == "dataset" and len(manifest["class_names"]) == 16
+
+
+def test_a_real_start_run_starts_from_the_steps_images_and_records_its_environment(tiny_scenes, step0, tmp_path):
+    rec = tiny_recipe(tiny_scenes, step0, protocol="voc-15-5",
+                      runs={"hrhf": {"method": "hrhf", "synthesis": {"init": "real", "lr": 0.05},
+                                     "options": {"seg_on": "rearranged"}}})
+    r = CliRunner().invoke(cli, ["run", str(write_recipe(tmp_path / "r.yaml", rec)), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "o" / "runs" / "hrhf" / "seed0" / "step1.json").read_text())
+    start = json.loads((Path(record["replay"]) / "manifest.json").read_text())["config"]["start"]
+    assert start["source"] == "voc-15-5 step 1 training images" and start["count"] > 0 and len(start["sha256"]) == 64
+    env = record["environment"]
+    assert env["threads"] == torch.get_num_threads() and env["cpu"] and env["device"] == "cpu"

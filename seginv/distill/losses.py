@@ -55,6 +55,40 @@ def rearranged_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) ->
     return -(p_teacher * rearranged_log_probs(student_logits.float(), num_old)).sum(1).mean()
 
 
+def rearranged_kd_per_image(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                            temperature: float = 1.0) -> torch.Tensor:
+    """Seed 002 eq. 3 per image: ``(B,)``, the mean over pixels of ``-sum_{c in old} p_t[u, c] log s_hat[u, c]``.
+
+    ``temperature`` T softens both sides (``softmax(z / T)``) and scales the result by ``T^2`` (Hinton et al.
+    2015, so gradients keep their size); T = 1 is eq. 3 exactly and ``rearranged_kd`` is the batch mean of this.
+    """
+    num_old = _check(student_logits, teacher_logits)
+    t = float(temperature)
+    if not t > 0:
+        raise ValueError(f"expected a positive KD temperature. Got: {temperature}")
+    p_teacher = F.softmax(teacher_logits.float() / t, dim=1)
+    per_pixel = -(p_teacher * rearranged_log_probs(student_logits.float() / t, num_old)).sum(1)
+    return per_pixel.flatten(1).mean(1) * t * t
+
+
+def rearranged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 4 for images without real labels, done the unbiased way: the cross-entropy of the rearranged student
+    (new-class probabilities added to the background, as in eq. 3) against the teacher's argmax.
+
+    A replayed pixel the teacher calls background may then be background *or* a new class, so replay teaches the
+    old classes without telling the student that new classes never occur (MiB's unbiased CE, Cermelli et al. 2020,
+    applied to pseudo-labels). Returns the mean over the pixels of ``mask (B, H, W)`` (every pixel by default);
+    0 when the mask is empty.
+    """
+    num_old = _check(student_logits, teacher_logits)
+    target = teacher_logits.argmax(1, keepdim=True)
+    nll = -rearranged_log_probs(student_logits.float(), num_old).gather(1, target).squeeze(1)
+    if mask is None:
+        return nll.mean()
+    return (nll * mask).sum() / mask.sum().clamp_min(1)
+
+
 def merge_labels(labels: torch.Tensor, teacher_logits: torch.Tensor, ignore_index: int = IGNORE) -> torch.Tensor:
     """Seed 002's Label Merge (the target of eq. 4): a pixel labelled with a new class keeps its label, an ignored
     pixel stays ignored, every other pixel takes the teacher's argmax.

@@ -32,6 +32,7 @@ from .priors import (
 from .targets import PAPER_R_SET
 
 LOSSES = ("bce", "ce")
+INITS = ("noise", "real")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -56,6 +57,8 @@ class InversionConfig:
     first_bn_multiplier: float = 10.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     precision: str = "fp32"
+    init: str = "noise"  # "noise": x ~ N(0, 1); "real": given real images plus init_noise * N(0, 1)
+    init_noise: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -67,6 +70,8 @@ class InversionConfig:
             (self.lr > 0, f"lr must be positive, not {self.lr}"),
             (all(r > 0 for r in self.r_choices) and len(self.r_choices) > 0, f"r values must be positive: {self.r_choices}"),
             (min(self.tv_l1, self.tv_l2, self.l2, self.bn) >= 0, "prior weights must be >= 0"),
+            (self.init in INITS, f"init must be one of {INITS}, not {self.init!r}"),
+            (self.init_noise >= 0, f"init_noise must be >= 0, not {self.init_noise}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -157,15 +162,27 @@ class Inverter:
         dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def run(self, targets: np.ndarray, r: np.ndarray, seed: int, *, save_probs: bool = False) -> BatchResult:
-        """Synthesize ``len(targets)`` images. ``targets (B, C)`` bool, ``r (B, C)``; ``seed`` fixes every draw."""
+    def run(self, targets: np.ndarray, r: np.ndarray, seed: int, *, save_probs: bool = False,
+            start: np.ndarray | None = None) -> BatchResult:
+        """Synthesize ``len(targets)`` images. ``targets (B, C)`` bool, ``r (B, C)``; ``seed`` fixes every draw.
+
+        ``start (B, H, W, 3)`` uint8: the pixels the images start from when ``cfg.init == "real"`` (plus
+        ``cfg.init_noise`` times the same normal noise a noise start uses).
+        """
         cfg, dev = self.cfg, self.device
         b = len(targets)
         y = torch.as_tensor(targets, device=dev)
         r_t = torch.as_tensor(r, dtype=torch.float32, device=dev)
+        if (cfg.init == "real") != (start is not None):
+            raise ValueError(f"init {cfg.init!r} {'needs' if start is None else 'takes no'} start images")
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)
             x = torch.randn(b, 3, *cfg.size, generator=torch.Generator().manual_seed(seed)).to(dev)
+            if start is not None:
+                if start.shape != (b, *cfg.size, 3):
+                    raise ValueError(f"expected start images of shape {(b, *cfg.size, 3)}. Got: {start.shape}")
+                x = normalize(torch.as_tensor(start, device=dev).permute(0, 3, 1, 2), self.model.mean,
+                              self.model.std) + cfg.init_noise * x
             x = x.clamp(min=self.lo, max=self.hi).requires_grad_(True)
             opt = torch.optim.Adam([x], lr=cfg.lr, betas=cfg.betas)
             terms: dict[str, torch.Tensor] = {}

@@ -6,6 +6,7 @@ shard can be (re)made on its own and a resumed run writes the same bytes as an u
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import warnings
@@ -63,9 +64,20 @@ def batch_seed(seed: int, shard: int, batch: int, attempt: int) -> int:
 
 def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfig, run: RunConfig, *,
                device: torch.device | str = "cpu", teacher_sha256: str | None = None, resume: bool = False,
-               overwrite: bool = False, bar: Any = None) -> dict[str, Any]:
-    """Write ``run.num_images`` synthesized samples of ``model`` into ``out`` as shards; return a summary."""
+               overwrite: bool = False, bar: Any = None, start_images: np.ndarray | None = None,
+               start_source: str | None = None) -> dict[str, Any]:
+    """Write ``run.num_images`` synthesized samples of ``model`` into ``out`` as shards; return a summary.
+
+    ``start_images (N, H, W, 3)`` uint8 at the synthesis size, with ``inv.init == "real"``: the pool that each batch
+    draws its starting images from (without repeats within a batch, by the batch's seed); ``start_source`` says in
+    the manifest where the pool came from.
+    """
     device = torch.device(device)
+    if (inv.init == "real") != (start_images is not None):
+        raise SeginvError("synthesis init 'real' starts from real images, and needs them; init 'noise' takes none.",
+                          "Pass start images with init: real, or leave init at noise.")
+    if start_images is not None and start_images.shape[1:] != (*inv.size, 3):
+        raise SeginvError(f"start images are {start_images.shape[1:3]}, not the synthesis size {inv.size}.")
     if run.num_images < 1 or run.shard_size < 1:
         raise SeginvError("--num-images and --shard-size must be at least 1.")
     ids = resolve_classes(model, run.classes)
@@ -74,6 +86,9 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
     planned = [min(run.shard_size, run.num_images - s) for s in range(0, run.num_images, run.shard_size)]
     config = {"inversion": inv.to_dict(), "classes": [model.class_names[i] for i in ids],
               **{k: getattr(run, k) for k in ("max_classes", "shard_size", "seed", "compression", "save_probs")}}
+    if start_images is not None:
+        config["start"] = {"source": start_source, "count": len(start_images),
+                           "sha256": hashlib.sha256(np.ascontiguousarray(start_images).tobytes()).hexdigest()}
     source = {"kind": "synthesis", "teacher_sha256": teacher_sha256, "arch": model.arch, "steps": model.steps}
     header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": __version__,
               "num_images": run.num_images, "image_size": list(inv.size), "class_names": model.class_names,
@@ -91,7 +106,7 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
             continue
         first = k * run.shard_size
         t0 = time.perf_counter()
-        parts, r_restarts = _synthesize_shard(inverter, plan.slice(first, first + count), run, k, bar)
+        parts, r_restarts = _synthesize_shard(inverter, plan.slice(first, first + count), run, k, bar, start_images)
         restarts += r_restarts
         arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
@@ -104,14 +119,19 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
             "synthesis_seconds": synth_s, "write_seconds": write_s, "classes": config["classes"]}
 
 
-def _synthesize_shard(inverter: Inverter, plan: Any, run: RunConfig, shard: int, bar: Any) -> tuple[list[dict[str, np.ndarray]], int]:
+def _synthesize_shard(inverter: Inverter, plan: Any, run: RunConfig, shard: int, bar: Any,
+                      pool: np.ndarray | None) -> tuple[list[dict[str, np.ndarray]], int]:
     bs, parts, restarts = inverter.cfg.batch_size, [], 0
     for b, start in enumerate(range(0, len(plan), bs)):
         sub = plan.slice(start, start + bs)
         for attempt in range(run.max_attempts):
             seed = batch_seed(run.seed, shard, b, attempt)
             try:
-                res = inverter.run(sub.targets, sub.r, seed, save_probs=run.save_probs)
+                start = None
+                if pool is not None:
+                    pick = np.random.default_rng(seed).choice(len(pool), size=len(sub), replace=len(pool) < len(sub))
+                    start = pool[np.sort(pick)]
+                res = inverter.run(sub.targets, sub.r, seed, save_probs=run.save_probs, start=start)
                 break
             except Diverged as e:
                 restarts += 1

@@ -13,6 +13,7 @@ from seginv.errors import SeginvError
 from seginv.models import create_model
 from seginv.models.checkpoint import load_model
 from seginv.synthesis.engine import InversionConfig, Inverter, classification_loss, inversion_config, pixel_bounds
+from seginv.synthesis.augment import AugmentConfig
 from seginv.synthesis.targets import plan_targets
 from tests.conftest import ASSETS
 
@@ -217,3 +218,24 @@ def test_a_batch_that_always_diverges_is_an_error_and_nothing_is_written(tmp_pat
         synthesize(model, tmp_path / "r", cfg(), RunConfig(num_images=4, shard_size=4))
     assert not list((tmp_path / "r").glob("shard-*"))
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["count"] == 0
+
+
+def test_a_real_start_is_where_the_images_begin():
+    p = plan()
+    start = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    inv = Inverter(tiny_model(), cfg(init="real", lr=1e-9, steps=1, augment=AugmentConfig(jitter=0, flip=False)), torch.device("cpu"))
+    res = inv.run(p.targets, p.r, seed=0, start=start)
+    assert np.abs(res.pixels.astype(int) - start).max() <= 1  # a step of 1e-9 moves nothing
+    noisy = Inverter(tiny_model(), cfg(init="real", init_noise=0.5, lr=1e-9, steps=1), torch.device("cpu"))
+    assert np.abs(noisy.run(p.targets, p.r, seed=0, start=start).pixels.astype(int) - start).mean() > 10
+
+
+def test_init_and_start_must_agree():
+    p = plan()
+    with pytest.raises(ValueError, match="needs start images"):
+        Inverter(tiny_model(), cfg(init="real"), torch.device("cpu")).run(p.targets, p.r, seed=0)
+    with pytest.raises(ValueError, match="takes no start images"):
+        Inverter(tiny_model(), cfg(), torch.device("cpu")).run(p.targets, p.r, seed=0,
+                                                              start=np.zeros((4, 32, 32, 3), np.uint8))
+    with pytest.raises(SeginvError, match="init must be one of"):
+        cfg(init="photo")

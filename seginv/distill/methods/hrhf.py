@@ -1,5 +1,15 @@
 """HRHF: Half-Real Half-Fake distillation (seed 002, section 3.3): eq. 3 KD on every image, eq. 4 on the real
-half (default) or on both halves, ``l = lambda * l_kd + l_seg`` (eq. 5)."""
+half (default) or on both halves, ``l = lambda * l_kd + l_seg`` (eq. 5).
+
+Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``):
+
+- ``seg_on="rearranged"``: eq. 4 on the real half, and on the replayed half the cross-entropy of the rearranged
+  student against the teacher's argmax (:func:`~seginv.distill.losses.rearranged_ce`), which teaches the old classes
+  on replay without the new-class collapse of eq. 4 on both halves;
+- ``replay_weight``: the weight of the replayed images' terms relative to the real ones (1 = the paper's plain
+  mean over the batch);
+- ``temperature``: eq. 3's KD at temperature T (1 = the paper).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +17,10 @@ import torch
 
 from ...data.classes import IGNORE
 from ...errors import SeginvError
-from ..losses import hrhf_loss
+from ..losses import hrhf_loss, merge_labels, merged_ce, rearranged_ce, rearranged_kd_per_image
 from . import Batch, register_method
 
-SEG_ON = ("real", "both")
+SEG_ON = ("real", "both", "rearranged")
 
 
 @register_method("hrhf")
@@ -21,13 +31,40 @@ class HalfRealHalfFake:
     init = "mib"
     seg_loss = None  # eq. 4's cross-entropy unless IAL replaces it
 
-    def __init__(self, lam: float = 1.0, seg_on: str = "real") -> None:
+    def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
+                 temperature: float = 1.0) -> None:
         if seg_on not in SEG_ON:
             raise SeginvError(f"unknown eq. 4 placement {seg_on!r}.", f"Use one of {', '.join(SEG_ON)}.")
-        self.lam, self.seg_on = lam, seg_on
+        if not replay_weight >= 0:
+            raise SeginvError(f"replay_weight must be >= 0, not {replay_weight}.")
+        if not temperature > 0:
+            raise SeginvError(f"temperature must be > 0, not {temperature}.")
+        self.lam, self.seg_on, self.replay_weight, self.temperature = lam, seg_on, replay_weight, temperature
+
+    @property
+    def paper(self) -> bool:
+        return self.seg_on != "rearranged" and self.replay_weight == 1.0 and self.temperature == 1.0
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         labels = batch.labels
-        if self.seg_on == "real":  # eq. 4 only where labels are real
+        if self.seg_on != "both":  # eq. 4 only where labels are real
             labels = labels.masked_fill(batch.is_replay.view(-1, 1, 1), IGNORE)
-        return hrhf_loss(batch.student, batch.teacher, labels, lam=self.lam, seg_loss=self.seg_loss)
+        if self.paper:
+            return hrhf_loss(batch.student, batch.teacher, labels, lam=self.lam, seg_loss=self.seg_loss)
+        replay = batch.is_replay
+        weights = torch.where(replay, self.replay_weight, 1.0).to(batch.student.dtype)
+        kd = (rearranged_kd_per_image(batch.student, batch.teacher, self.temperature) * weights).mean()
+        seg, pixels = batch.student.sum() * 0.0, 0
+        for on_replay in (False, True):  # the mean over labelled pixels, replayed ones weighted replay_weight
+            part = replay if on_replay else ~replay
+            if not bool(part.any()) or (on_replay and self.seg_on == "real"):
+                continue
+            s, t, y = batch.student[part], batch.teacher[part], labels[part]
+            if on_replay and self.seg_on == "rearranged":
+                term, count = rearranged_ce(s, t), y.numel()
+            else:
+                count = int((y != IGNORE).sum())
+                term = self.seg_loss(s, merge_labels(y, t)) if self.seg_loss is not None else merged_ce(s, t, y)
+            seg, pixels = seg + (self.replay_weight if on_replay else 1.0) * count * term, pixels + count
+        seg = seg / max(pixels, 1)
+        return {"total": self.lam * kd + seg, "kd": kd, "seg": seg}

@@ -1,0 +1,187 @@
+"""The replay-gap benchmark (see plan.py): run rows, then build docs/replay-gap.md and docs/replay-gap.json.
+
+    python benchmarks/replay_gap/gap.py list                         # every row, done or not
+    python benchmarks/replay_gap/gap.py run                          # the core rows of every cell and seed
+    python benchmarks/replay_gap/gap.py run '15-1-disjoint/*/seed0'  # rows matching a pattern (variants included)
+    python benchmarks/replay_gap/gap.py report                       # docs/replay-gap.md and .json
+
+It shares ``--cache`` with ``benchmarks/tables`` (the Scenes data and step-0 models); its rows live in
+``<cache>/replay-gap/<cell>/``, a `seginv run` output folder per cell, and resume where they stopped. Run it with a
+fixed thread count (e.g. ``OMP_NUM_THREADS=1``): results are bit-identical only for the same count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gap_plan as plan
+from seginv.pipeline import Pipeline
+from seginv.protocols import get_protocol
+from seginv.recipes import parse_recipe
+from seginv.report import GROUPS, machine
+
+ROOT = Path(__file__).resolve().parents[2]
+CMD = "python benchmarks/replay_gap/gap.py"
+_spec = importlib.util.spec_from_file_location("tables_run", ROOT / "benchmarks" / "tables" / "run.py")
+tables_run = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(tables_run)  # type: ignore[union-attr]
+
+
+def rows(core_only: bool = False) -> list[str]:
+    names = plan.CORE if core_only else tuple(plan.runs())
+    return [f"{c}/{r}/seed{s}" for s in plan.SEEDS for c in plan.CELLS for r in names]
+
+
+def cell_dir(cache: Path, cell: str) -> Path:
+    return cache / "replay-gap" / cell
+
+
+def records(cache: Path, row: str) -> list[dict[str, Any]]:
+    """Per-step records of a finished row (step 1 first), or [] if it has not finished."""
+    cell, run, seed = row.split("/")
+    steps = get_protocol(f"voc-{cell.rsplit('-', 1)[0]}").num_steps
+    folder = cell_dir(cache, cell) / "runs" / run / seed
+    paths = [folder / f"step{t}.json" for t in range(1, steps)]
+    return [json.loads(p.read_text()) for p in paths] if all(p.is_file() for p in paths) else []
+
+
+def run_row(cache: Path, row: str) -> None:
+    cell, run, seed = row.split("/")
+    data = tables_run.data_dir(cache)
+    step0 = tables_run.step0_model(cache, cell, data)
+    recipe = parse_recipe(plan.recipe(cell, run, int(seed[4:]), str(data), str(step0)), cache, source=row)
+    pipe = Pipeline(recipe, cell_dir(cache, cell), command=f"{CMD} run {row}", log=lambda s: print(s, flush=True))
+    pipe.out.mkdir(parents=True, exist_ok=True)
+    teacher, _ = pipe.step0(data)
+    for t in range(1, pipe.proto.num_steps):
+        teacher, _ = pipe.step(recipe.runs[0], int(seed[4:]), t, teacher, data)
+
+
+# ------------------------------------------------------------------------------------------------- report
+def collect(cache: Path) -> dict[str, Any]:
+    res: dict[str, Any] = {"recovered": {}, "step0": {}}
+    for cell in plan.CELLS:
+        res[cell] = {}
+        for run in plan.runs():
+            out: dict[str, list[Any]] = {g: [] for g in (*GROUPS, "seeds", "iterations")}
+            for s in plan.SEEDS:
+                recs = records(cache, f"{cell}/{run}/seed{s}")
+                if recs:
+                    for g in GROUPS:
+                        out[g].append(recs[-1]["metrics"][g])
+                    out["seeds"].append(s)
+                    out["iterations"].append(sum(r["iterations"] for r in recs))
+            if out["seeds"]:
+                res[cell][run] = out
+        s0 = cell_dir(cache, cell) / "step0.json"
+        if s0.is_file():
+            res["step0"][cell] = {g: json.loads(s0.read_text())["metrics"][g] for g in ("old", "all")}
+        res["recovered"][cell] = recovered(res[cell])
+    res["how"] = {"command": f"{CMD} report", "rows": f"{CMD} run [ROW]", "machine": machine("cpu"),
+                  "threads": "OMP_NUM_THREADS=1, two rows at a time", "scale": plan.tables.SCALE,
+                  "real_per_batch": plan.REAL_PER_BATCH, "memory_per_class": plan.MEMORY_PER_CLASS, "n": plan.N,
+                  "runs": plan.runs(), "variants": {k: v[0] for k, v in plan.VARIANTS.items()}}
+    return res
+
+
+def recovered(cell: dict[str, Any]) -> dict[str, Any]:
+    """Per row, the share ``(old_row - old_none) / (old_real - old_none)`` per seed both rows have, and its mean."""
+    out = {}
+    if "none" not in cell or "real" not in cell:
+        return out
+    base = dict(zip(cell["none"]["seeds"], cell["none"]["old"]))
+    real = dict(zip(cell["real"]["seeds"], cell["real"]["old"]))
+    for run, f in cell.items():
+        if run in ("none", "real"):
+            continue
+        shares = [(o - base[s]) / (real[s] - base[s]) for s, o in zip(f["seeds"], f["old"])
+                  if s in base and s in real and real[s] != base[s]]
+        if shares:
+            out[run] = {"per_seed": shares, "seeds": [s for s in f["seeds"] if s in base and s in real],
+                        "mean": statistics.fmean(shares),
+                        "std": statistics.stdev(shares) if len(shares) > 1 else 0.0,
+                        "pooled": pooled(cell, run)}
+    return out
+
+
+def pooled(cell: dict[str, Any], run: str) -> float | None:
+    """The share of the seed means (steadier than the mean of per-seed shares when a denominator is small)."""
+    seeds = set(cell[run]["seeds"]) & set(cell["none"]["seeds"]) & set(cell["real"]["seeds"])
+    if not seeds:
+        return None
+    m = {r: statistics.fmean(o for s, o in zip(cell[r]["seeds"], cell[r]["old"]) if s in seeds)
+         for r in (run, "none", "real")}
+    return (m[run] - m["none"]) / (m["real"] - m["none"]) if m["real"] != m["none"] else None
+
+
+def pm(values: list[float]) -> str:
+    if not values:
+        return "not run"
+    m = 100 * statistics.fmean(values)
+    return f"{m:.1f} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else f"{m:.1f}"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = ["# Replay gap: fake replay against real exemplar replay of the same size", "",
+             f"Built by `{CMD} report` from the rows of `{CMD} run` ({res['how']['machine']}; "
+             f"{res['how']['threads']}). Scale: {res['how']['scale']}", "",
+             f"Every row takes {plan.REAL_PER_BATCH} real images per optimizer step and runs the same epochs "
+             "(same iterations, same real images); replay rows add as many replayed images. `real` replays "
+             f"{plan.MEMORY_PER_CLASS} real exemplars per class seen (60-76 images on 15-1, 76 on 19-1), `fake` "
+             f"{plan.N} inverted images, `fake-5x` {5 * plan.N}. Recovered = (old - old of `none`) / (old of `real` - "
+             "old of `none`), per seed, then mean ± std; *pooled* is the same ratio of the seed means.", ""]
+    for cell in plan.CELLS:
+        rows_, rec = res[cell], res["recovered"].get(cell, {})
+        s0 = res["step0"].get(cell)
+        lines += [f"## {cell}", "", f"Step 0: old {100 * s0['old']:.1f}, all {100 * s0['all']:.1f}." if s0 else "",
+                  "", "| row | what | seeds | old | new | all | recovered | pooled |", "|---|---|---|---|---|---|---|---|"]
+        for run in plan.runs():
+            f = rows_.get(run)
+            what = plan.VARIANTS[run][0] if run in plan.VARIANTS else ""
+            r = rec.get(run)
+            share = f"{100 * r['mean']:.0f}% ± {100 * r['std']:.0f}" if r else ""
+            pool = f"{100 * r['pooled']:.0f}%" if r and r["pooled"] is not None else ""
+            lines.append(f"| {run} | {what} | {len(f['seeds']) if f else 0} | {pm(f['old'] if f else [])} | "
+                         f"{pm(f['new'] if f else [])} | {pm(f['all'] if f else [])} | {share} | {pool} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=("list", "run", "report"))
+    ap.add_argument("rows", nargs="*", help="row names or shell patterns; default: the core rows")
+    ap.add_argument("--cache", default=str(ROOT / "benchmarks" / "cache"))
+    ap.add_argument("--docs", default=str(ROOT / "docs"))
+    args = ap.parse_args()
+    cache = Path(args.cache).resolve()
+    if args.command == "report":
+        res = collect(cache)
+        docs = Path(args.docs)
+        (docs / "replay-gap.json").write_text(json.dumps(res, indent=1) + "\n")
+        (docs / "replay-gap.md").write_text(markdown(res))
+        print(markdown(res))
+        return
+    chosen = [r for r in rows() if any(fnmatch.fnmatchcase(r, p) for p in args.rows)] if args.rows else rows(True)
+    if not chosen:
+        sys.exit(f"error: no row matches {args.rows}; `{CMD} list` shows them.")
+    for row in chosen:
+        if args.command == "list":
+            print(f"{'done' if records(cache, row) else 'todo'}  {row}")
+            continue
+        started = time.perf_counter()
+        print(f"=== {row}", flush=True)
+        run_row(cache, row)
+        print(f"=== {row}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""What the replay-gap benchmark runs: how much of what real exemplar replay recovers does fake replay recover?
+
+For each cell (protocol-setting, named as in ``benchmarks/tables``) and seed, the rows are
+
+- ``none``: HRHF without replay;
+- ``real``: HRHF replaying a memory of real exemplars, ``MEMORY_PER_CLASS`` per class seen (60-76 images on 15-1);
+- ``fake``: HRHF replaying ``N`` images inverted from the current model (the shipped synthesis and distillation);
+- ``fake-5x``: the same with ``5 N`` images;
+- ``joint``: every old image with its labels (the upper bound);
+
+plus the variants under test (``VARIANTS``), each a fake-replay row with named options changed. The recovered
+share of a row is ``(old_row - old_none) / (old_real - old_none)`` on the old classes after the last step.
+
+Fair by construction: every row takes ``REAL_PER_BATCH`` real images per optimizer step and runs the same epochs
+over the same real images, so all rows but ``joint`` run the same number of optimizer steps; replay rows add
+``REAL_PER_BATCH`` replayed images to each batch (ratio 1:1).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tables"))
+import plan as tables  # noqa: E402  (the data, step-0 models and scale of benchmarks/tables)
+
+CELLS = ("15-1-disjoint", "19-1-disjoint")
+SEEDS = (0, 1, 2)
+N = tables.SYNTHESIS["num_images"]  # 64
+REAL_PER_BATCH = 8
+MEMORY_PER_CLASS = 4  # 4 x 15-19 classes = 60-76 real images, the size of N fake ones
+CORE = ("none", "real", "fake", "fake-5x", "joint")
+
+
+def _replay(**spec: Any) -> dict[str, Any]:
+    return {"method": "hrhf", "distill": {"batch_size": 2 * REAL_PER_BATCH}, **spec}
+
+
+RUNS: dict[str, dict[str, Any]] = {
+    "none": {"method": "hrhf", "replay": "none", "distill": {"batch_size": REAL_PER_BATCH}},
+    "real": _replay(replay="memory", memory={"per_class": MEMORY_PER_CLASS, "size": tables.SCENES["size"]}),
+    "fake": _replay(replay="synthesize"),
+    "fake-5x": _replay(replay="synthesize", synthesis={"num_images": 5 * N}),
+    "joint": {"method": "joint", "replay": "none", "distill": {"epochs": tables.JOINT_EPOCHS}},
+}
+
+
+def _fake(synthesis: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    """A fake-replay row with synthesis settings and HRHF options changed."""
+    spec = _replay(replay="synthesize", synthesis=dict(synthesis or {}))
+    return {**spec, "options": options} if options else spec
+
+
+#: Variants of fake replay under test: name -> (what it changes, run spec).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "rearranged": ("eq. 4 on the fake half as the unbiased CE of the rearranged student vs the teacher's argmax",
+                   _fake(seg_on="rearranged")),
+    "seg-both": ("eq. 4 on both halves (the paper's alternative)", _fake(seg_on="both")),
+    "replay-w4": ("replayed images' terms weighted 4x", _fake(replay_weight=4.0)),
+    "cosine": ("cosine-decayed synthesis lr (DeepInversion's schedule)", _fake({"cosine": True})),
+    "cosine-tv": ("cosine lr + TV-l2 1e-2", _fake({"cosine": True, "tv_l2": 1e-2})),
+    "init-real": ("inversion starts from the step's real images (lr 0.25)", _fake({"init": "real"})),
+    "init-real-lr05": ("inversion starts from the step's real images, lr 0.05", _fake({"init": "real", "lr": 0.05})),
+    "init-real-lr05-rearranged": ("init-real-lr05 + rearranged",
+                                  _fake({"init": "real", "lr": 0.05}, seg_on="rearranged")),
+}
+
+
+def runs() -> dict[str, dict[str, Any]]:
+    return {**RUNS, **{name: spec for name, (_, spec) in VARIANTS.items()}}
+
+
+def recipe(cell: str, run: str, seed: int, data: str, step0: str) -> dict[str, Any]:
+    """The `seginv run` recipe of one row."""
+    return tables.recipe(cell, {run: runs()[run]}, [seed], data, step0)

@@ -1,0 +1,126 @@
+"""The replayed half's terms beyond the paper: per-image KD at a temperature, the rearranged (unbiased) CE on the
+teacher's argmax, and HRHF's options that combine them; each pinned against a pixel-by-pixel implementation."""
+
+import math
+
+import pytest
+import torch
+
+from seginv.distill.losses import hrhf_loss, rearranged_ce, rearranged_kd, rearranged_kd_per_image
+from seginv.distill.methods import Batch, create_method
+from seginv.errors import SeginvError
+
+
+def _softmax(v: list[float], t: float = 1.0) -> list[float]:
+    e = [math.exp(x / t) for x in v]
+    return [x / sum(e) for x in e]
+
+
+def kd_by_pixel(s: torch.Tensor, t: torch.Tensor, temp: float = 1.0) -> list[float]:
+    """Eq. 3 with plain Python floats, one pixel at a time: new-class probabilities move to the background."""
+    out = []
+    for b in range(s.shape[0]):
+        total = 0.0
+        for i in range(s.shape[2]):
+            for j in range(s.shape[3]):
+                ps = _softmax(s[b, :, i, j].tolist(), temp)
+                pt = _softmax(t[b, :, i, j].tolist(), temp)
+                hat = [ps[0] + sum(ps[t.shape[1]:])] + ps[1:t.shape[1]]
+                total -= sum(p * math.log(h) for p, h in zip(pt, hat))
+        out.append(total / (s.shape[2] * s.shape[3]) * temp * temp)
+    return out
+
+
+def ce_by_pixel(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    num, den = 0.0, 0.0
+    for b in range(s.shape[0]):
+        for i in range(s.shape[2]):
+            for j in range(s.shape[3]):
+                if mask is not None and not bool(mask[b, i, j]):
+                    continue
+                ps = _softmax(s[b, :, i, j].tolist())
+                k = int(t[b, :, i, j].argmax())
+                p = ps[0] + sum(ps[t.shape[1]:]) if k == 0 else ps[k]
+                num, den = num - math.log(p), den + 1
+    return num / max(den, 1)
+
+
+@pytest.fixture
+def logits():
+    torch.manual_seed(3)
+    return torch.randn(3, 6, 5, 7) * 2, torch.randn(3, 4, 5, 7) * 2  # odd sizes, 4 old + 2 new classes
+
+
+@pytest.mark.parametrize("temp", [1.0, 2.0, 0.5])
+def test_per_image_kd_matches_eq3_pixel_by_pixel_at_any_temperature(logits, temp):
+    s, t = logits
+    got = rearranged_kd_per_image(s, t, temp)
+    assert got.shape == (3,)
+    assert got.tolist() == pytest.approx(kd_by_pixel(s, t, temp), rel=1e-5)
+
+
+def test_per_image_kd_at_temperature_one_averages_to_the_papers_kd(logits):
+    s, t = logits
+    assert rearranged_kd_per_image(s, t).mean().item() == pytest.approx(rearranged_kd(s, t).item(), rel=1e-6)
+
+
+def test_rearranged_ce_matches_a_pixel_by_pixel_implementation_with_and_without_a_mask(logits):
+    s, t = logits
+    assert rearranged_ce(s, t).item() == pytest.approx(ce_by_pixel(s, t), rel=1e-5)
+    mask = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(1)) < 0.4
+    assert rearranged_ce(s, t, mask.float()).item() == pytest.approx(ce_by_pixel(s, t, mask), rel=1e-5)
+    assert rearranged_ce(s, t, torch.zeros(3, 5, 7)).item() == 0.0
+
+
+def test_rearranged_ce_does_not_push_new_classes_down_on_background_pixels():
+    t = torch.tensor([5.0, 0.0]).view(1, 2, 1, 1)  # the teacher says background
+    s = torch.zeros(1, 3, 1, 1, requires_grad=True)  # background, one old class, one new class
+    rearranged_ce(s, t).backward()
+    assert s.grad[0, 2].item() < 0  # lowering the loss raises the new class, as it raises the background
+    plain = torch.zeros(1, 3, 1, 1, requires_grad=True)
+    torch.nn.functional.cross_entropy(plain, torch.zeros(1, 1, 1, dtype=torch.long)).backward()
+    assert plain.grad[0, 2].item() > 0  # eq. 4's plain CE pushes the new class down there
+
+
+def _batch(logits):
+    s, t = logits
+    labels = torch.randint(0, 6, (3, 5, 7), generator=torch.Generator().manual_seed(2))
+    labels[:, 0] = 255
+    return Batch(s, t, labels, torch.tensor([False, True, True]))
+
+
+@pytest.mark.parametrize("seg_on", ["real", "both"])
+def test_hrhf_general_path_equals_the_papers_at_its_settings(logits, seg_on):
+    batch = _batch(logits)
+    paper = create_method("hrhf", seg_on=seg_on).loss(batch)
+    general = create_method("hrhf", seg_on=seg_on, temperature=1 + 1e-9).loss(batch)  # forces the general path
+    for k in ("total", "kd", "seg"):
+        assert general[k].item() == pytest.approx(paper[k].item(), rel=1e-5)
+
+
+def test_hrhf_replay_weight_and_rearranged_ce_by_hand(logits):
+    batch = _batch(logits)
+    s, t, y = batch.student, batch.teacher, batch.labels
+    w = 3.0
+    out = create_method("hrhf", seg_on="rearranged", replay_weight=w).loss(batch)
+    kd = kd_by_pixel(s, t)
+    assert out["kd"].item() == pytest.approx((kd[0] + w * kd[1] + w * kd[2]) / 3, rel=1e-5)
+    real_pixels = int((y[0] != 255).sum())
+    real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
+    replay = ce_by_pixel(s[1:], t[1:])
+    expected = (real_pixels * real + w * 2 * 35 * replay) / (real_pixels + 2 * 35)
+    assert out["seg"].item() == pytest.approx(expected, rel=1e-5)
+    assert out["total"].item() == pytest.approx(out["kd"].item() + out["seg"].item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("opts, message", [({"seg_on": "fake"}, "unknown eq. 4 placement"),
+                                           ({"replay_weight": -1.0}, "replay_weight must be >= 0"),
+                                           ({"temperature": 0.0}, "temperature must be > 0")])
+def test_hrhf_refuses_bad_options(opts, message):
+    with pytest.raises(SeginvError, match=message):
+        create_method("hrhf", **opts)
+
+
+def test_kd_temperature_must_be_positive(logits):
+    with pytest.raises(ValueError, match="positive KD temperature"):
+        rearranged_kd_per_image(*logits, temperature=0.0)
