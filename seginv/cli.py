@@ -326,6 +326,11 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 @click.option("--color-jitter/--no-color-jitter", "color", default=None, help="Random colour jitter (kornia) [off].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the model's forward; "
               "statistics and losses stay fp32 [fp32].")
+@click.option("--start-from", type=click.Path(exists=True, file_okay=False),
+              help="Start each image from a real photo of this folder (.jpg/.png, searched recursively; e.g. the new "
+                   "classes' training images) instead of noise; use with a small --lr such as 0.05.")
+@click.option("--init-noise", type=float, help="With --start-from: normal noise added to the start, in normalised "
+              "units [0].")
 @click.option("--shard-size", default=128, show_default=True, type=click.IntRange(1), help="Images per shard file.")
 @click.option("--compression", default="gzip", show_default=True, type=click.Choice(["gzip", "lzf", "none"]))
 @click.option("--save-probs", is_flag=True, help="Also store the teacher's softmax (float16) per image.")
@@ -337,7 +342,7 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 def synthesize(model: str | None, arch: str | None, weights: str | None, class_names: str | None, unsafe_load: bool,
                out: str, classes: str | None, num_images: int, max_classes: int, preset: str, size: str | None,
                shard_size: int, compression: str, save_probs: bool, resume: bool, overwrite: bool, device: str,
-               seed: int, as_json: bool, r_choices: str | None, **settings: Any) -> None:
+               seed: int, as_json: bool, r_choices: str | None, start_from: str | None, **settings: Any) -> None:
     """Invert a trained model into images of the classes it knows (SegInversion), written as replay shards.
 
     Each image is optimised from noise until the frozen model finds its target classes in it; the teacher's
@@ -348,18 +353,26 @@ def synthesize(model: str | None, arch: str | None, weights: str | None, class_n
     seginv synthesize --model assets/scenes-voc-15-x-step0.pt --classes person,horse --num-images 64 --out replay/
     seginv synthesize --model m.pt --out replay/ --num-images 2000 --resume
     seginv synthesize --model voc.pt --preset paper --num-images 10000 --device cuda --out replay/
+    seginv synthesize --model m.pt --start-from new_data/JPEGImages --lr 0.05 --out replay/
     """
     from .runtime import progress, resolve_device
     from .synthesis.engine import inversion_config
     from .synthesis.run import RunConfig
+    from .workflows import folder_images
     from .workflows import synthesize as run
 
-    inv = inversion_config(preset, size=_size(size), r_choices=_floats(r_choices), **settings)
+    if settings.get("init_noise") is not None and not start_from:
+        raise click.BadParameter("adds noise to real starting images; give them with --start-from DIR.",
+                                 param_hint="--init-noise")
+    inv = inversion_config(preset, size=_size(size), r_choices=_floats(r_choices),
+                           init="real" if start_from else None, **settings)
+    pool = folder_images(start_from, inv.size, seed=seed) if start_from else None
     cfg = RunConfig(num_images=num_images, classes=_names(classes), max_classes=max_classes, shard_size=shard_size,
                     seed=seed, compression=compression, save_probs=save_probs)
     with progress(total=num_images, desc="synthesize", unit="img") as bar:
         r = run(model, out, inversion=inv, run=cfg, arch=arch, weights=weights, class_names=class_names,
-                unsafe_load=unsafe_load, device=resolve_device(device), resume=resume, overwrite=overwrite, bar=bar)
+                unsafe_load=unsafe_load, device=resolve_device(device), resume=resume, overwrite=overwrite, bar=bar,
+                start_images=pool, start_source=str(start_from) if start_from else None)
     emit(r, as_json, lambda r: f"wrote {r['count']} images in {r['shards']} shard(s) to {r['out']} in "
                                f"{r['seconds']:.1f} s ({r['resumed_shards']} shard(s) kept from before)")
 

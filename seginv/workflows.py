@@ -130,6 +130,33 @@ def synthesize(model: str | os.PathLike[str] | None, out: str | os.PathLike[str]
                          overwrite=overwrite, bar=bar, start_images=start_images, start_source=start_source)
 
 
+def folder_images(folder: str | os.PathLike[str], size: tuple[int, int], *, limit: int = 1024,
+                  seed: int = 0) -> np.ndarray:
+    """The ``.jpg``/``.jpeg``/``.png`` images under ``folder`` (recursively, sorted; a random ``limit`` of them by
+    ``seed`` when there are more), centre-cropped to a square and resized to ``size``: ``(N, H, W, 3)`` uint8."""
+    from PIL import Image
+
+    from .replay.exemplars import square_resize
+
+    if size[0] != size[1]:
+        raise SeginvError(f"real starting images are square; the synthesis size is {size}.", "Use --size N.")
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise SeginvError(f"{folder} holds no .jpg or .png image to start from.",
+                          "Pass a folder of photos, e.g. the new classes' JPEGImages/.")
+    if len(paths) > limit:
+        paths = [paths[i] for i in sorted(np.random.default_rng(seed).choice(len(paths), size=limit, replace=False))]
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                image = np.asarray(im.convert("RGB"))
+        except OSError as e:
+            raise SeginvError(f"cannot read the image {p}: {e}.", "Remove it or fix it.") from None
+        out.append(square_resize(image, np.zeros(image.shape[:2], np.uint8), size[0])[0])
+    return np.stack(out)
+
+
 def start_images(data: str | os.PathLike[str], protocol: str, step: int, setting: str, size: tuple[int, int], *,
                  fmt: str = "auto", limit: int = 1024, seed: int = 0) -> np.ndarray:
     """The training images of ``protocol`` step ``step`` (the new data a synthesis with ``init: real`` starts

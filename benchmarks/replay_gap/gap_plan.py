@@ -28,17 +28,17 @@ import plan as tables  # noqa: E402  (the data, step-0 models and scale of bench
 CELLS = ("15-1-disjoint", "19-1-disjoint")
 SEEDS = (0, 1, 2)
 N = tables.SYNTHESIS["num_images"]  # 64
-REAL_PER_BATCH = 8
+REAL_PER_BATCH = tables.REAL_PER_BATCH  # 8
 MEMORY_PER_CLASS = 4  # 4 x 15-19 classes = 60-76 real images, the size of N fake ones
 CORE = ("none", "real", "fake", "fake-5x", "joint")
 
 
 def _replay(**spec: Any) -> dict[str, Any]:
-    return {"method": "hrhf", "distill": {"batch_size": 2 * REAL_PER_BATCH}, **spec}
+    return tables.fair_batch({"method": "hrhf", **spec})
 
 
 RUNS: dict[str, dict[str, Any]] = {
-    "none": {"method": "hrhf", "replay": "none", "distill": {"batch_size": REAL_PER_BATCH}},
+    "none": _replay(replay="none"),
     "real": _replay(replay="memory", memory={"per_class": MEMORY_PER_CLASS, "size": tables.SCENES["size"]}),
     "fake": _replay(replay="synthesize"),
     "fake-5x": _replay(replay="synthesize", synthesis={"num_images": 5 * N}),

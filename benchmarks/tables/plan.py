@@ -20,6 +20,7 @@ SCENES: dict[str, Any] = {"size": 32, "train": 2000, "val": 300, "seed": 0}
 STEP0: dict[str, Any] = {"epochs": 20, "batch_size": 16, "lr": 0.003, "optimizer": "adamw", "crop_size": 32,
                          "importance": True, "seed": 0}
 SYNTHESIS: dict[str, Any] = {"preset": "cpu", "size": [32, 32], "jitter": 2, "num_images": 64, "steps": 100}
+REAL_PER_BATCH = 8  # real images per optimizer step in every row (replay rows add theirs on top; see fair_batch)
 DISTILL: dict[str, Any] = {"batch_size": 16, "lr": 0.001, "optimizer": "adamw", "crop_size": 32,
                            "checkpoint_every": 50}
 EPOCHS = {"19-1": 10, "15-5": 5, "15-1": 10}  # per step; one-class steps have few images
@@ -51,8 +52,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "max": {"method": "hrhf", "synthesis": {"aggregation": "max"}},
     **{r_run(r): {"method": "hrhf", "synthesis": {"r_choices": [r]}} for r in R_VALUES},
     "no-kd": {"method": "hrhf", "options": {"lam": 0.0}},
-    "ratio-1-2": {"method": "hrhf", "distill": {"ratio": "1:2"}},
-    "ratio-2-1": {"method": "hrhf", "distill": {"ratio": "2:1"}},
+    "ratio-1-2": {"method": "hrhf", "distill": {"ratio": "1:2"}},  # fair_batch: 8 real + 16 fake
+    "ratio-2-1": {"method": "hrhf", "distill": {"ratio": "2:1"}},  # 8 real + 4 fake
     # the defaults this report decides, each against the alternatives
     "seg-on-both": {"method": "hrhf", "options": {"seg_on": "both"}},
     "bn-mixed": {"method": "hrhf", "distill": {"bn": "mixed"}},
@@ -114,15 +115,28 @@ def step0_name(cell: str) -> str:
     return f"{'19-1' if protocol == '19-1' else '15-x'}-{setting}"
 
 
+def fair_batch(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with the batch size that gives every row REAL_PER_BATCH real images per optimizer step: a row with
+    replay adds its replayed images (ratio real:fake, 1:1 by default) on top, so rows with and without replay run
+    the same iterations over the same real images. Joint, which trains on every image, keeps its own batch."""
+    if spec["method"] == "joint":
+        return spec
+    real, fake = 1, 0
+    if spec.get("replay", "synthesize") != "none":
+        real, fake = (int(v) for v in str(spec.get("distill", {}).get("ratio", "1:1")).split(":"))
+    batch = REAL_PER_BATCH * (real + fake) // real
+    return {**spec, "distill": {**spec.get("distill", {}), "batch_size": batch}}
+
+
 def run_spec(cell: str, run: str) -> dict[str, Any]:
     """The recipe entry (`recipes/README.md`) of ``run`` in ``cell``."""
     if run in TABLE1:
         spec = {"method": run, "replay": "synthesize" if run == "hrhf" else "none"}
-        return {**spec, "distill": {"epochs": JOINT_EPOCHS}} if run == "joint" else spec
+        return {**spec, "distill": {"epochs": JOINT_EPOCHS}} if run == "joint" else fair_batch(spec)
     if run in ABLATIONS and cell in ABLATION_CELLS:
-        return ABLATIONS[run]
+        return fair_batch(ABLATIONS[run])
     if run in BUDGET and cell == BUDGET_CELL:
-        return BUDGET[run]
+        return fair_batch(BUDGET[run])
     raise KeyError(f"{cell} has no run {run!r}")
 
 
