@@ -411,8 +411,10 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--method", default="hrhf", show_default=True, help="Distillation method.")
 @click.option("--ratio", default="1:1", show_default=True, help="Real:fake images per batch when --replay is given.")
 @click.option("--lam", default=1.0, show_default=True, type=float, help="hrhf: weight of the KD term (seed 002 eq. 5).")
-@click.option("--seg-on", default="real", show_default=True, type=click.Choice(["real", "both"]),
-              help="hrhf: apply eq. 4 (CE on merged labels) to the real half only, or to both halves.")
+@click.option("--seg-on", type=click.Choice(["rearranged", "real", "both"]),
+              help="hrhf: eq. 4 (CE on merged labels) on the real half plus the rearranged CE on the replayed half "
+                   "(rearranged), on the real half only (real, seed 002), or on both halves [hrhf: rearranged, "
+                   "hrhf-paper: real].")
 @click.option("--bn", default="frozen", show_default=True, type=click.Choice(["mixed", "real", "frozen"]),
               help="Student BatchNorm: whole-batch statistics, real-half statistics, or frozen.")
 @click.option("--init", type=click.Choice(["mib", "random"]), help="New head init: MiB's balanced init or random "
@@ -438,7 +440,7 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @SEED
 @JSON
 def distill(teacher: str, data: str, new_classes: str | None, protocol: str | None, setting: str, replay: str | None,
-            out: str, method: str, ratio: str, lam: float, seg_on: str, bn: str, init: str | None, ial: str | None,
+            out: str, method: str, ratio: str, lam: float, seg_on: str | None, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
             resume: bool, importance: bool, fmt: str, workers: int, device: str, seed: int, as_json: bool) -> None:
@@ -454,7 +456,11 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
     from .training import TrainConfig
     from .workflows import distill as run
 
-    opts = {"lam": lam, "seg_on": seg_on} if method == "hrhf" else {}
+    opts: dict[str, Any] = {}
+    if method.startswith("hrhf"):
+        opts = {"lam": lam, **({"seg_on": seg_on} if seg_on else {})}
+    elif seg_on:
+        raise click.BadParameter(f"is an hrhf option; method {method} has none.", param_hint="--seg-on")
     opts.update(_options(options))
     cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                           weight_decay=weight_decay, crop_size=crop_size, workers=workers, seed=seed,

@@ -35,9 +35,10 @@ tables_run = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(tables_run)  # type: ignore[union-attr]
 
 
-def rows(core_only: bool = False) -> list[str]:
-    names = plan.CORE if core_only else tuple(plan.runs())
-    return [f"{c}/{r}/seed{s}" for s in plan.SEEDS for c in plan.CELLS for r in names]
+def rows(seeded_only: bool = False) -> list[str]:
+    """The seeded rows for every seed, then (unless ``seeded_only``) the variants with seed 0."""
+    out = [f"{c}/{r}/seed{s}" for s in plan.SEEDS for c in plan.CELLS for r in plan.SEEDED]
+    return out if seeded_only else out + [f"{c}/{r}/seed0" for c in plan.CELLS for r in plan.VARIANTS]
 
 
 def cell_dir(cache: Path, cell: str) -> Path:

@@ -7,6 +7,7 @@ import torch
 from click.testing import CliRunner
 
 from seginv.cli import cli
+from seginv.distill.losses import rearranged_ce
 from seginv.distill.methods import Batch, create_method, list_methods
 from seginv.distill.trainer import DistillConfig, _student_forward
 from seginv.errors import SeginvError
@@ -39,17 +40,21 @@ def test_methods_are_listed_with_a_description_and_a_citation():
         create_method("nope")
 
 
-def test_hrhf_applies_eq4_to_the_real_half_only_by_default():
+def test_hrhf_eq4_placements():
     torch.manual_seed(0)
     s, t = torch.randn(2, 4, 2, 2), torch.randn(2, 3, 2, 2)
     labels = torch.tensor([[[3, 0], [0, 0]], [[1, 1], [1, 1]]])
     is_replay = torch.tensor([False, True])
-    real_only = create_method("hrhf").loss(Batch(s, t, labels, is_replay))
+    real_only = create_method("hrhf", seg_on="real").loss(Batch(s, t, labels, is_replay))
     both = create_method("hrhf", seg_on="both").loss(Batch(s, t, labels, is_replay))
+    shipped = create_method("hrhf").loss(Batch(s, t, labels, is_replay))
     ref = create_method("hrhf", seg_on="both").loss(Batch(s[:1], t[:1], labels[:1], is_replay[:1]))
     assert real_only["seg"].item() == pytest.approx(ref["seg"].item())
     assert both["seg"].item() != pytest.approx(real_only["seg"].item())
-    assert real_only["kd"].item() == pytest.approx(both["kd"].item())
+    assert real_only["kd"].item() == pytest.approx(both["kd"].item()) == pytest.approx(shipped["kd"].item())
+    # the default adds the replayed half's rearranged CE (4 pixels) to the real half's eq. 4 (4 pixels)
+    replay_ce = rearranged_ce(s[1:], t[1:]).item()
+    assert shipped["seg"].item() == pytest.approx((4 * ref["seg"].item() + 4 * replay_ce) / 8)
 
 
 def test_bn_modes_real_keeps_running_statistics_of_the_real_half_only():

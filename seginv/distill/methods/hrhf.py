@@ -31,7 +31,7 @@ class HalfRealHalfFake:
     init = "mib"
     seg_loss = None  # eq. 4's cross-entropy unless IAL replaces it
 
-    def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
+    def __init__(self, lam: float = 1.0, seg_on: str = "rearranged", replay_weight: float = 1.0,
                  temperature: float = 1.0) -> None:
         if seg_on not in SEG_ON:
             raise SeginvError(f"unknown eq. 4 placement {seg_on!r}.", f"Use one of {', '.join(SEG_ON)}.")
@@ -41,15 +41,17 @@ class HalfRealHalfFake:
             raise SeginvError(f"temperature must be > 0, not {temperature}.")
         self.lam, self.seg_on, self.replay_weight, self.temperature = lam, seg_on, replay_weight, temperature
 
-    @property
-    def paper(self) -> bool:
-        return self.seg_on != "rearranged" and self.replay_weight == 1.0 and self.temperature == 1.0
+    def _as_paper(self, batch: Batch) -> bool:
+        """Whether eq. 3-5 as published compute this batch's loss (always so for a batch without replay)."""
+        if self.temperature != 1.0:
+            return False
+        return not bool(batch.is_replay.any()) or (self.seg_on != "rearranged" and self.replay_weight == 1.0)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         labels = batch.labels
         if self.seg_on != "both":  # eq. 4 only where labels are real
             labels = labels.masked_fill(batch.is_replay.view(-1, 1, 1), IGNORE)
-        if self.paper:
+        if self._as_paper(batch):
             return hrhf_loss(batch.student, batch.teacher, labels, lam=self.lam, seg_loss=self.seg_loss)
         replay = batch.is_replay
         weights = torch.where(replay, self.replay_weight, 1.0).to(batch.student.dtype)
@@ -68,3 +70,15 @@ class HalfRealHalfFake:
             seg, pixels = seg + (self.replay_weight if on_replay else 1.0) * count * term, pixels + count
         seg = seg / max(pixels, 1)
         return {"total": self.lam * kd + seg, "kd": kd, "seg": seg}
+
+
+@register_method("hrhf-paper")
+class HalfRealHalfFakePaper(HalfRealHalfFake):
+    """Seed 002's HRHF exactly as published: eq. 4 on the real half only, eq. 3 on every image, at T = 1."""
+
+    name = "hrhf-paper"
+    description = "HRHF as seed 002 publishes it: eq. 3 KD on every image, eq. 4 CE on the real half only"
+
+    def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
+                 temperature: float = 1.0) -> None:
+        super().__init__(lam, seg_on, replay_weight, temperature)
