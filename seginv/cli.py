@@ -585,8 +585,9 @@ def run_command(recipe: str, out: str | None, data: str | None, step0: str | Non
 @SEED
 @JSON
 def demo(workdir: str, num_images: int, steps: int, epochs: int, device: str, seed: int, as_json: bool) -> None:
-    """The whole story on the embedded Scenes data: a 15-class model learns 5 new classes, by fine-tuning and by
-    HRHF with fake replay inverted from the model itself. Prints old/new/all mIoU before and after.
+    """The whole story on the embedded Scenes data: a 15-class model learns 5 new classes, by fine-tuning, by HRHF
+    without replay and by HRHF with fake replay inverted from the model itself, each from the same real images.
+    Prints old/new/all mIoU before and after.
 
     \b
     seginv demo
@@ -601,10 +602,12 @@ def demo(workdir: str, num_images: int, steps: int, epochs: int, device: str, se
 
     def text(r: dict[str, Any]) -> str:
         f = lambda v: "   n/a" if v is None else f"{100 * v:6.1f}"  # noqa: E731
-        rows = [("before (15 classes)", r["before"]), ("FT  (+5 classes)", r["results"]["ft"]),
-                ("HRHF (+5 classes)", r["results"]["hrhf"])]
-        lines = [f"{r['protocol']}, step 0 -> 1 on Scenes; mIoU (%)", f"{'':<22}{'old':>6}{'new':>7}{'all':>7}"]
-        lines += [f"{name:<22}{f(m['old'])} {f(m['new'])} {f(m['all'])}" for name, m in rows]
+        from .demo import STUDENTS
+
+        rows = [("before (15 classes)", r["before"])]
+        rows += [(f"{label} (+5)", r["results"][key]) for key, (_, _, label) in STUDENTS.items()]
+        lines = [f"{r['protocol']}, step 0 -> 1 on Scenes; mIoU (%)", f"{'':<26}{'old':>6}{'new':>7}{'all':>7}"]
+        lines += [f"{name:<26}{f(m['old'])} {f(m['new'])} {f(m['all'])}" for name, m in rows]
         lines.append(f"picture: {r['picture']}   time: {r['seconds']:.0f} s")
         return "\n".join(lines)
 

@@ -1,8 +1,10 @@
 """``seginv demo``: the whole story on the embedded data, on a laptop CPU.
 
 The shipped step-0 Scenes model (15 classes) learns the 5 classes of voc-15-5's step 1 from real images only:
-once by plain fine-tuning (FT), once with HRHF and fake replay inverted from the model itself. Old, new and all
-mIoU are reported before and after, with a picture of the fake images and of both students' predictions.
+by plain fine-tuning (FT), by HRHF without replay, and by HRHF with fake replay inverted from the model itself.
+Every student sees the same real images, 8 per optimizer step, for the same number of steps; the replay student
+adds 8 fake images to each step, so the difference between the two HRHF rows is what replay adds. Old, new and all
+mIoU are reported before and after, with a picture of the fake images and of the students' predictions.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from .workflows import distill, evaluate_model, synthesize
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "scenes-voc-15-x-step0.pt"
 PROTOCOL = "voc-15-5"
+REAL_PER_BATCH = 8
+#: Result key -> (method, with replay, label).
+STUDENTS = {"ft": ("ft", False, "FT"), "hrhf-no-replay": ("hrhf", False, "HRHF, no replay"),
+            "hrhf": ("hrhf", True, "HRHF, fake replay")}
 
 
 def _metrics(r: dict[str, Any]) -> dict[str, float | None]:
@@ -39,7 +45,7 @@ def _metrics(r: dict[str, Any]) -> dict[str, float | None]:
 
 def _predictions_sheet(models: dict[str, Any], data: Path, device: torch.device, n: int = 6) -> Image.Image:
     """Validation images beside their ground truth and each model's prediction (VOC colours)."""
-    ds = test_split(data, None, 0, models["hrhf"].class_names)
+    ds = test_split(data, None, 0, next(iter(models.values())).class_names)
     rng = np.random.default_rng(0)
     rows = []
     for i in rng.choice(len(ds), n, replace=False):
@@ -83,15 +89,17 @@ def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] =
                seed=seed), device=device, resume=True, bar=bar)
     timings["synthesize"] = time.perf_counter() - t
 
-    results, students = {}, {}
-    for method, replay in (("ft", None), ("hrhf", work / "replay")):
+    results, students, iterations = {}, {}, {}
+    for key, (method, with_replay, label) in STUDENTS.items():
         t = time.perf_counter()
-        cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=16, lr=0.001, seed=seed))
-        r = distill(model, work / f"{method}.pt", data, replay=replay, protocol=PROTOCOL, method=method, cfg=cfg,
-                    device=device)
-        results[method] = _metrics(r["metrics"]["val"])
-        students[method] = load_model(work / f"{method}.pt")[0].to(device)
-        timings[method] = time.perf_counter() - t
+        batch = 2 * REAL_PER_BATCH if with_replay else REAL_PER_BATCH  # replay adds as many fake images
+        cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=batch, lr=0.001, seed=seed))
+        r = distill(model, work / f"{key}.pt", data, replay=work / "replay" if with_replay else None,
+                    protocol=PROTOCOL, method=method, cfg=cfg, device=device)
+        results[key] = _metrics(r["metrics"]["val"])
+        iterations[key] = r["metrics"]["train"]["iterations"]
+        students[label] = load_model(work / f"{key}.pt")[0].to(device)
+        timings[key] = time.perf_counter() - t
 
     fake_sheet, _ = replay_sheet(work / "replay", num=12, columns=6, cell=96)
     pred_sheet = _predictions_sheet(students, data, device)
@@ -101,5 +109,5 @@ def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] =
     with atomic_path(work / "demo.png") as tmp:
         canvas.save(tmp, format="PNG")
     return {"results": results, "before": _metrics(before), "picture": str(work / "demo.png"),
-            "protocol": PROTOCOL, "fake_images": num_images, "synthesis_steps": steps, "epochs": epochs,
+            "protocol": PROTOCOL, "iterations": iterations, "fake_images": num_images, "synthesis_steps": steps, "epochs": epochs,
             "seconds": time.perf_counter() - started, "timings": {k: round(v, 1) for k, v in timings.items()}}

@@ -8,17 +8,18 @@ from click.testing import CliRunner
 from seginv.cli import cli
 
 
-def test_demo_reports_ft_and_hrhf_before_and_after_and_draws_a_picture(tiny_scenes, tmp_path):
+def test_demo_reports_ft_and_hrhf_with_and_without_replay_before_and_after_and_draws_a_picture(tiny_scenes, tmp_path):
     shutil.copytree(tiny_scenes, tmp_path / "scenes")  # an existing dataset in the workdir is reused
     r = CliRunner().invoke(cli, ["demo", "--workdir", str(tmp_path), "--num-images", "4", "--steps", "2",
                                  "--epochs", "1", "--device", "cpu", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output.strip().splitlines()[-1])
-    assert set(res["results"]) == {"ft", "hrhf"}
+    assert set(res["results"]) == {"ft", "hrhf-no-replay", "hrhf"}
     for m in res["results"].values():
         assert set(m) == {"old", "new", "all"} and 0 <= m["all"] <= 1
     assert res["before"]["new"] is None and res["before"]["old"] > 0.3
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     r = CliRunner().invoke(cli, ["demo", "--workdir", str(tmp_path), "--num-images", "4", "--steps", "2",
                                  "--epochs", "1", "--device", "cpu"])
-    assert r.exit_code == 0 and "HRHF (+5 classes)" in r.output  # a second run reuses the replay
+    assert r.exit_code == 0 and "HRHF, fake replay (+5)" in r.output  # a second run reuses the replay
+    assert "HRHF, no replay (+5)" in r.output
