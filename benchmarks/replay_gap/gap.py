@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import gap_plan as plan
+from seginv.data.scenes import ScenesConfig, write_scenes
 from seginv.pipeline import Pipeline
 from seginv.protocols import get_protocol
 from seginv.recipes import parse_recipe
@@ -38,17 +39,24 @@ _spec.loader.exec_module(tables_run)  # type: ignore[union-attr]
 def rows(seeded_only: bool = False) -> list[str]:
     """The seeded rows for every seed, then (unless ``seeded_only``) the variants with seed 0."""
     out = [f"{c}/{r}/seed{s}" for s in plan.SEEDS for c in plan.CELLS for r in plan.SEEDED]
-    return out if seeded_only else out + [f"{c}/{r}/seed0" for c in plan.CELLS for r in plan.VARIANTS]
+    if seeded_only:
+        return out
+    return out + [f"{c}/{r}/seed0" for c in plan.CELLS for r in plan.VARIANTS] + \
+        [f"{plan.CONFIRM_CELL}/{r}/seed0" for r in plan.CONFIRM_RUNS]
 
 
 def cell_dir(cache: Path, cell: str) -> Path:
     return cache / "replay-gap" / cell
 
 
+def protocol(cell: str) -> str:
+    return "voc-15-1" if cell == plan.CONFIRM_CELL else f"voc-{cell.rsplit('-', 1)[0]}"
+
+
 def records(cache: Path, row: str) -> list[dict[str, Any]]:
     """Per-step records of a finished row (step 1 first), or [] if it has not finished."""
     cell, run, seed = row.split("/")
-    steps = get_protocol(f"voc-{cell.rsplit('-', 1)[0]}").num_steps
+    steps = get_protocol(protocol(cell)).num_steps
     folder = cell_dir(cache, cell) / "runs" / run / seed
     paths = [folder / f"step{t}.json" for t in range(1, steps)]
     return [json.loads(p.read_text()) for p in paths] if all(p.is_file() for p in paths) else []
@@ -56,8 +64,13 @@ def records(cache: Path, row: str) -> list[dict[str, Any]]:
 
 def run_row(cache: Path, row: str) -> None:
     cell, run, seed = row.split("/")
-    data = tables_run.data_dir(cache)
-    step0 = tables_run.step0_model(cache, cell, data)
+    if cell == plan.CONFIRM_CELL:  # the default Scenes and the shipped step-0 model
+        data, step0 = cache / "data64", ROOT / plan.CONFIRM_STEP0
+        if not (data / "scenes.json").is_file():
+            write_scenes(data, ScenesConfig(), workers=2)
+    else:
+        data = tables_run.data_dir(cache)
+        step0 = tables_run.step0_model(cache, cell, data)
     recipe = parse_recipe(plan.recipe(cell, run, int(seed[4:]), str(data), str(step0)), cache, source=row)
     pipe = Pipeline(recipe, cell_dir(cache, cell), command=f"{CMD} run {row}", log=lambda s: print(s, flush=True))
     pipe.out.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "init-real-lr05-rearranged": ("shipped + inversion from the step's real images, lr 0.05",
                                   _fake({"init": "real", "lr": 0.05}, SHIPPED)),
     "shipped-w05": ("shipped, the replayed images' terms weighted 0.5", _fake(base=SHIPPED, replay_weight=0.5)),
+    "shipped-sum": ("shipped, eq. 4's real-half mean and the fake half's rearranged CE added (not pooled)",
+                    _fake(base=SHIPPED, pool_halves=False)),
     "shipped-2-1": ("shipped, 8 real + 4 fake images per batch (ratio 2:1)",
                     tables.fair_batch({**_fake(base=SHIPPED), "distill": {"ratio": "2:1"}})),
 }
@@ -79,6 +81,22 @@ def runs() -> dict[str, dict[str, Any]]:
     return {**RUNS, **{name: spec for name, (_, spec) in VARIANTS.items()}}
 
 
+#: The confirmation at the shipped scale: 15-1 disjoint on the default Scenes (64x64, 4000 training and 500
+#: validation images) from the shipped step-0 model, synthesis and crops at 64x64, seed 0.
+CONFIRM_CELL = "15-1-disjoint-64px"
+CONFIRM_RUNS = ("none", "real", "fake", "fake-paper")
+CONFIRM_STEP0 = "assets/scenes-voc-15-x-disjoint-step0.pt"
+
+
 def recipe(cell: str, run: str, seed: int, data: str, step0: str) -> dict[str, Any]:
     """The `seginv run` recipe of one row."""
-    return tables.recipe(cell, {run: runs()[run]}, [seed], data, step0)
+    if cell != CONFIRM_CELL:
+        return tables.recipe(cell, {run: runs()[run]}, [seed], data, step0)
+    spec = dict(runs()[run])
+    if "memory" in spec:
+        spec["memory"] = {**spec["memory"], "size": 64}
+    r = tables.recipe("15-1-disjoint", {run: spec}, [seed], data, step0)
+    r["name"] = f"scenes-{cell}"
+    r["synthesis"] = {**r["synthesis"], "size": [64, 64], "jitter": 4}
+    r["distill"] = {**r["distill"], "crop_size": 64}
+    return r

@@ -124,3 +124,14 @@ def test_hrhf_refuses_bad_options(opts, message):
 def test_kd_temperature_must_be_positive(logits):
     with pytest.raises(ValueError, match="positive KD temperature"):
         rearranged_kd_per_image(*logits, temperature=0.0)
+
+
+def test_hrhf_unpooled_halves_add_each_halfs_mean(logits):
+    batch = _batch(logits)
+    s, t, y = batch.student, batch.teacher, batch.labels
+    out = create_method("hrhf", seg_on="rearranged", replay_weight=2.0, pool_halves=False).loss(batch)
+    real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
+    assert out["seg"].item() == pytest.approx(real + 2.0 * ce_by_pixel(s[1:], t[1:]), rel=1e-5)
+    no_replay = Batch(s[:1], t[:1], y[:1], torch.tensor([False]))
+    unpooled = create_method("hrhf", pool_halves=False).loss(no_replay)
+    assert unpooled["total"].item() == pytest.approx(hrhf_loss(s[:1], t[:1], y[:1])["total"].item(), rel=1e-6)

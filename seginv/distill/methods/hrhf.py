@@ -8,7 +8,9 @@ Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``
   on replay without the new-class collapse of eq. 4 on both halves;
 - ``replay_weight``: the weight of the replayed images' terms relative to the real ones (1 = the paper's plain
   mean over the batch);
-- ``temperature``: eq. 3's KD at temperature T (1 = the paper).
+- ``temperature``: eq. 3's KD at temperature T (1 = the paper);
+- ``pool_halves``: eq. 4's terms on both halves as one mean over their labelled pixels (True, as the paper's
+  ``both``), or each half's mean added, so the real half keeps the weight it has without replay (False).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class HalfRealHalfFake:
     seg_loss = None  # eq. 4's cross-entropy unless IAL replaces it
 
     def __init__(self, lam: float = 1.0, seg_on: str = "rearranged", replay_weight: float = 1.0,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, pool_halves: bool = True) -> None:
         if seg_on not in SEG_ON:
             raise SeginvError(f"unknown eq. 4 placement {seg_on!r}.", f"Use one of {', '.join(SEG_ON)}.")
         if not replay_weight >= 0:
@@ -40,10 +42,11 @@ class HalfRealHalfFake:
         if not temperature > 0:
             raise SeginvError(f"temperature must be > 0, not {temperature}.")
         self.lam, self.seg_on, self.replay_weight, self.temperature = lam, seg_on, replay_weight, temperature
+        self.pool_halves = bool(pool_halves)
 
     def _as_paper(self, batch: Batch) -> bool:
         """Whether eq. 3-5 as published compute this batch's loss (always so for a batch without replay)."""
-        if self.temperature != 1.0:
+        if self.temperature != 1.0 or not self.pool_halves:
             return False
         return not bool(batch.is_replay.any()) or (self.seg_on != "rearranged" and self.replay_weight == 1.0)
 
@@ -67,8 +70,11 @@ class HalfRealHalfFake:
             else:
                 count = int((y != IGNORE).sum())
                 term = self.seg_loss(s, merge_labels(y, t)) if self.seg_loss is not None else merged_ce(s, t, y)
-            seg, pixels = seg + (self.replay_weight if on_replay else 1.0) * count * term, pixels + count
-        seg = seg / max(pixels, 1)
+            w = self.replay_weight if on_replay else 1.0
+            if not self.pool_halves:  # each half's mean, added: the real half keeps eq. 4's full weight
+                count = 1
+            seg, pixels = seg + w * count * term, pixels + count
+        seg = seg / max(pixels, 1) if self.pool_halves else seg
         return {"total": self.lam * kd + seg, "kd": kd, "seg": seg}
 
 
@@ -80,5 +86,5 @@ class HalfRealHalfFakePaper(HalfRealHalfFake):
     description = "HRHF as seed 002 publishes it: eq. 3 KD on every image, eq. 4 CE on the real half only"
 
     def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
-                 temperature: float = 1.0) -> None:
-        super().__init__(lam, seg_on, replay_weight, temperature)
+                 temperature: float = 1.0, pool_halves: bool = True) -> None:
+        super().__init__(lam, seg_on, replay_weight, temperature, pool_halves)
