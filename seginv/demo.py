@@ -109,5 +109,6 @@ def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] =
     with atomic_path(work / "demo.png") as tmp:
         canvas.save(tmp, format="PNG")
     return {"results": results, "before": _metrics(before), "picture": str(work / "demo.png"),
-            "protocol": PROTOCOL, "iterations": iterations, "fake_images": num_images, "synthesis_steps": steps, "epochs": epochs,
+            "protocol": PROTOCOL, "iterations": iterations, "fake_images": num_images, "synthesis_steps": steps,
+            "epochs": epochs,
             "seconds": time.perf_counter() - started, "timings": {k: round(v, 1) for k, v in timings.items()}}

@@ -82,9 +82,9 @@ def run_row(cache: Path, row: str) -> None:
 # ------------------------------------------------------------------------------------------------- report
 def collect(cache: Path) -> dict[str, Any]:
     res: dict[str, Any] = {"recovered": {}, "step0": {}}
-    for cell in plan.CELLS:
+    for cell in (*plan.CELLS, plan.CONFIRM_CELL):
         res[cell] = {}
-        for run in plan.runs():
+        for run in (plan.CONFIRM_RUNS if cell == plan.CONFIRM_CELL else plan.runs()):
             out: dict[str, list[Any]] = {g: [] for g in (*GROUPS, "seeds", "iterations")}
             for s in plan.SEEDS:
                 recs = records(cache, f"{cell}/{run}/seed{s}")
@@ -99,11 +99,31 @@ def collect(cache: Path) -> dict[str, Any]:
         if s0.is_file():
             res["step0"][cell] = {g: json.loads(s0.read_text())["metrics"][g] for g in ("old", "all")}
         res["recovered"][cell] = recovered(res[cell])
+    res["goal"] = goal(res)
     res["how"] = {"command": f"{CMD} report", "rows": f"{CMD} run [ROW]", "machine": machine("cpu"),
                   "threads": "OMP_NUM_THREADS=1, two rows at a time", "scale": plan.tables.SCALE,
                   "real_per_batch": plan.REAL_PER_BATCH, "memory_per_class": plan.MEMORY_PER_CLASS, "n": plan.N,
-                  "runs": plan.runs(), "variants": {k: v[0] for k, v in plan.VARIANTS.items()}}
+                  "runs": plan.runs(), "variants": {k: v[0] for k, v in plan.VARIANTS.items()},
+                  "confirm": {"cell": plan.CONFIRM_CELL, "step0": plan.CONFIRM_STEP0, "runs": list(plan.CONFIRM_RUNS),
+                              "scenes": "ScenesConfig() defaults: 64x64, 4000 train, 500 val, seed 0"}}
     return res
+
+
+def goal(res: dict[str, Any]) -> dict[str, Any]:
+    """Per cell: does fake replay recover at least 80% of what real replay recovers on old classes (mean of the
+    per-seed shares), and is fake replay of 5x the images at or above real replay (mean old over seeds)?"""
+    out = {}
+    for cell in plan.CELLS:
+        rec, rows_ = res["recovered"].get(cell, {}), res[cell]
+        share = rec.get("fake", {}).get("mean")
+        five, real = rows_.get("fake-5x"), rows_.get("real")
+        out[cell] = {"fake_share": share, "fake_share_at_least_0.8": None if share is None else share >= 0.8,
+                     "fake_5x_old": statistics.fmean(five["old"]) if five else None,
+                     "real_old": statistics.fmean(real["old"]) if real else None,
+                     "seeds": sorted(set(rows_.get("fake", {}).get("seeds", [])) & set(real["seeds"] if real else []))}
+        if five and real:
+            out[cell]["fake_5x_at_least_real"] = out[cell]["fake_5x_old"] >= out[cell]["real_old"]
+    return out
 
 
 def recovered(cell: dict[str, Any]) -> dict[str, Any]:
@@ -152,12 +172,25 @@ def markdown(res: dict[str, Any]) -> str:
              f"{plan.MEMORY_PER_CLASS} real exemplars per class seen (60-76 images on 15-1, 76 on 19-1), `fake` "
              f"{plan.N} inverted images, `fake-5x` {5 * plan.N}. Recovered = (old - old of `none`) / (old of `real` - "
              "old of `none`), per seed, then mean ± std; *pooled* is the same ratio of the seed means.", ""]
-    for cell in plan.CELLS:
+    lines += ["## Goal", "", "| cell | seeds | fake recovers (mean of seeds) | >= 80%? | old: fake-5x / real | fake-5x >= real? |",
+              "|---|---|---|---|---|---|"]
+    for cell, g in res["goal"].items():
+        yn = lambda v: "not run" if v is None else ("yes" if v else "no")  # noqa: E731
+        share = "not run" if g["fake_share"] is None else f"{100 * g['fake_share']:.0f}%"
+        olds = ("not run" if g["fake_5x_old"] is None or g["real_old"] is None
+                else f"{100 * g['fake_5x_old']:.1f} / {100 * g['real_old']:.1f}")
+        lines.append(f"| {cell} | {g['seeds']} | {share} | {yn(g['fake_share_at_least_0.8'])} | {olds} | "
+                     f"{yn(g.get('fake_5x_at_least_real'))} |")
+    lines.append("")
+    for cell in (*plan.CELLS, plan.CONFIRM_CELL):
         rows_, rec = res[cell], res["recovered"].get(cell, {})
         s0 = res["step0"].get(cell)
         lines += [f"## {cell}", "", f"Step 0: old {100 * s0['old']:.1f}, all {100 * s0['all']:.1f}." if s0 else "",
                   "", "| row | what | seeds | old | new | all | recovered | pooled |", "|---|---|---|---|---|---|---|---|"]
-        for run in plan.runs():
+        if cell == plan.CONFIRM_CELL:
+            lines[-3:-2] = [f"The shipped scale, seed 0: default Scenes (64x64, 4000 training images), the shipped "
+                            f"step-0 model `{plan.CONFIRM_STEP0}`, synthesis and crops at 64x64."]
+        for run in (plan.CONFIRM_RUNS if cell == plan.CONFIRM_CELL else plan.runs()):
             f = rows_.get(run)
             what = plan.VARIANTS[run][0] if run in plan.VARIANTS else ""
             r = rec.get(run)

@@ -72,6 +72,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "shipped-w05": ("shipped, the replayed images' terms weighted 0.5", _fake(base=SHIPPED, replay_weight=0.5)),
     "shipped-sum": ("shipped, eq. 4's real-half mean and the fake half's rearranged CE added (not pooled)",
                     _fake(base=SHIPPED, pool_halves=False)),
+    "shipped-sum-w2": ("shipped-sum with the fake half's terms (KD and CE) weighted 2x",
+                       _fake(base=SHIPPED, pool_halves=False, replay_weight=2.0)),
     "shipped-2-1": ("shipped, 8 real + 4 fake images per batch (ratio 2:1)",
                     tables.fair_batch({**_fake(base=SHIPPED), "distill": {"ratio": "2:1"}})),
 }
