@@ -40,3 +40,45 @@ def test_a_misspelt_option_in_the_plan_would_be_refused(tmp_path):
     raw = plan.recipe("19-1-disjoint", {"x": {"method": "hrhf", "options": {"lamda": 0.0}}}, [0], str(tmp_path), "s.pt")
     with pytest.raises(SeginvError, match="lamda"):
         parse_recipe(raw, tmp_path)
+
+
+def test_every_row_gets_the_same_real_images_per_optimizer_step():
+    """plan.fair_batch: replay rows add their replayed images on top of REAL_PER_BATCH real ones."""
+    from seginv.distill.trainer import DistillConfig
+    from seginv.training import TrainConfig
+
+    for r in plan.rows():
+        if r.run == "joint":
+            continue
+        raw = plan.recipe(r.cell, {r.run: plan.run_spec(r.cell, r.run)}, [r.seed], "d", "s.pt")
+        run = parse_recipe(raw, ".", source=r.name).runs[0]
+        cfg = run.distill_config(0)
+        with_replay = run.replay != "none"
+        real, _ = DistillConfig(train=TrainConfig(batch_size=cfg.train.batch_size), ratio=cfg.ratio).split(with_replay)
+        assert real == plan.REAL_PER_BATCH, r.name
+
+
+def test_every_replay_gap_row_is_a_valid_recipe(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "replay_gap"))
+    import gap_plan
+
+    cells = [(c, r) for c in gap_plan.CELLS for r in gap_plan.runs()]
+    cells += [(gap_plan.CONFIRM_CELL, r) for r in gap_plan.CONFIRM_RUNS]
+    for cell, run in cells:
+        recipe = parse_recipe(gap_plan.recipe(cell, run, 0, str(tmp_path), "step0.pt"), tmp_path, source=run)
+        spec = recipe.runs[0]
+        spec.inversion(), spec.distill_config(0)
+        if run in gap_plan.SEEDED and run != "joint":
+            assert spec.distill_config(0).split(spec.replay != "none")[0] == gap_plan.REAL_PER_BATCH
+    assert gap_plan.RUNS["fake"]["options"] == gap_plan.SHIPPED and gap_plan.RUNS["fake-paper"]["options"]["seg_on"] == "real"
+
+
+def test_the_replay_gap_shipped_row_is_what_the_code_ships():
+    import inspect
+
+    import gap_plan
+
+    from seginv.distill.methods.hrhf import HalfRealHalfFake
+
+    defaults = {k: p.default for k, p in inspect.signature(HalfRealHalfFake).parameters.items()}
+    assert all(defaults[k] == v for k, v in gap_plan.SHIPPED.items())
