@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "tables"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "replay_gap"))
+import gap_plan  # noqa: E402
 import plan  # noqa: E402
 
 from seginv.errors import SeginvError  # noqa: E402
@@ -59,9 +61,6 @@ def test_every_row_gets_the_same_real_images_per_optimizer_step():
 
 
 def test_every_replay_gap_row_is_a_valid_recipe(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "replay_gap"))
-    import gap_plan
-
     cells = [(c, r) for c in gap_plan.CELLS for r in gap_plan.runs()]
     cells += [(gap_plan.CONFIRM_CELL, r) for r in gap_plan.CONFIRM_RUNS]
     for cell, run in cells:
@@ -75,8 +74,6 @@ def test_every_replay_gap_row_is_a_valid_recipe(tmp_path):
 
 def test_the_replay_gap_shipped_row_is_what_the_code_ships():
     import inspect
-
-    import gap_plan
 
     from seginv.distill.methods.hrhf import HalfRealHalfFake
 
