@@ -52,6 +52,13 @@ def test_every_shipped_recipe_is_valid(path, tmp_path):
         assert Path(r.step0["model"]).is_file()
 
 
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_gives_its_runs_the_same_real_images_per_step(path, tmp_path):
+    r = load_recipe(path, data=None if path.stem.startswith("scenes") else str(tmp_path))
+    real = {run.name: run.distill_config(0).split(run.replay != "none")[0] for run in r.runs if run.method != "joint"}
+    assert len(set(real.values())) == 1, real
+
+
 @pytest.mark.parametrize("change, message", [
     ({"epochz": 3}, "unknown key(s) epochz. Known keys: name, description"),
     ({"protocol": "voc-99-1"}, "unknown protocol 'voc-99-1'"),
