@@ -580,7 +580,7 @@ def run_command(recipe: str, out: str | None, data: str | None, step0: str | Non
               help="Where the dataset, replay, models and picture go (reused by a later run).")
 @click.option("--num-images", default=128, show_default=True, type=click.IntRange(1), help="Fake images to synthesize.")
 @click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Inversion steps per batch.")
-@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
 @DEVICE
 @SEED
 @JSON

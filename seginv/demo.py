@@ -66,7 +66,7 @@ def _predictions_sheet(models: dict[str, Any], data: Path, device: torch.device,
 
 
 def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] = ASSET, num_images: int = 128,
-             steps: int = 100, epochs: int = 3, device: torch.device | str = "cpu", seed: int = 0,
+             steps: int = 100, epochs: int = 2, device: torch.device | str = "cpu", seed: int = 0,
              bar: Any = None) -> dict[str, Any]:
     """Run the demo in ``workdir`` (reusing its dataset and replay if a previous run left them) and return results."""
     device = torch.device(device)
