@@ -7,8 +7,10 @@ For each cell (protocol-setting, named as in ``benchmarks/tables``) and seed, th
 - ``fake``: HRHF replaying ``N`` images inverted from the current model (the shipped synthesis and distillation);
 - ``fake-5x``: the same with ``5 N`` images;
 - ``joint``: every old image with its labels (the upper bound);
+- ``fake-paper``: seed 002's HRHF as published (``hrhf-paper``'s options) replaying ``N`` fake images;
 
-plus the variants under test (``VARIANTS``), each a fake-replay row with named options changed. The recovered
+plus the variants tried (``VARIANTS``, seed 0), each a fake-replay row with named options changed, and a
+confirmation at the shipped 64x64 scale (``CONFIRM_CELL``). The recovered
 share of a row is ``(old_row - old_none) / (old_real - old_none)`` on the old classes after the last step.
 
 Fair by construction: every row takes ``REAL_PER_BATCH`` real images per optimizer step and runs the same epochs
