@@ -1,7 +1,7 @@
-"""The replay-gap benchmark (see plan.py): run rows, then build docs/replay-gap.md and docs/replay-gap.json.
+"""The replay-gap benchmark (see gap_plan.py): run rows, then build docs/replay-gap.md and docs/replay-gap.json.
 
     python benchmarks/replay_gap/gap.py list                         # every row, done or not
-    python benchmarks/replay_gap/gap.py run                          # the core rows of every cell and seed
+    python benchmarks/replay_gap/gap.py run                          # the seeded rows (gap_plan.SEEDED) of every cell and seed
     python benchmarks/replay_gap/gap.py run '15-1-disjoint/*/seed0'  # rows matching a pattern (variants included)
     python benchmarks/replay_gap/gap.py report                       # docs/replay-gap.md and .json
 
@@ -27,6 +27,7 @@ from seginv.data.scenes import ScenesConfig, write_scenes
 from seginv.pipeline import Pipeline
 from seginv.protocols import get_protocol
 from seginv.recipes import parse_recipe
+from seginv.replay.manifest import differences
 from seginv.report import GROUPS, machine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,12 @@ def records(cache: Path, row: str) -> list[dict[str, Any]]:
     steps = get_protocol(protocol(cell)).num_steps
     folder = cell_dir(cache, cell) / "runs" / run / seed
     paths = [folder / f"step{t}.json" for t in range(1, steps)]
-    return [json.loads(p.read_text()) for p in paths] if all(p.is_file() for p in paths) else []
+    if not all(p.is_file() for p in paths):
+        return []
+    recs = [json.loads(p.read_text()) for p in paths]
+    wanted = parse_recipe(plan.recipe(cell, run, int(seed[4:]), "d", "s"), cache, source=row).runs[0].to_dict()
+    # a row made with settings the plan no longer has is left out (`run` refuses it; delete its folder to redo it)
+    return [] if differences(recs[0]["config"]["run"], json.loads(json.dumps(wanted, default=str))) else recs
 
 
 def run_row(cache: Path, row: str) -> None:
