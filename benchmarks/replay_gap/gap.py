@@ -38,12 +38,13 @@ _spec.loader.exec_module(tables_run)  # type: ignore[union-attr]
 
 
 def rows(seeded_only: bool = False) -> list[str]:
-    """The seeded rows for every seed, then (unless ``seeded_only``) the variants with seed 0."""
+    """The seeded rows for every seed, then (unless ``seeded_only``) the variants (measured with seed 0 first,
+    any seed may be run) and the confirmation rows."""
     out = [f"{c}/{r}/seed{s}" for s in plan.SEEDS for c in plan.CELLS for r in plan.SEEDED]
     if seeded_only:
         return out
-    return out + [f"{c}/{r}/seed0" for c in plan.CELLS for r in plan.VARIANTS] + \
-        [f"{plan.CONFIRM_CELL}/{r}/seed0" for r in plan.CONFIRM_RUNS]
+    out += [f"{c}/{r}/seed{s}" for s in plan.SEEDS for c in plan.CELLS for r in plan.VARIANTS]
+    return out + [f"{plan.CONFIRM_CELL}/{r}/seed0" for r in plan.CONFIRM_RUNS]
 
 
 def cell_dir(cache: Path, cell: str) -> Path:

@@ -78,6 +78,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                        _fake(base=SHIPPED, pool_halves=False, replay_weight=2.0)),
     "shipped-2-1": ("shipped, 8 real + 4 fake images per batch (ratio 2:1)",
                     tables.fair_batch({**_fake(base=SHIPPED), "distill": {"ratio": "2:1"}})),
+    "fake-5x-1-2": ("fake-5x with 8 real + 16 fake images per step (ratio 1:2)",
+                    tables.fair_batch({**_fake({"num_images": 5 * N}, SHIPPED), "distill": {"ratio": "1:2"}})),
 }
 
 
