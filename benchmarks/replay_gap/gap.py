@@ -215,7 +215,9 @@ def findings(res: dict[str, Any]) -> list[str]:
         "The synthesis defaults therefore stay as they were.",
         f"- **More fake images add little at a fixed number of steps**: {5 * plan.N} instead of {plan.N} move old "
         f"from {o('fake')} to {o('fake-5x')} on {c15}, short of real exemplars ({o('real')}); on {c19} "
-        f"{o('fake-5x', c19)} against {o('real', c19)}.",
+        f"{o('fake-5x', c19)} against {o('real', c19)}. Twice the fake images per step on top (`fake-5x-1-2`, 8 real "
+        f"+ 16 fake, seeds {res.get(c15, {}).get('fake-5x-1-2', {}).get('seeds', [])}) gives old "
+        f"{o('fake-5x-1-2')} and new {o('fake-5x-1-2', g='new')}.",
         f"- **The price is paid in new classes.** On {c15}, new-class mIoU is {o('fake', g='new')} with the "
         f"shipped loss against {o('none', g='new')} without replay and {o('real', g='new')} with real exemplars; "
         f"all-class mIoU still rises from {o('none', g='all')} to {o('fake', g='all')} (real: "
