@@ -361,9 +361,6 @@ def synthesize(model: str | None, arch: str | None, weights: str | None, class_n
     from .workflows import folder_images
     from .workflows import synthesize as run
 
-    if settings.get("init_noise") is not None and not start_from:
-        raise click.BadParameter("adds noise to real starting images; give them with --start-from DIR.",
-                                 param_hint="--init-noise")
     inv = inversion_config(preset, size=_size(size), r_choices=_floats(r_choices),
                            init="real" if start_from else None, **settings)
     pool = folder_images(start_from, inv.size, seed=seed) if start_from else None

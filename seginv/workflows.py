@@ -130,31 +130,39 @@ def synthesize(model: str | os.PathLike[str] | None, out: str | os.PathLike[str]
                          overwrite=overwrite, bar=bar, start_images=start_images, start_source=start_source)
 
 
+def _square_pool(count: int, read: Any, size: tuple[int, int], limit: int, seed: int) -> np.ndarray:
+    """``read(i)`` (an ``(H, W, 3)`` uint8 image) for ``count`` items, or a random ``limit`` of them by ``seed``,
+    each centre-cropped to a square and resized to ``size``: ``(N, H, W, 3)`` uint8."""
+    from .replay.exemplars import square_resize
+
+    if size[0] != size[1]:
+        raise SeginvError(f"real starting images are square; the synthesis size is {size}.", "Use --size N.")
+    index = range(count)
+    if count > limit:
+        index = sorted(np.random.default_rng(seed).choice(count, size=limit, replace=False).tolist())
+    images = [read(i) for i in index]
+    return np.stack([square_resize(im, np.zeros(im.shape[:2], np.uint8), size[0])[0] for im in images])
+
+
 def folder_images(folder: str | os.PathLike[str], size: tuple[int, int], *, limit: int = 1024,
                   seed: int = 0) -> np.ndarray:
     """The ``.jpg``/``.jpeg``/``.png`` images under ``folder`` (recursively, sorted; a random ``limit`` of them by
     ``seed`` when there are more), centre-cropped to a square and resized to ``size``: ``(N, H, W, 3)`` uint8."""
     from PIL import Image
 
-    from .replay.exemplars import square_resize
-
-    if size[0] != size[1]:
-        raise SeginvError(f"real starting images are square; the synthesis size is {size}.", "Use --size N.")
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not paths:
         raise SeginvError(f"{folder} holds no .jpg or .png image to start from.",
                           "Pass a folder of photos, e.g. the new classes' JPEGImages/.")
-    if len(paths) > limit:
-        paths = [paths[i] for i in sorted(np.random.default_rng(seed).choice(len(paths), size=limit, replace=False))]
-    out = []
-    for p in paths:
+
+    def read(i: int) -> np.ndarray:
         try:
-            with Image.open(p) as im:
-                image = np.asarray(im.convert("RGB"))
+            with Image.open(paths[i]) as im:
+                return np.asarray(im.convert("RGB"))
         except OSError as e:
-            raise SeginvError(f"cannot read the image {p}: {e}.", "Remove it or fix it.") from None
-        out.append(square_resize(image, np.zeros(image.shape[:2], np.uint8), size[0])[0])
-    return np.stack(out)
+            raise SeginvError(f"cannot read the image {paths[i]}: {e}.", "Remove it or fix it.") from None
+
+    return _square_pool(len(paths), read, size, limit, seed)
 
 
 def start_images(data: str | os.PathLike[str], protocol: str, step: int, setting: str, size: tuple[int, int], *,
@@ -162,16 +170,8 @@ def start_images(data: str | os.PathLike[str], protocol: str, step: int, setting
     """The training images of ``protocol`` step ``step`` (the new data a synthesis with ``init: real`` starts
     from), centre-cropped to a square and resized to ``size``: ``(N, H, W, 3)`` uint8, at most ``limit`` of them
     (a random subset, by ``seed``, when there are more)."""
-    from .replay.exemplars import square_resize
-
-    if size[0] != size[1]:
-        raise SeginvError(f"real starting images are square; the synthesis size is {size}.")
     ds = train_split(data, get_protocol(protocol), step, setting, fmt=fmt)
-    index = list(range(len(ds)))
-    if len(index) > limit:
-        index = sorted(np.random.default_rng(seed).choice(len(index), size=limit, replace=False).tolist())
-    base, keep = ds.dataset, ds.indices
-    return np.stack([square_resize(*base.read(keep[i]), size[0])[0] for i in index])
+    return _square_pool(len(ds), lambda i: ds.dataset.read(ds.indices[i])[0], size, limit, seed)
 
 
 def incremental_protocol(teacher: SegModel, protocol: str | None, new_classes: list[str] | None) -> tuple[Protocol, int]:

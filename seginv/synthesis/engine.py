@@ -72,6 +72,8 @@ class InversionConfig:
             (min(self.tv_l1, self.tv_l2, self.l2, self.bn) >= 0, "prior weights must be >= 0"),
             (self.init in INITS, f"init must be one of {INITS}, not {self.init!r}"),
             (self.init_noise >= 0, f"init_noise must be >= 0, not {self.init_noise}"),
+            (self.init == "real" or self.init_noise == 0,
+             "init_noise adds noise to real starting images; give them with --start-from DIR (init: real)"),
         ]
         for ok, msg in checks:
             if not ok:

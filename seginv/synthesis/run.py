@@ -119,6 +119,11 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
             "synthesis_seconds": synth_s, "write_seconds": write_s, "classes": config["classes"]}
 
 
+def _draw(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` starting images from ``pool``, by the batch's ``seed`` (without repeats while the pool allows)."""
+    return pool[np.sort(np.random.default_rng(seed).choice(len(pool), size=n, replace=len(pool) < n))]
+
+
 def _synthesize_shard(inverter: Inverter, plan: Any, run: RunConfig, shard: int, bar: Any,
                       pool: np.ndarray | None) -> tuple[list[dict[str, np.ndarray]], int]:
     bs, parts, restarts = inverter.cfg.batch_size, [], 0
@@ -127,11 +132,8 @@ def _synthesize_shard(inverter: Inverter, plan: Any, run: RunConfig, shard: int,
         for attempt in range(run.max_attempts):
             seed = batch_seed(run.seed, shard, b, attempt)
             try:
-                start = None
-                if pool is not None:
-                    pick = np.random.default_rng(seed).choice(len(pool), size=len(sub), replace=len(pool) < len(sub))
-                    start = pool[np.sort(pick)]
-                res = inverter.run(sub.targets, sub.r, seed, save_probs=run.save_probs, start=start)
+                res = inverter.run(sub.targets, sub.r, seed, save_probs=run.save_probs,
+                                   start=None if pool is None else _draw(pool, len(sub), seed))
                 break
             except Diverged as e:
                 restarts += 1

@@ -59,8 +59,8 @@ class HalfRealHalfFake:
         replay = batch.is_replay
         weights = torch.where(replay, self.replay_weight, 1.0).to(batch.student.dtype)
         kd = (rearranged_kd_per_image(batch.student, batch.teacher, self.temperature) * weights).mean()
-        seg, pixels = batch.student.sum() * 0.0, 0
-        for on_replay in (False, True):  # the mean over labelled pixels, replayed ones weighted replay_weight
+        parts = []  # (weight, labelled pixels, mean loss) per half
+        for on_replay in (False, True):
             part = replay if on_replay else ~replay
             if not bool(part.any()) or (on_replay and self.seg_on == "real"):
                 continue
@@ -70,11 +70,12 @@ class HalfRealHalfFake:
             else:
                 count = int((y != IGNORE).sum())
                 term = self.seg_loss(s, merge_labels(y, t)) if self.seg_loss is not None else merged_ce(s, t, y)
-            w = self.replay_weight if on_replay else 1.0
-            if not self.pool_halves:  # each half's mean, added: the real half keeps eq. 4's full weight
-                count = 1
-            seg, pixels = seg + w * count * term, pixels + count
-        seg = seg / max(pixels, 1) if self.pool_halves else seg
+            parts.append((self.replay_weight if on_replay else 1.0, count, term))
+        seg = batch.student.sum() * 0.0
+        if self.pool_halves:  # one mean over the labelled pixels of both halves, replayed ones weighted
+            seg = seg + sum(w * c * m for w, c, m in parts) / max(sum(c for _, c, _ in parts), 1)
+        else:  # each half's mean, added: the real half keeps eq. 4's full weight
+            seg = seg + sum(w * m for w, _, m in parts)
         return {"total": self.lam * kd + seg, "kd": kd, "seg": seg}
 
 
