@@ -89,6 +89,7 @@ def run_row(cache: Path, row: str) -> None:
 # ------------------------------------------------------------------------------------------------- report
 def collect(cache: Path) -> dict[str, Any]:
     res: dict[str, Any] = {"recovered": {}, "step0": {}}
+    envs: set[str] = set()  # thread count and CPU of every step record, as the records store them
     for cell in (*plan.CELLS, plan.CONFIRM_CELL):
         res[cell] = {}
         for run in (plan.CONFIRM_RUNS if cell == plan.CONFIRM_CELL else plan.runs()):
@@ -100,6 +101,8 @@ def collect(cache: Path) -> dict[str, Any]:
                         out[g].append(recs[-1]["metrics"][g])
                     out["seeds"].append(s)
                     out["iterations"].append(sum(r["iterations"] for r in recs))
+                    envs |= {f"{e['threads']} torch thread(s) on {e['cpu']}" if (e := r.get("environment"))
+                             else "not recorded" for r in recs}
             if out["seeds"]:
                 res[cell][run] = out
         s0 = cell_dir(cache, cell) / "step0.json"
@@ -108,7 +111,7 @@ def collect(cache: Path) -> dict[str, Any]:
         res["recovered"][cell] = recovered(res[cell])
     res["goal"] = goal(res)
     res["how"] = {"command": f"{CMD} report", "rows": f"{CMD} run [ROW]", "machine": machine("cpu"),
-                  "threads": "OMP_NUM_THREADS=1, two rows at a time", "scale": plan.tables.SCALE,
+                  "threads": sorted(envs), "scale": plan.tables.SCALE,
                   "real_per_batch": plan.REAL_PER_BATCH, "memory_per_class": plan.MEMORY_PER_CLASS, "n": plan.N,
                   "runs": plan.runs(), "variants": {k: v[0] for k, v in plan.VARIANTS.items()},
                   "confirm": {"cell": plan.CONFIRM_CELL, "step0": plan.CONFIRM_STEP0, "runs": list(plan.CONFIRM_RUNS),
@@ -238,7 +241,8 @@ def findings(res: dict[str, Any]) -> list[str]:
 def markdown(res: dict[str, Any]) -> str:
     lines = ["# Replay gap: fake replay against real exemplar replay of the same size", "",
              f"Built by `{CMD} report` from the rows of `{CMD} run` ({res['how']['machine']}; "
-             f"{res['how']['threads']}). Scale: {res['how']['scale']}", "",
+             f"{'; '.join(res['how']['threads'])}, from the step records; two rows ran at a time). "
+             f"Scale: {res['how']['scale']}", "",
              f"Every row takes {plan.REAL_PER_BATCH} real images per optimizer step and runs the same epochs "
              "(same iterations, same real images); replay rows add as many replayed images. `real` replays "
              f"{plan.MEMORY_PER_CLASS} real exemplars per class seen (60-76 images on 15-1, 76 on 19-1), `fake` "

@@ -46,7 +46,8 @@ PAPER = {"seg_on": "real"}
 
 RUNS: dict[str, dict[str, Any]] = {
     "none": _replay(replay="none"),
-    "real": _replay(replay="memory", memory={"per_class": MEMORY_PER_CLASS, "size": tables.SCENES["size"]}),
+    "real": _replay(replay="memory", memory={"per_class": MEMORY_PER_CLASS, "size": tables.SCENES["size"]},
+                    options=SHIPPED),
     "fake": _replay(replay="synthesize", options=SHIPPED),
     "fake-5x": _replay(replay="synthesize", synthesis={"num_images": 5 * N}, options=SHIPPED),
     "joint": {"method": "joint", "replay": "none", "distill": {"epochs": tables.JOINT_EPOCHS}},
