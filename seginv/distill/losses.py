@@ -239,32 +239,48 @@ def feature_distillation(student_features: torch.Tensor, teacher_features: torch
 
 def output_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Seed 001 eq. 3, ILT's L'D: cross-entropy between the teacher's softmax and the student's softmax (over all
-    of its classes), masked to the classes the teacher knows."""
+    of its classes), masked to the classes the teacher knows. Per pixel the sum over the old classes is divided by
+    their number, as in MiB's ``KnowledgeDistillationLoss``, so that MiB's weight of 100 means what it means there
+    (eq. 3's plain sum would be ``C_old`` times stronger). Every pixel counts, ignored ones too: the teacher labels
+    them all. Deliberate difference from MiB's ILT, which takes the softmax over the old logits only (that is
+    :func:`lwf_distillation`): eq. 3 normalises over all of the current model's classes."""
     num_old = _check(student_logits, teacher_logits)
     logp = F.log_softmax(student_logits.float(), dim=1)[:, :num_old]
-    return masked_kd(logp, F.softmax(teacher_logits.float(), dim=1))
+    return masked_kd(logp, F.softmax(teacher_logits.float(), dim=1)) / num_old
 
 
-def lwf_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """LwF's KD (seed 000 eq. 3 inside eq. 5): the student's probabilities over the old classes (a softmax over
-    their logits only) against the teacher's."""
+def old_class_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Seed 000 eq. 3: ``-mean_u sum_{c in old} p_teacher[u, c] log s_old[u, c]``, with ``s_old`` the student's
+    softmax over the old classes' logits only (LwM's old-teacher term)."""
     num_old = _check(student_logits, teacher_logits)
     logp = F.log_softmax(student_logits[:, :num_old].float(), dim=1)
     return masked_kd(logp, F.softmax(teacher_logits.float(), dim=1))
 
 
-def icarl_bce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-              ignore_index: int = IGNORE) -> torch.Tensor:
-    """LwF-MC (iCaRL's loss, as MiB applies it to segmentation): per-class binary cross-entropy with sigmoid
-    outputs; the targets are the one-hot labels for the new classes and the teacher's sigmoid for the old ones.
-    Ignored pixels do not count."""
-    num_old = _check(student_logits, teacher_logits)
+def lwf_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """LwF's KD as MiB computes it (``KnowledgeDistillationLoss``): :func:`old_class_kd` with the per-pixel sum over
+    the old classes divided by their number, the scale MiB's weight of 100 is set for. Every pixel counts."""
+    return old_class_kd(student_logits, teacher_logits) / teacher_logits.shape[1]
+
+
+def onehot_bce(student_logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE) -> torch.Tensor:
+    """LwF-MC's classification term (MiB's ``BCEWithLogitsLossWithIgnoreIndex``): per pixel, the sum over every
+    class of the sigmoid binary cross-entropy against the one-hot label, averaged over the labelled pixels
+    (MiB averages over all pixels, ignored ones counting 0: seginv's cross-entropy divides by valid pixels too)."""
     logits = student_logits.float()
     valid = labels != ignore_index
     onehot = F.one_hot(labels.masked_fill(~valid, 0), logits.shape[1]).permute(0, 3, 1, 2).float()
-    target = torch.cat([torch.sigmoid(teacher_logits.float()), onehot[:, num_old:]], dim=1)
-    per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
+    per_pixel = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none").sum(1)
     return _safe_mean(per_pixel, valid.float())
+
+
+def sigmoid_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """LwF-MC's distillation term (iCaRL, as MiB's combined mode computes it): the mean over pixels and old classes
+    of the sigmoid binary cross-entropy of the student's old logits against the teacher's sigmoid outputs. Every
+    pixel counts, ignored ones too (the teacher labels them all)."""
+    num_old = _check(student_logits, teacher_logits)
+    target = torch.sigmoid(teacher_logits.float())
+    return F.binary_cross_entropy_with_logits(student_logits[:, :num_old].float(), target)
 
 
 def lwm_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, new_teacher_logits: torch.Tensor,
@@ -299,6 +315,6 @@ def lwm_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, new_tea
                          f"Got: {new_teacher_logits.shape[1]}")
     kd_new = masked_kd(F.log_softmax(student_logits[:, channels].float(), dim=1),
                        F.softmax(new_teacher_logits.float(), dim=1))
-    terms = {"ce_new": nll(new_px), "ce_memory": nll(old_px), "kd_old": lwf_distillation(student_logits, teacher_logits),
+    terms = {"ce_new": nll(new_px), "ce_memory": nll(old_px), "kd_old": old_class_kd(student_logits, teacher_logits),
              "kd_new": kd_new}
     return {"total": sum(terms.values()), **terms}
