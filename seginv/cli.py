@@ -81,9 +81,11 @@ def data() -> None:
 @click.option("--train", "n_train", default=4000, show_default=True, type=click.IntRange(1), help="Training images.")
 @click.option("--val", "n_val", default=500, show_default=True, type=click.IntRange(1), help="Validation images.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes (output identical for any count).")
+@click.option("--overwrite", is_flag=True, help="Replace a Scenes dataset made with other settings in --out.")
 @SEED
 @JSON
-def data_scenes(out: str, size: int, n_train: int, n_val: int, workers: int, seed: int, as_json: bool) -> None:
+def data_scenes(out: str, size: int, n_train: int, n_val: int, workers: int, overwrite: bool, seed: int,
+                as_json: bool) -> None:
     """Generate the Scenes dataset (20 VOC classes + background) in PASCAL VOC's layout.
 
     The same seed gives byte-identical files.
@@ -92,14 +94,18 @@ def data_scenes(out: str, size: int, n_train: int, n_val: int, workers: int, see
     seginv data scenes --out scenes/ --seed 3
     seginv data scenes --out tiny/ --train 64 --val 32
     """
-    from .data.scenes import ScenesConfig, write_scenes
+    from .data.scenes import ScenesConfig, read_scenes_summary, write_scenes
     from .runtime import progress
 
-    start = time.perf_counter()
+    start, before = time.perf_counter(), read_scenes_summary(out)
     with progress(total=n_train + n_val, desc="scenes", unit="img") as bar:
-        summary = write_scenes(out, ScenesConfig(size=size, train=n_train, val=n_val, seed=seed), workers, bar)
-    summary = {"out": out, "seconds": round(time.perf_counter() - start, 2), **summary}
-    emit(summary, as_json, lambda s: f"wrote {n_train} train + {n_val} val images ({size}x{size}) to {out} in {s['seconds']} s")
+        summary = write_scenes(out, ScenesConfig(size=size, train=n_train, val=n_val, seed=seed), workers, bar,
+                               overwrite=overwrite)
+    kept = before is not None and before == summary
+    summary = {"out": out, "seconds": round(time.perf_counter() - start, 2), "kept": kept, **summary}
+    emit(summary, as_json, lambda s: f"{out} already holds this dataset ({n_train} train + {n_val} val images, "
+         f"{size}x{size}); nothing written" if kept else
+         f"wrote {n_train} train + {n_val} val images ({size}x{size}) to {out} in {s['seconds']} s")
 
 
 # ------------------------------------------------------------------------------------------------ protocols
@@ -289,8 +295,16 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers.") from None
 
 
-def _names(value: str | None) -> tuple[str, ...] | None:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+def _names(value: str | None, option: str) -> tuple[str, ...] | None:
+    """The class names of a comma-separated option; None when it was not given. Given but empty is an error (it
+    would otherwise read as "every class")."""
+    if value is None:
+        return None
+    names = tuple(v.strip() for v in value.split(","))
+    if not all(names):
+        raise SeginvError(f"{option} {value!r} has an empty class name.",
+                          f"Give comma-separated names, e.g. {option} person,horse, or leave {option} out.")
+    return names
 
 
 @cli.command()
@@ -364,7 +378,7 @@ def synthesize(model: str | None, arch: str | None, weights: str | None, class_n
     inv = inversion_config(preset, size=_size(size), r_choices=_floats(r_choices),
                            init="real" if start_from else None, **settings)
     pool = folder_images(start_from, inv.size, seed=seed) if start_from else None
-    cfg = RunConfig(num_images=num_images, classes=_names(classes), max_classes=max_classes, shard_size=shard_size,
+    cfg = RunConfig(num_images=num_images, classes=_names(classes, "--classes"), max_classes=max_classes, shard_size=shard_size,
                     seed=seed, compression=compression, save_probs=save_probs)
     with progress(total=num_images, desc="synthesize", unit="img") as bar:
         r = run(model, out, inversion=inv, run=cfg, arch=arch, weights=weights, class_names=class_names,
@@ -463,7 +477,7 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
                                           weight_decay=weight_decay, crop_size=crop_size, workers=workers, seed=seed,
                                           importance=importance),
                         ratio=_ratio(ratio), bn=bn, checkpoint_every=checkpoint_every)
-    names = _names(new_classes)
+    names = _names(new_classes, "--new-classes")
     r = run(teacher, out, data, replay=replay, new_classes=list(names) if names else None, protocol=protocol,
             setting=setting, method=method, method_options=opts, cfg=cfg, init=init, ial=ial, device=resolve_device(device),
             fmt=fmt, resume=resume, command=command_line())

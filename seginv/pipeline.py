@@ -28,6 +28,7 @@ from typing import Any, Callable
 from .data.scenes import ScenesConfig, write_scenes
 from .errors import SeginvError
 from .fileio import atomic_path, sha256_file
+from .locks import LOCK, folder_lock
 from .models.checkpoint import load_model
 from .protocols import get_protocol
 from .recipes import Recipe, RunSpec, fingerprint, train_config
@@ -168,9 +169,36 @@ class Pipeline:
         self.log(f"  old {m['old']:.4f}  new {m['new']:.4f}  all {m['all']:.4f}")
         return ckpt, record
 
+    def check_out(self) -> None:
+        """Refuse an output folder that holds anything but a run of this recipe (seginv never writes into, or
+        over, other files)."""
+        if not self.out.exists():
+            return
+        if not self.out.is_dir():
+            raise SeginvError(f"{self.out} is a file, not a folder.", "Pass --out a new folder.")
+        previous = self.out / "recipe.json"
+        if previous.is_file():
+            try:
+                old = json.loads(previous.read_text())
+            except (OSError, ValueError):
+                old = None
+            mine = self.recipe.to_dict()
+            if not isinstance(old, dict) or any(old.get(k) != mine[k] for k in ("name", "protocol", "setting")):
+                what = f"recipe {old.get('name')!r}" if isinstance(old, dict) else "an unreadable recipe.json"
+                raise SeginvError(f"{self.out} holds the run of {what}, not of {mine['name']!r} "
+                                  f"({mine['protocol']} {mine['setting']}).",
+                                  "Pass --out a new folder; rerunning a recipe into its own folder resumes it.")
+        elif any(p.name != LOCK for p in self.out.iterdir()):
+            raise SeginvError(f"{self.out} exists, is not empty and holds no seginv run.",
+                              "Pass --out a new or empty folder; seginv does not write among other files.")
+
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.check_out()
+        with folder_lock(self.out, "the run"):
+            return self._run(started)
+
+    def _run(self, started: float) -> dict[str, Any]:
         _write_json(self.out / "recipe.json", self.recipe.to_dict())
         data = self.data()
         step0_path, step0 = self.step0(data)

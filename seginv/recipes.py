@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,11 @@ def _known(d: dict[str, Any], known: tuple[str, ...], where: str) -> dict[str, A
     return d
 
 
+def _is_folder_name(name: Any) -> bool:
+    """Letters, digits, '-' and '_' only: safe as one path component (no '/', '..', or absolute path)."""
+    return isinstance(name, (str, int)) and bool(re.fullmatch(r"[A-Za-z0-9_-]+", str(name)))
+
+
 def _resolve(path: str, base: Path) -> str:
     p = Path(os.path.expanduser(path))
     return str(p if p.is_absolute() else (base / p).resolve())
@@ -154,6 +160,9 @@ def parse_recipe(raw: Any, base: str | os.PathLike[str] = ".", *, data: str | No
     for key in ("name", "protocol", "runs"):
         if key not in top:
             raise SeginvError(f"{where}: `{key}` is missing.", "See recipes/README.md for the keys a recipe needs.")
+    if not _is_folder_name(top["name"]):
+        raise SeginvError(f"{where}: name {top['name']!r} may hold letters, digits, '-' and '_' only (it names the "
+                          "folder runs/<name>).", "Rename it, e.g. name: my-run.")
     proto = get_protocol(str(top["protocol"]))
     if proto.num_steps < 2:
         raise SeginvError(f"{where}: protocol {proto.name} has no incremental step.")
@@ -199,7 +208,7 @@ def parse_recipe(raw: Any, base: str | os.PathLike[str] = ".", *, data: str | No
     runs = []
     for name, spec in runs_raw.items():
         w = f"{where}: runs.{name}"
-        if not str(name).replace("-", "").replace("_", "").isalnum():
+        if not _is_folder_name(name):
             raise SeginvError(f"{w}: a run name may hold letters, digits, '-' and '_' only (it names a folder).")
         spec = _known(_mapping(spec, w), _RUN, w)
         replay = str(spec.get("replay", "synthesize"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,6 +32,24 @@ class TrainConfig:
     workers: int = 0
     seed: int = 0
     importance: bool = False  # measure and store parameter importance (for EWC/PI/RWalk at the next step)
+
+    def __post_init__(self) -> None:
+        finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
+        checks = [
+            (finite(self.lr) and self.lr > 0, f"lr must be a positive finite number, not {self.lr}", "--lr"),
+            (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}", "--epochs"),
+            (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}", "--batch-size"),
+            (finite(self.weight_decay) and self.weight_decay >= 0,
+             f"weight decay must be a finite number >= 0, not {self.weight_decay}", "weight_decay"),
+            (finite(self.momentum) and 0 <= self.momentum < 1, f"momentum must be in [0, 1), not {self.momentum}",
+             "momentum"),
+            (self.crop_size >= 8, f"crop size must be at least 8, not {self.crop_size}", "--crop-size"),
+            (len(self.scale) == 2 and all(finite(v) for v in self.scale) and 0 < self.scale[0] <= self.scale[1],
+             f"scale must be two numbers 0 < lo <= hi, not {self.scale}", "scale"),
+        ]
+        for ok, msg, where in checks:
+            if not ok:
+                raise SeginvError(f"invalid training setting: {msg}.", f"Fix {where}.")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

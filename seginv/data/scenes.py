@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -315,6 +316,20 @@ def _encode_chunk(args: tuple[ScenesConfig, str, int, int]) -> list[tuple[str, b
     return [_encode(cfg, split, i) for i in range(start, stop)]
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool worker initializer: end this worker when the process that started it ends, even by ``kill -9`` (a
+    worker blocked on the task queue would otherwise wait forever). Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent ended before the line above ran
+        os._exit(1)
+
+
 def iter_encoded(cfg: ScenesConfig, split: str, workers: int = 1) -> Iterator[tuple[str, bytes, bytes, list[int]]]:
     """Encoded samples of one split in index order; the bytes do not depend on ``workers``."""
     count = cfg.train if split == "train" else cfg.val
@@ -324,19 +339,68 @@ def iter_encoded(cfg: ScenesConfig, split: str, workers: int = 1) -> Iterator[tu
         for job in jobs:
             yield from _encode_chunk(job)
         return
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         for part in pool.map(_encode_chunk, jobs):
             yield from part
 
 
-def write_scenes(out: str | os.PathLike[str], cfg: ScenesConfig, workers: int = 1, progress: Any = None) -> dict[str, Any]:
-    """Write the dataset in VOC layout under ``out``; refuses a non-empty directory that is not a Scenes dataset.
+def read_scenes_summary(out: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``scenes.json`` of a complete Scenes dataset in ``out``; None if there is none."""
+    path = Path(out) / "scenes.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("format") == "seginv.scenes" else None
 
-    Returns the summary stored in ``scenes.json``: configuration, class names and per-class image counts.
+
+def write_scenes(out: str | os.PathLike[str], cfg: ScenesConfig, workers: int = 1, progress: Any = None, *,
+                 overwrite: bool = False) -> dict[str, Any]:
+    """Write the dataset in VOC layout under ``out`` (new or empty) and return the summary stored in ``scenes.json``:
+    configuration, class names and per-class image counts.
+
+    ``out`` already holding this very dataset (same settings, same generator) is left as it is. A Scenes dataset made
+    with other settings is refused unless ``overwrite``; any other non-empty folder is always refused. The files are
+    written into ``out.partial`` (locked, see :mod:`seginv.locks`) and renamed to ``out`` when complete, so an
+    interrupted run leaves no half dataset behind ``out``, and the next run clears the leftover.
     """
+    from ..locks import LOCK, folder_lock, read_lock
+
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "scenes.json").exists():
-        raise SeginvError(f"{out} exists and is not empty.", "Choose a new directory; seginv does not write into other data.")
+    wanted = {"version": GENERATOR_VERSION, "config": asdict(cfg)}
+    if out.exists() and not out.is_dir():
+        raise SeginvError(f"{out} is a file.", "Choose a new directory for the dataset.")
+    if out.is_dir() and any(out.iterdir()):
+        have = read_scenes_summary(out)
+        if have is None:
+            raise SeginvError(f"{out} exists and is not empty.", "Choose a new directory; seginv does not write into other data.")
+        if {k: have.get(k) for k in wanted} == json.loads(json.dumps(wanted)):
+            if progress is not None:
+                progress.update(cfg.train + cfg.val)
+            return have
+        if not overwrite:
+            diffs = [f"{k} {have.get('config', {}).get(k)} -> {v}" for k, v in asdict(cfg).items()
+                     if have.get("config", {}).get(k) != v] or [f"generator {have.get('version')} -> {GENERATOR_VERSION}"]
+            raise SeginvError(f"{out} holds a Scenes dataset made with other settings ({', '.join(diffs)}).",
+                              "Pass --overwrite to replace it, or choose a new directory.")
+    partial = out.with_name(out.name + ".partial")
+    if partial.is_dir() and any(partial.iterdir()) and read_lock(partial) is None:
+        raise SeginvError(f"{partial} exists and was not left by seginv.", f"Move it away; seginv writes {out} there first.")
+    with folder_lock(partial, "the dataset"):
+        for child in partial.iterdir():  # what an interrupted run left
+            if child.name != LOCK:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        summary = _write_files(partial, cfg, workers, progress)
+        if out.is_dir():
+            shutil.rmtree(out) if overwrite else out.rmdir()
+        os.replace(partial, out)
+        (out / LOCK).unlink(missing_ok=True)
+    return summary
+
+
+def _write_files(out: Path, cfg: ScenesConfig, workers: int, progress: Any) -> dict[str, Any]:
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"format": "seginv.scenes", "version": GENERATOR_VERSION, "config": asdict(cfg),

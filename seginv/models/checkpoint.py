@@ -118,9 +118,15 @@ def read_raw(path: str | os.PathLike[str], unsafe_load: bool = False) -> Any:
             return dict(state)
         importance: dict[str, dict[str, torch.Tensor]] = {}
         for key in [k for k in state if k.startswith(IMPORTANCE_PREFIX)]:
-            kind, name = key[len(IMPORTANCE_PREFIX):].split("/", 1)
+            kind, _, name = key[len(IMPORTANCE_PREFIX):].partition("/")
             importance.setdefault(kind, {})[name] = state.pop(key)
-        return {**json.loads(meta_json), "state_dict": state, **({"importance": importance} if importance else {})}
+        try:
+            meta = json.loads(meta_json)
+        except ValueError as e:
+            raise _unreadable(path, e) from None
+        if not isinstance(meta, dict):
+            raise _unreadable(path, ValueError(f"its {META_KEY!r} metadata is not a JSON object"))
+        return {**meta, "state_dict": state, **({"importance": importance} if importance else {})}
     if unsafe_load:
         warnings.warn(f"--unsafe-load: unpickling {path} may run arbitrary code from it.", stacklevel=2)
         try:
@@ -148,18 +154,38 @@ def _check_version(path: Path, obj: dict[str, Any]) -> None:
         raise SeginvError(f"{path} is a seginv checkpoint without {', '.join(missing)}.", "The file is damaged; re-create it.")
 
 
+def _misfit(model: SegModel, state: Any) -> str | None:
+    """What keeps ``state`` from loading into ``model``, naming the tensors and their sizes; None if it fits."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return "its state_dict is not a mapping of names to tensors"
+    want = model.state_dict()
+    missing, unexpected = [k for k in want if k not in state], [k for k in state if k not in want]
+    wrong = [f"{k} is {tuple(state[k].shape)}, the architecture needs {tuple(v.shape)}"
+             for k, v in want.items() if k in state and state[k].shape != v.shape]
+    parts = ([f"{len(wrong)} tensor(s) of the wrong size ({'; '.join(wrong[:3])})"] if wrong else []) + \
+            ([f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else "")] if missing else []) + \
+            ([f"unexpected {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else "")] if unexpected else [])
+    return "; ".join(parts) or None
+
+
 def model_from_checkpoint(obj: dict[str, Any], path: Path) -> SegModel:
     _check_version(path, obj)
-    norm = obj.get("normalization", {})
-    model = create_model(obj["arch"], list(obj["class_names"]), [list(s) for s in obj["steps"]],
-                         background=bool(obj.get("background", True)), **obj.get("arch_kwargs", {}))
-    if norm:
-        model.mean, model.std = tuple(norm["mean"]), tuple(norm["std"])
+    damaged = "The file is damaged or was edited; re-create it."
     try:
-        model.load_state_dict(obj["state_dict"], strict=True)
-    except RuntimeError as e:
-        raise SeginvError(f"the weights in {path} do not fit its declared architecture {obj['arch']}: "
-                          f"{str(e).splitlines()[0][:200]}", "The file is damaged; re-create it.") from None
+        norm = obj.get("normalization") or {}
+        model = create_model(obj["arch"], list(obj["class_names"]), [list(s) for s in obj["steps"]],
+                             background=bool(obj.get("background", True)), **(obj.get("arch_kwargs") or {}))
+        if norm:
+            model.mean, model.std = tuple(norm["mean"]), tuple(norm["std"])
+    except SeginvError as e:
+        raise SeginvError(f"{path}: {e.problem}", e.hint or damaged) from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise SeginvError(f"{path} describes a model seginv cannot build ({type(e).__name__}: {e}).", damaged) from None
+    problem = _misfit(model, obj["state_dict"])
+    if problem is not None:
+        raise SeginvError(f"the weights in {path} do not fit its declared architecture {obj['arch']} with "
+                          f"{len(model.class_names)} classes: {problem}.", damaged)
+    model.load_state_dict(obj["state_dict"], strict=True)
     model.importance = obj.get("importance") or None
     return model
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import SeginvError
 from ..fileio import atomic_path, sha256_file
+from ..locks import LOCK
 from .schema import FORMAT, MANIFEST, SCHEMA_VERSION
 
 SHARD_FILE = re.compile(r"^shard-\d{5}\.h5(\.partial)?$")
@@ -74,7 +75,7 @@ def prepare_directory(root: str | os.PathLike[str], header: dict[str, Any], *, r
         raise SeginvError(f"{root} exists and is not a directory.", "Choose another --out.")
     root.mkdir(parents=True, exist_ok=True)
     ours = [p for p in root.iterdir() if p.name in (MANIFEST, MANIFEST + ".partial") or SHARD_FILE.match(p.name)]
-    foreign = sorted(p.name for p in root.iterdir() if p not in ours)
+    foreign = sorted(p.name for p in root.iterdir() if p not in ours and p.name != LOCK)
     if foreign:
         raise SeginvError(f"{root} holds files seginv did not write ({', '.join(foreign[:5])}).",
                           "Choose an empty or new --out directory; nothing was changed.")

@@ -67,7 +67,7 @@ class InversionConfig:
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, not {self.precision!r}"),
             (self.steps >= 1 and self.batch_size >= 1, "steps and batch size must be at least 1"),
             (min(self.size) >= 8, f"image size {self.size} is too small (at least 8x8)"),
-            (self.lr > 0, f"lr must be positive, not {self.lr}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive finite number, not {self.lr}"),
             (all(r > 0 for r in self.r_choices) and len(self.r_choices) > 0, f"r values must be positive: {self.r_choices}"),
             (min(self.tv_l1, self.tv_l2, self.l2, self.bn) >= 0, "prior weights must be >= 0"),
             (self.init in INITS, f"init must be one of {INITS}, not {self.init!r}"),

@@ -11,6 +11,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 
 from .. import __version__
 from ..errors import SeginvError
+from ..locks import folder_lock
 from ..models import SegModel
 from ..replay.manifest import prepare_directory
 from ..replay.schema import FORMAT, SCHEMA_VERSION, mask_dtype
@@ -94,26 +96,29 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
               "num_images": run.num_images, "image_size": list(inv.size), "class_names": model.class_names,
               "background": model.background, "source": source, "config": config,
               "normalization": {"mean": list(model.mean), "std": list(model.std)}}
-    manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
-    done = {e["index"] for e in manifest["shards"]}
-    inverter = Inverter(model, inv, device)
-    meta = {k: header[k] for k in ("class_names", "background", "source", "config")}
-    started, synth_s, write_s, restarts = time.perf_counter(), 0.0, 0.0, 0
-    if bar is not None:
-        bar.update(manifest["count"])
-    for k, count in enumerate(planned):
-        if k in done:
-            continue
-        first = k * run.shard_size
-        t0 = time.perf_counter()
-        parts, r_restarts = _synthesize_shard(inverter, plan.slice(first, first + count), run, k, bar, start_images)
-        restarts += r_restarts
-        arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-        arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
-        arrays["targets"], arrays["r"] = plan.targets[first:first + count], plan.r[first:first + count]
-        t1 = time.perf_counter()
-        manifest = add_shard(out, manifest, k, first, arrays, meta, run.compression)
-        synth_s, write_s = synth_s + t1 - t0, write_s + time.perf_counter() - t1
+    if Path(out).exists() and not Path(out).is_dir():
+        raise SeginvError(f"{out} exists and is not a directory.", "Choose another --out.")
+    with folder_lock(out, "the replay"):
+        manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
+        done = {e["index"] for e in manifest["shards"]}
+        inverter = Inverter(model, inv, device)
+        meta = {k: header[k] for k in ("class_names", "background", "source", "config")}
+        started, synth_s, write_s, restarts = time.perf_counter(), 0.0, 0.0, 0
+        if bar is not None:
+            bar.update(manifest["count"])
+        for k, count in enumerate(planned):
+            if k in done:
+                continue
+            first = k * run.shard_size
+            t0 = time.perf_counter()
+            parts, r_restarts = _synthesize_shard(inverter, plan.slice(first, first + count), run, k, bar, start_images)
+            restarts += r_restarts
+            arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+            arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
+            arrays["targets"], arrays["r"] = plan.targets[first:first + count], plan.r[first:first + count]
+            t1 = time.perf_counter()
+            manifest = add_shard(out, manifest, k, first, arrays, meta, run.compression)
+            synth_s, write_s = synth_s + t1 - t0, write_s + time.perf_counter() - t1
     return {"out": str(out), "count": manifest["count"], "shards": len(manifest["shards"]),
             "resumed_shards": len(done), "restarts": restarts, "seconds": time.perf_counter() - started,
             "synthesis_seconds": synth_s, "write_seconds": write_s, "classes": config["classes"]}
