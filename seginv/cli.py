@@ -443,6 +443,7 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(0),
               help="Write a resumable state every N iterations (OUT.state).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.state.")
+@click.option("--no-verify", is_flag=True, help="Skip checking --replay against its manifest (sha256, schema) first.")
 @click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
               "RWalk score) for EWC, PI or RWalk at the next step (implied by those methods).")
 @click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
@@ -454,7 +455,8 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
             out: str, method: str, ratio: str, lam: float, seg_on: str | None, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
-            resume: bool, importance: bool, fmt: str, workers: int, device: str, seed: int, as_json: bool) -> None:
+            resume: bool, no_verify: bool, importance: bool, fmt: str, workers: int, device: str, seed: int,
+            as_json: bool) -> None:
     """Teach a model new classes from new data, keeping the old ones with replay and distillation.
 
     \b
@@ -480,7 +482,7 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
     names = _names(new_classes, "--new-classes")
     r = run(teacher, out, data, replay=replay, new_classes=list(names) if names else None, protocol=protocol,
             setting=setting, method=method, method_options=opts, cfg=cfg, init=init, ial=ial, device=resolve_device(device),
-            fmt=fmt, resume=resume, command=command_line())
+            fmt=fmt, resume=resume, verify=not no_verify, command=command_line())
     val = r["metrics"].get("val", {})
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "

@@ -32,6 +32,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+#: What a damaged, truncated or foreign file raises while it is read or written: OS errors (and h5py's, which are
+#: OSError, RuntimeError or KeyError), decoding errors and value errors from parsers.
+FILE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, EOFError)
+
+
+def _short(e: BaseException) -> str:
+    text = (str(e).strip().splitlines() or [""])[0][:160]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+@contextmanager
+def reading(path: str | os.PathLike[str], what: str, hint: str) -> Iterator[None]:
+    """Turn what a damaged file raises while the block reads it into a :class:`SeginvError` naming the file."""
+    try:
+        yield
+    except SeginvError:
+        raise
+    except FILE_ERRORS as e:  # UnicodeDecodeError is a ValueError
+        raise SeginvError(f"{what} {path} is damaged or unreadable ({_short(e)}).", hint) from None
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -52,3 +73,5 @@ def read_yaml(path: str | os.PathLike[str], what: str, hint: str) -> Any:
         return yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise SeginvError(f"{what} {p} is not valid YAML: {e}") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise SeginvError(f"{what} {p} is not a readable text file ({_short(e)}).", hint) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import sys
 from typing import Any, Iterable
 
@@ -37,3 +38,18 @@ def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(iterable, file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True, **kwargs)
+
+
+def memory_needed(err: BaseException) -> str | None:
+    """If ``err`` is an allocator failure (CPU or CUDA), the size it tried to allocate as text ("unknown" when the
+    message does not say); None for any other error."""
+    if isinstance(err, MemoryError):
+        return "unknown"
+    text = str(err)
+    if not isinstance(err, RuntimeError) or not (isinstance(err, torch.OutOfMemoryError) or "allocate" in text):
+        return None
+    m = re.search(r"allocate (\d+) bytes", text)
+    if m:
+        return f"{int(m.group(1)) / 2**30:.1f} GiB"
+    m = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]i?B)", text)
+    return m.group(1) if m else "unknown"

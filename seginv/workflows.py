@@ -232,8 +232,9 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
             method_options: dict[str, Any] | None = None, cfg: Any = None, init: str | None = None,
             ial: str | os.PathLike[str] | None = None,
             device: torch.device | str = "cpu", fmt: str = "auto", evaluate_after: bool = True, resume: bool = False,
-            command: str | None = None) -> dict[str, Any]:
-    """Teach a checkpoint new classes from ``data`` (+ replay shards) and write the extended model to ``out``."""
+            verify: bool = True, command: str | None = None) -> dict[str, Any]:
+    """Teach a checkpoint new classes from ``data`` (+ replay shards) and write the extended model to ``out``.
+    ``verify``: check the replay against its manifest (every shard's sha256 and schema) before training."""
     from .distill.methods import create_method
     from .distill.trainer import DistillConfig
     from .distill.trainer import distill as run_distill
@@ -257,6 +258,14 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         replay_ds = NoiseDataset(1024, cfg.train.crop_size, seed=cfg.train.seed)
     elif replay is not None:
         replay_ds = ReplayDataset(replay)
+        if verify:
+            from .replay.verify import verify_replay
+
+            checked = verify_replay(replay)
+            if not checked["ok"]:
+                raise SeginvError(f"replay {replay} fails verification: {'; '.join(checked['problems'][:3])}.",
+                                  f"Remake it (`seginv synthesize ... --resume` rewrites what is damaged), or pass "
+                                  f"--no-verify to train on it as it is.")
         # fake replay is of every class the teacher knows; an exemplar memory may cover only its earlier steps
         expected = teacher.class_names
         if replay_ds.kind == "dataset":
@@ -284,8 +293,11 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
                               "Use it with ft, fe, lwf, ilt, joint, ewc, pi, rwalk or hrhf.")
         ial_cfg = load_ial(ial)
         m.seg_loss = ImportanceAwareLoss(ial_cfg, student.class_names)
+    settings = {"teacher_sha256": sha256_file(teacher_path), "data": str(data), "replay": str(replay) if replay else None,
+                "protocol": proto.name, "step": step, "setting": setting, "method_options": method_options or {},
+                "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None}
     history = run_distill(teacher, student, real, replay_ds, m, cfg, device,
-                          state_path=out.with_name(out.name + ".state"), resume=resume)
+                          state_path=out.with_name(out.name + ".state"), resume=resume, settings=settings)
     metrics: dict[str, Any] = {"train": history}
     if evaluate_after:
         test = test_split(data, proto, step, student.class_names, fmt=fmt, cache=True)

@@ -12,6 +12,7 @@ replayed half with the running statistics; ``frozen`` keeps every BatchNorm laye
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from ..data.transforms import TrainTransform
 from ..errors import SeginvError
 from ..fileio import atomic_path
 from ..models import SegModel
+from ..replay.manifest import differences
 from ..runtime import progress
 from ..training import (
     TrainConfig,
@@ -98,12 +100,20 @@ def _student_forward(student: SegModel, real: torch.Tensor, fake: torch.Tensor |
 
 def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset | None, method: Method,
             cfg: DistillConfig, device: torch.device, *, state_path: str | os.PathLike[str] | None = None,
-            resume: bool = False) -> dict[str, Any]:
+            resume: bool = False, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``student`` (the teacher's classes plus the new ones) on ``real`` (+ ``replay``) with ``method``.
 
     With ``state_path``, the student, optimiser and position are written there every ``cfg.checkpoint_every``
-    iterations (atomically), and ``resume`` continues from it. Returns the loss history and timing.
+    iterations (atomically), with ``settings`` (what the run was asked to do, JSON-like); ``resume`` continues from
+    it, and refuses a state saved with other settings. Without ``resume`` an existing state is refused rather than
+    replaced. Returns the loss history and timing.
     """
+    settings = json.loads(json.dumps({**(settings or {}), "distill": cfg.to_dict(), "method": method.name},
+                                     default=str))
+    for volatile in ("checkpoint_every",):
+        settings["distill"].pop(volatile, None)
+    settings["distill"]["train"].pop("workers", None)
+    state = _read_state(state_path, resume, settings)
     t = cfg.train
     n_real, n_fake = cfg.split(replay is not None)
     transform = TrainTransform(t.crop_size, student.mean, student.std, scale=tuple(t.scale))
@@ -132,19 +142,23 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     penalty = getattr(method, "penalty", None)
     track = t.importance or bool(getattr(method, "tracks_importance", False))
     tracker = ImportanceTracker(student) if track else None
-    total, it, history = t.epochs * len(loader), 0, []
-    if resume and state_path is not None and Path(state_path).is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        student.load_state_dict(state["student"])
-        opt.load_state_dict(state["optimizer"])
-        it, history = int(state["iteration"]), list(state["history"])
-        gen.set_state(state["generator"])  # the shuffling of the interrupted epoch
+    total, it, history, carried = t.epochs * len(loader), 0, [], (0.0, 0)
+    if state is not None:
+        try:
+            student.load_state_dict(state["student"])
+            opt.load_state_dict(state["optimizer"])
+            it, history = int(state["iteration"]), list(state["history"])
+            gen.set_state(state["generator"])  # the shuffling of the interrupted epoch
+            carried = (float(state.get("running", 0.0)), int(state.get("running_count", 0)))
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise SeginvError(f"{state_path} does not fit this run ({type(e).__name__}: {str(e)[:160]}).",
+                              f"Delete {state_path} to start over.") from None
     start = time.perf_counter()
     bar = progress(total=total, initial=it, desc=f"distill {method.name}", unit="it")
     for epoch in range(it // len(loader), t.epochs):
         skip = it - epoch * len(loader)  # batches of this epoch done before a resume
         epoch_gen = gen.get_state()
-        running, n = 0.0, 0
+        running, n = carried if skip else (0.0, 0)  # the interrupted epoch's loss counts its earlier batches too
         for b, (images, labels) in enumerate(loader):
             if b < skip:
                 continue
@@ -177,7 +191,9 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
             if state_path is not None and cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total:
-                _save_state(state_path, student, opt, it, history, epoch_gen)
+                _save_state(state_path, {"student": student.state_dict(), "optimizer": opt.state_dict(),
+                                         "iteration": it, "history": history, "generator": epoch_gen,
+                                         "running": running, "running_count": n, "settings": json.dumps(settings)})
         history.append(running / max(n, 1))
     bar.close()
     if tracker is not None:  # measured from the resume on, when the run was resumed
@@ -189,8 +205,30 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             "batch": {"real": n_real, "replay": n_fake if fake_iter is not None else 0}}
 
 
-def _save_state(path: str | os.PathLike[str], student: SegModel, opt: torch.optim.Optimizer, it: int,
-                history: list[float], epoch_generator: torch.Tensor) -> None:
+def _save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"student": student.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
-                    "history": history, "generator": epoch_generator}, tmp)
+        torch.save(state, tmp)
+
+
+def _read_state(path: str | os.PathLike[str] | None, resume: bool, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved state to resume from (None to start afresh); refuses a damaged one, one saved with other
+    settings, and one that a run without ``resume`` would silently replace."""
+    if path is None or not Path(path).is_file():
+        return None
+    if not resume:
+        raise SeginvError(f"{path} holds an interrupted distillation into the same checkpoint.",
+                          f"Pass --resume to continue it (same settings), or delete {path} to start over.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = json.loads(state["settings"]) if "settings" in state else None
+    except Exception as e:  # truncated or foreign file: torch raises many kinds
+        raise SeginvError(f"{path} is not a readable distillation state ({type(e).__name__}: {str(e)[:120]}).",
+                          f"Delete {path} to start over.") from None
+    if not isinstance(state, dict) or saved is None:
+        raise SeginvError(f"{path} is not a distillation state of this seginv version.",
+                          f"Delete {path} to start over.")
+    diffs = differences(saved, settings)
+    if diffs:
+        raise SeginvError(f"{path} was saved by a run with other settings ({'; '.join(diffs[:4])}).",
+                          f"Resume with the settings it was saved with, or delete {path} to start over.")
+    return state

@@ -146,12 +146,42 @@ def _is_seginv(obj: Any) -> bool:
 
 
 def _check_version(path: Path, obj: dict[str, Any]) -> None:
-    if int(obj.get("version", 0)) > VERSION:
-        raise SeginvError(f"{path} is a seginv checkpoint of format version {obj['version']}; this seginv reads up to {VERSION}.",
+    """Refuse a newer format, and a description whose entries are missing or of the wrong type (an edited or
+    damaged file), before anything is built from it."""
+    version = obj.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SeginvError(f"{path} is a seginv checkpoint with a version that is not a number ({version!r}).",
+                          "The file is damaged; re-create it.")
+    if version > VERSION:
+        raise SeginvError(f"{path} is a seginv checkpoint of format version {version}; this seginv reads up to {VERSION}.",
                           "Upgrade seginv.")
     missing = [k for k in ("arch", "class_names", "steps", "state_dict") if k not in obj]
     if missing:
         raise SeginvError(f"{path} is a seginv checkpoint without {', '.join(missing)}.", "The file is damaged; re-create it.")
+    names, steps = obj["class_names"], obj["steps"]
+    norm = obj.get("normalization") or {}
+    importance = obj.get("importance") or {}
+    checks = [
+        (isinstance(obj["arch"], str), "arch is not a name"),
+        (isinstance(names, list) and bool(names) and all(isinstance(n, str) for n in names),
+         "class_names is not a list of names"),
+        (isinstance(steps, list) and all(isinstance(st, list) and all(isinstance(i, int) and not isinstance(i, bool)
+                                                                      for i in st) for st in steps),
+         "steps is not a list of lists of class ids"),
+        (isinstance(obj.get("background", True), bool), "background is not true or false"),
+        (isinstance(obj.get("arch_kwargs") or {}, dict), "arch_kwargs is not a mapping"),
+        (isinstance(obj.get("provenance") or {}, dict), "provenance is not a mapping"),
+        (isinstance(norm, dict) and all(isinstance(norm.get(k), list) and len(norm[k]) == 3
+                                        and all(isinstance(v, (int, float)) for v in norm[k])
+                                        for k in ("mean", "std") if norm),
+         "normalization is not a mean and std of 3 numbers each"),
+        (isinstance(importance, dict) and all(isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values())
+                                              for v in importance.values()), "importance is not tensors by kind"),
+    ]
+    bad = [msg for ok, msg in checks if not ok]
+    if bad:
+        raise SeginvError(f"{path} is a seginv checkpoint whose description is damaged: {'; '.join(bad)}.",
+                          "The file is damaged or was edited; re-create it.")
 
 
 def _misfit(model: SegModel, state: Any) -> str | None:
@@ -179,7 +209,7 @@ def model_from_checkpoint(obj: dict[str, Any], path: Path) -> SegModel:
             model.mean, model.std = tuple(norm["mean"]), tuple(norm["std"])
     except SeginvError as e:
         raise SeginvError(f"{path}: {e.problem}", e.hint or damaged) from None
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError, OverflowError) as e:
         raise SeginvError(f"{path} describes a model seginv cannot build ({type(e).__name__}: {e}).", damaged) from None
     problem = _misfit(model, obj["state_dict"])
     if problem is not None:

@@ -17,6 +17,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import SeginvError
+from ..fileio import reading
 from .manifest import read_manifest
 
 
@@ -60,15 +61,26 @@ class ReplayDataset(Dataset):
         k = bisect.bisect_right(self._starts, i) - 1
         if k not in self._files:
             path = self.shards[k][0]
-            try:
-                self._files[k] = h5py.File(path, "r")
-            except OSError as e:
-                raise SeginvError(f"cannot open shard {path}: {e}.", f"Run `seginv shards verify {self.root}`.") from None
+            with self._reading(path):
+                f = h5py.File(path, "r")
+                missing = [name for name in ("images", "masks") if name not in f]
+                if missing:
+                    f.close()
+                    raise SeginvError(f"shard {path} has no {' or '.join(missing)} dataset.", self._hint)
+                self._files[k] = f
         return self._files[k], i - int(self._starts[k])
+
+    @property
+    def _hint(self) -> str:
+        return f"Run `seginv shards verify {self.root}`; remake the replay if it fails."
+
+    def _reading(self, path: Path) -> Any:
+        return reading(path, "shard", self._hint)
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         f, j = self._locate(i)
-        image, mask = f["images"][j], f["masks"][j]
+        with self._reading(Path(f.filename)):
+            image, mask = f["images"][j], f["masks"][j]
         if mask.dtype != np.uint8:
             if int(mask.max()) > 255:
                 raise SeginvError(f"{self.root} has class ids above 255, which uint8 labels cannot hold.")
@@ -78,7 +90,8 @@ class ReplayDataset(Dataset):
     def sample(self, i: int) -> dict[str, Any]:
         """Every stored field of sample ``i`` as numpy arrays / scalars."""
         f, j = self._locate(i)
-        return {name: f[name][j] for name in f}
+        with self._reading(Path(f.filename)):
+            return {name: f[name][j] for name in f}
 
     def __getitem__(self, i: int) -> Any:
         image, label = self.read(i)

@@ -36,7 +36,37 @@ def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
     if m.get("schema_version") != SCHEMA_VERSION:
         raise SeginvError(f"{path} has schema version {m.get('schema_version')}; this seginv reads version {SCHEMA_VERSION}.",
                           "Use the seginv version that wrote it, or rewrite the directory.")
+    bad = _malformed(m)
+    if bad:
+        raise SeginvError(f"{path} is damaged: {'; '.join(bad[:3])}.",
+                          "Rewrite the directory (`seginv synthesize ... --overwrite`).")
     return m
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _malformed(m: dict[str, Any]) -> list[str]:
+    """What is missing or of the wrong type in a manifest (empty when it is well formed)."""
+    size, names, shards = m.get("image_size"), m.get("class_names"), m.get("shards")
+    checks = [
+        (_count(m.get("num_images")) and _count(m.get("count")), "num_images and count must be counts"),
+        (isinstance(m.get("complete"), bool), "complete must be true or false"),
+        (isinstance(size, list) and len(size) == 2 and all(_count(v) and v > 0 for v in size),
+         "image_size must be [height, width]"),
+        (isinstance(names, list) and bool(names) and all(isinstance(n, str) for n in names),
+         "class_names must be a list of names"),
+        (isinstance(m.get("background", True), bool), "background must be true or false"),
+        (all(isinstance(m.get(k, {}), dict) for k in ("source", "config", "normalization")),
+         "source, config and normalization must be mappings"),
+        (isinstance(shards, list) and all(
+            isinstance(e, dict) and _count(e.get("index")) and _count(e.get("count")) and _count(e.get("first", 0))
+            and isinstance(e.get("file"), str) and SHARD_FILE.match(e["file"]) and not e["file"].endswith(".partial")
+            and isinstance(e.get("sha256"), str) for e in shards),
+         "every shard entry needs index, first, count, a shard-NNNNN.h5 file name and a sha256"),
+    ]
+    return [msg for ok, msg in checks if not ok]
 
 
 def write_manifest(root: str | os.PathLike[str], manifest: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..errors import SeginvError
+from ..fileio import reading
 from .manifest import read_manifest
 
 
@@ -64,16 +66,24 @@ class AgreementCounter:
 
 
 def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
-    """Counts per class, teacher agreement and mean loss terms of a replay directory."""
+    """Counts per class, teacher agreement and mean loss terms of a replay directory (complete or not); refuses one
+    whose shards fail :func:`~seginv.replay.verify.verify_replay`, as its numbers would describe damaged data."""
+    from .verify import verify_replay
+
     root = Path(root)
     m = read_manifest(root)
+    damaged = [p for p in verify_replay(root)["problems"] if not p.startswith("incomplete")]
+    if damaged:
+        raise SeginvError(f"{root} fails verification: {'; '.join(damaged[:3])}.",
+                          f"`seginv shards verify {root}` lists every problem; remake the replay.")
     names = m["class_names"]
     bg = 0 if m.get("background", True) else None
     counter = AgreementCounter(len(names), bg)
     counts = np.zeros(len(names), dtype=np.int64)
     losses: dict[str, list[np.ndarray]] = defaultdict(list)
     for e in m["shards"]:
-        with h5py.File(root / e["file"], "r") as f:
+        path = root / e["file"]
+        with reading(path, "shard", f"Run `seginv shards verify {root}`."), h5py.File(path, "r") as f:
             targets = f["targets"][()]
             counts += targets.sum(0)
             if m.get("source", {}).get("kind", "synthesis") != "synthesis":

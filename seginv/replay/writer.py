@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -11,7 +13,7 @@ import h5py
 import numpy as np
 
 from ..errors import SeginvError
-from ..fileio import atomic_path, sha256_file
+from ..fileio import atomic_path
 from .manifest import recount, write_manifest
 from .schema import (
     CHUNK_PER_SAMPLE,
@@ -47,7 +49,8 @@ def write_shard(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], met
         raise ValueError(f"expected the schema's datasets. Got unknown {unknown}, missing {missing}")
     n = len(arrays["images"])
     filters = _filters(compression)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    buffer = io.BytesIO()  # built in memory, written with plain file I/O: a full disk is a clean OSError, not a
+    with h5py.File(buffer, "w") as f:  # half-flushed HDF5 file whose handles crash the interpreter at exit
         f.attrs[META_ATTR] = json.dumps({"format": FORMAT, "schema_version": SCHEMA_VERSION, **meta}, sort_keys=True)
         for name, data in arrays.items():
             data = np.ascontiguousarray(data)
@@ -55,8 +58,10 @@ def write_shard(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], met
                 raise ValueError(f"expected {n} rows in {name!r}. Got: {len(data)}")
             chunks = (1, *data.shape[1:]) if name in CHUNK_PER_SAMPLE else True
             f.create_dataset(name, data=data, chunks=chunks, fletcher32=True, track_times=False, **filters)
-        f.flush()
-    return sha256_file(path)
+    content = buffer.getvalue()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
+    return hashlib.sha256(content).hexdigest()
 
 
 def add_shard(root: str | os.PathLike[str], manifest: dict[str, Any], index: int, first: int,

@@ -24,6 +24,7 @@ from ..models import SegModel
 from ..replay.manifest import prepare_directory
 from ..replay.schema import FORMAT, SCHEMA_VERSION, mask_dtype
 from ..replay.writer import add_shard
+from ..runtime import memory_needed
 from .engine import Diverged, InversionConfig, Inverter
 from .targets import plan_targets
 
@@ -143,6 +144,15 @@ def _synthesize_shard(inverter: Inverter, plan: Any, run: RunConfig, shard: int,
             except Diverged as e:
                 restarts += 1
                 warnings.warn(f"shard {shard} batch {b} diverged ({e}); restarting it from a new seed.", stacklevel=2)
+            except (RuntimeError, MemoryError) as e:
+                needed = memory_needed(e)
+                if needed is None:
+                    raise
+                h, w = inverter.cfg.size
+                raise SeginvError(f"out of memory synthesizing a batch of {len(sub)} images of {h}x{w} "
+                                  f"({needed} more were asked for on {inverter.device}).",
+                                  f"Lower --batch-size (e.g. {max(1, len(sub) // 4)}); --shard-size only sets how "
+                                  "many images one file holds.") from None
         else:
             raise SeginvError(f"synthesis diverged {run.max_attempts} times in a row (shard {shard}, batch {b}).",
                               "Lower --lr or raise the prior weights; nothing of this batch was written.")
