@@ -7,6 +7,7 @@ import shlex
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,12 +43,14 @@ def command_line() -> str:
     parts = ["seginv", *reversed(names)]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if value is None or value is False or param.name == "as_json":
+        if value is None or value is False or value == () or param.name == "as_json":
             continue
-        if not isinstance(param, click.Option):
-            parts.append(shlex.quote(str(value)))
-        else:
-            parts.append(param.opts[-1] if value is True else f"{param.opts[-1]} {shlex.quote(str(value))}")
+        values = value if isinstance(value, tuple) and (param.multiple or param.nargs == -1) else (value,)
+        for v in values:  # a repeatable option is written once per value
+            if not isinstance(param, click.Option):
+                parts.append(shlex.quote(str(v)))
+            else:
+                parts.append(param.opts[-1] if v is True else f"{param.opts[-1]} {shlex.quote(str(v))}")
     return " ".join(parts)
 
 
@@ -704,15 +707,26 @@ def shards_preview(root: str, out: str, num: int, columns: int, as_json: bool) -
     emit(r, as_json, lambda r: f"wrote {r['out']} ({r['samples']} samples)")
 
 
+def _warn(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    click.echo(f"seginv: warning: {message}", err=True)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
+    if not debug:
+        warnings.showwarning = _warn  # one line per warning, without the source line
     try:
         rv = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:  # one line, as every other error (click's own shows four)
+        where = e.ctx.command_path if e.ctx is not None else "seginv"
+        message = " ".join(e.format_message().split())
+        click.echo(f"seginv: error: {message} See `{where} --help`.", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"seginv: error: {' '.join(e.format_message().split())}", err=True)
         sys.exit(e.exit_code)
     except SeginvError as e:
         if debug:

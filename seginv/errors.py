@@ -13,3 +13,14 @@ class SeginvError(Exception):
 
     def __str__(self) -> str:
         return self.problem if not self.hint else f"{self.problem} {self.hint}"
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
+    """`` Did you mean 'x'?`` for the known name closest to ``name`` (case ignored), or an empty string."""
+    import difflib
+
+    lower = {k.lower(): k for k in known}
+    if name.lower() in lower:
+        return f" Did you mean {lower[name.lower()]!r}? (names are case-sensitive)"
+    close = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+    return f" Did you mean {lower[close[0]]!r}?" if close else ""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data.classes import ADE20K_CLASSES, IGNORE, VOC_CLASSES
-from .errors import SeginvError
+from .errors import SeginvError, did_you_mean
 
 SETTINGS = ("overlapped", "disjoint")
 
@@ -125,7 +125,8 @@ PROTOCOLS: dict[str, Protocol] = {
 
 def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
-        raise SeginvError(f"unknown protocol {name!r}.", f"Known: {', '.join(PROTOCOLS)} (see `seginv protocols`).")
+        raise SeginvError(f"unknown protocol {name!r}.{did_you_mean(name, list(PROTOCOLS))}",
+                          f"Known: {', '.join(PROTOCOLS)} (see `seginv protocols`).")
     return PROTOCOLS[name]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,13 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         if replay_ds.class_names != expected:
             raise SeginvError(f"replay {replay} was made for classes {replay_ds.class_names}, not the teacher's.",
                               "Synthesize replay from this teacher: seginv synthesize --model TEACHER --out DIR.")
+        covered = replay_ds.manifest.get("config", {}).get("classes")
+        old_fg = [n for i, n in enumerate(expected) if not (teacher.background and i == 0)]
+        if replay_ds.kind == "synthesis" and isinstance(covered, list) and set(old_fg) - set(covered):
+            left = [n for n in old_fg if n not in covered]
+            warnings.warn(f"replay {replay} covers {len(set(covered) & set(old_fg))} of the teacher's {len(old_fg)} "
+                          f"old classes; {', '.join(left[:5])}{' ...' if len(left) > 5 else ''} get no replay and "
+                          "are kept by distillation alone.", stacklevel=2)
     if getattr(m, "needs_memory", False) and getattr(replay_ds, "kind", None) != "dataset":
         raise SeginvError(f"method {method} replays real exemplars of the old classes, and --replay gives none.",
                           "Make a memory with `seginv replay from-dataset --data OLD_DATA --protocol P --out MEM` "

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import SeginvError
+from ..errors import SeginvError, did_you_mean
 from ..locks import folder_lock
 from ..models import SegModel
 from ..replay.manifest import prepare_directory
@@ -51,8 +51,9 @@ def resolve_classes(model: SegModel, names: list[str] | tuple[str, ...] | None) 
     index = {n: i for i, n in enumerate(model.class_names)}
     unknown = [n for n in names if n not in index]
     if unknown:
+        hint = did_you_mean(unknown[0], model.class_names).strip()
         raise SeginvError(f"the model does not know the class(es) {', '.join(unknown)}.",
-                          f"It knows: {', '.join(model.class_names[i] for i in fg)}.")
+                          f"{hint + ' ' if hint else ''}It knows: {', '.join(model.class_names[i] for i in fg)}.")
     if model.background and model.class_names[0] in names:
         raise SeginvError(f"{model.class_names[0]!r} is the background, which every image gets anyway.",
                           "List foreground classes only.")

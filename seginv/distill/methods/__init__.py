@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
-from ...errors import SeginvError
+from ...errors import SeginvError, did_you_mean
 
 
 @dataclass
@@ -59,7 +59,8 @@ def register_method(name: str) -> Callable[[Callable[..., Method]], Callable[...
 
 def create_method(name: str, **options: Any) -> Method:
     if name not in _METHODS:
-        raise SeginvError(f"unknown method {name!r}.", f"Known: {', '.join(sorted(_METHODS))}.")
+        raise SeginvError(f"unknown method {name!r}.{did_you_mean(name, sorted(_METHODS))}",
+                          f"Known: {', '.join(sorted(_METHODS))}.")
     factory = _METHODS[name]
     known = [p for p in inspect.signature(factory).parameters if p != "self"]
     unknown = sorted(set(options) - set(known))

@@ -1,0 +1,58 @@
+"""What a practitioner runs into around the core: saved commands that re-run as written, one-line usage errors,
+suggested class names, and a warning when replay covers only some old classes."""
+
+import json
+import shlex
+
+import pytest
+
+from tests.test_faults import MODEL, SYNTH, one_line_error, seginv
+
+
+@pytest.mark.parametrize("extra", [[], ["--option", "kd=50", "--option", "de=0"]])
+def test_a_saved_command_reruns_as_written(monkeypatch, capsys, tiny_scenes, tmp_path, extra):
+    out = tmp_path / "m.pt"
+    args = ["distill", "--teacher", MODEL, "--data", tiny_scenes, "--protocol", "voc-15-5", "--method", "ilt",
+            "--epochs", "1", "--batch-size", "8", "--out", out, "--device", "cpu", *extra]
+    code, _, err = seginv(monkeypatch, capsys, *args)
+    assert code == 0, err
+    code, text, _ = seginv(monkeypatch, capsys, "info", out, "--json")
+    command = json.loads(text)["provenance"]["command"]
+    assert "()" not in command and command.count("--option") == len(extra) // 2
+    out.unlink()
+    words = shlex.split(command)
+    assert words[0] == "seginv"
+    code, _, err = seginv(monkeypatch, capsys, *words[1:])
+    assert code == 0, err
+    assert json.loads(seginv(monkeypatch, capsys, "info", out, "--json")[1])["provenance"]["command"] == command
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--lr", "x"], "Invalid value for '--lr'"),
+    (["nope"], "No such command 'nope'"),
+    (["distill", "--teacher", "a.pt"], "Missing option '--data'"),
+])
+def test_usage_errors_are_one_line(monkeypatch, capsys, args, needle):
+    code, _, err = seginv(monkeypatch, capsys, *args)
+    one_line_error(code, err, needle, "--help`")
+
+
+@pytest.mark.parametrize("given, suggested", [("Person", "'person'? (names are case-sensitive)"),
+                                              ("persn", "'person'?")])
+def test_a_misspelt_class_gets_the_nearest_name(monkeypatch, capsys, tmp_path, given, suggested):
+    code, _, err = seginv(monkeypatch, capsys, *SYNTH, "--classes", given, "--out", tmp_path / "r")
+    one_line_error(code, err, f"does not know the class(es) {given}. Did you mean {suggested}")
+    code, _, err = seginv(monkeypatch, capsys, "protocols", "voc-15-11")
+    one_line_error(code, err, "Did you mean 'voc-15-1'?")
+
+
+def test_replay_of_some_old_classes_is_flagged(monkeypatch, capsys, tiny_scenes, tmp_path):
+    replay = tmp_path / "r"
+    code, _, err = seginv(monkeypatch, capsys, *SYNTH, "--classes", "person,horse", "--num-images", "2",
+                          "--out", replay)
+    assert code == 0, err
+    code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", MODEL, "--data", tiny_scenes, "--protocol",
+                          "voc-15-5", "--replay", replay, "--epochs", "1", "--batch-size", "8", "--out",
+                          tmp_path / "m.pt", "--device", "cpu")
+    assert code == 0, err
+    assert "seginv: warning: replay" in err and "covers 2 of the teacher's 15 old classes; aeroplane" in err
