@@ -276,6 +276,37 @@ def evaluate(model: str | None, arch: str | None, weights: str | None, class_nam
     emit(r, as_json, text)
 
 
+@cli.command()
+@model_options
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the masks (created if needed).")
+@click.option("--overlay", is_flag=True, help="Also write NAME_overlay.jpg: the image with class colours blended in.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Images per forward pass.")
+@click.option("--overwrite", is_flag=True, help="Replace masks already in --out.")
+@DEVICE
+@JSON
+def predict(model: str | None, arch: str | None, weights: str | None, class_names: str | None, unsafe_load: bool,
+            inputs: tuple[str, ...], out: str, overlay: bool, batch_size: int, overwrite: bool, device: str,
+            as_json: bool) -> None:
+    """Segment your own images: one palette PNG per image (pixel value = class id, VOC colours), class names in
+    OUT/classes.json. INPUTS are image files, folders or glob patterns.
+
+    \b
+    seginv predict --model m2.pt photos/ --out masks/
+    seginv predict --model m2.pt 'shots/*.jpg' extra.png --out masks/ --overlay
+    """
+    from .predict import predict_images
+    from .runtime import resolve_device
+    from .workflows import open_model
+
+    m = open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load)
+    r = predict_images(m, inputs, out, device=resolve_device(device), batch_size=batch_size, with_overlay=overlay,
+                       overwrite=overwrite)
+    top = sorted(r["pixel_share"].items(), key=lambda kv: -kv[1])[:5]
+    emit(r, as_json, lambda r: f"wrote {r['images']} mask(s) to {r['out']} (classes.json names the ids); most pixels: "
+         + ", ".join(f"{k} {100 * v:.1f}%" for k, v in top))
+
+
 # ---------------------------------------------------------------------------------------------- synthesize
 def _size(value: str | None) -> tuple[int, int] | None:
     if value is None:

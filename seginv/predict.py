@@ -1,0 +1,129 @@
+"""``seginv predict``: a model run on one's own images; a palette PNG mask per image (VOC colours, class ids as pixel
+values), the class names in a sidecar JSON, and optional overlay pictures."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .data.classes import voc_palette
+from .data.transforms import normalize
+from .errors import SeginvError
+from .fileio import atomic_path
+from .models import SegModel
+from .runtime import progress
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+CLASSES_FILE = "classes.json"
+
+
+def find_images(inputs: list[str] | tuple[str, ...]) -> list[Path]:
+    """The image files named by ``inputs``: files, folders (searched recursively) and glob patterns, in the order
+    given (each folder or pattern sorted), without repeats."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(item):
+            found += sorted(Path(p) for p in glob.glob(item, recursive=True)
+                            if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            raise SeginvError(f"input {item} does not exist.", "Give image files, folders or glob patterns.")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise SeginvError(f"no images found in {', '.join(inputs)}.", f"Images end in {', '.join(IMAGE_SUFFIXES)}.")
+    return unique
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """One output stem per input: the file stem, or, where two inputs share one, the path relative to their common
+    folder with '/' replaced by '__'."""
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    common = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    return [str(p.relative_to(common).with_suffix("")).replace(os.sep, "__") for p in paths]
+
+
+def _read(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise SeginvError(f"cannot read image {path} ({type(e).__name__}: {e}).", "Give readable image files.") from None
+
+
+def _batches(paths: list[Path], batch_size: int) -> Iterator[list[tuple[int, np.ndarray]]]:
+    """Same-size groups of at most ``batch_size`` images, in input order within each group."""
+    pending: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+    for k, path in enumerate(paths):
+        image = _read(path)
+        group = pending.setdefault(image.shape, [])
+        group.append((k, image))
+        if len(group) == batch_size:
+            yield pending.pop(image.shape)
+    yield from pending.values()
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, background: bool, alpha: float = 0.5) -> np.ndarray:
+    """``image`` with each non-background pixel blended with its class colour."""
+    colours = np.array(voc_palette(), dtype=np.float32).reshape(256, 3)[mask]
+    blend = image.astype(np.float32) * (1 - alpha) + colours * alpha
+    if background:
+        blend[mask == 0] = image[mask == 0]
+    return blend.round().astype(np.uint8)
+
+
+def predict_images(model: SegModel, inputs: list[str] | tuple[str, ...], out: str | os.PathLike[str], *,
+                   device: torch.device, batch_size: int = 8, with_overlay: bool = False,
+                   overwrite: bool = False) -> dict[str, Any]:
+    """Segment every image of ``inputs`` with ``model`` at its own size; write ``out/<name>.png`` (palette PNG,
+    pixel value = class id), ``out/classes.json`` and, with ``with_overlay``, ``out/<name>_overlay.jpg``."""
+    if model.num_classes > 256:
+        raise SeginvError(f"the model has {model.num_classes} classes; a palette PNG holds 256.")
+    paths = find_images(inputs)
+    names = output_names(paths)
+    out = Path(out)
+    targets = [out / f"{n}.png" for n in names] + ([out / f"{n}_overlay.jpg" for n in names] if with_overlay else [])
+    clash = [p.name for p in targets if p.exists()]
+    if clash and not overwrite:
+        raise SeginvError(f"{out} already holds {', '.join(clash[:3])}{' ...' if len(clash) > 3 else ''}.",
+                          "Pass --overwrite to replace them, or choose another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    palette = voc_palette()
+    counts = np.zeros(model.num_classes, dtype=np.int64)
+    model.to(device).eval()
+    with progress(total=len(paths), desc="predict", unit="img") as bar, torch.no_grad():
+        for group in _batches(paths, batch_size):
+            x = torch.stack([normalize(torch.from_numpy(img.copy()).permute(2, 0, 1), model.mean, model.std)
+                             for _, img in group]).to(device)
+            masks = model(x).argmax(1).to(torch.uint8).cpu().numpy()
+            for (k, image), mask in zip(group, masks):
+                counts += np.bincount(mask.ravel(), minlength=model.num_classes)[: model.num_classes]
+                png = Image.fromarray(mask, mode="P")
+                png.putpalette(palette)
+                with atomic_path(out / f"{names[k]}.png") as tmp:
+                    png.save(tmp, format="PNG")
+                if with_overlay:
+                    with atomic_path(out / f"{names[k]}_overlay.jpg") as tmp:
+                        Image.fromarray(overlay(image, mask, model.background)).save(tmp, format="JPEG", quality=90)
+                bar.update(1)
+    colours = np.array(palette).reshape(256, 3)
+    sidecar = {"classes": [{"id": i, "name": n, "color": colours[i].tolist()} for i, n in enumerate(model.class_names)],
+               "background": model.background, "images": {n: str(p) for n, p in zip(names, paths)}}
+    with atomic_path(out / CLASSES_FILE) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=1) + "\n")
+    total = max(int(counts.sum()), 1)
+    return {"out": str(out), "images": len(paths), "overlays": with_overlay,
+            "pixel_share": {model.class_names[i]: round(int(c) / total, 4) for i, c in enumerate(counts) if c}}
