@@ -33,6 +33,25 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+LOG_OPTIONS = [
+    click.option("--val-every", default=0, show_default=True, type=click.IntRange(0),
+                 help="Validate every N epochs (and after the last) and keep the best model by mIoU as NAME.best.pt."),
+    click.option("--tensorboard", is_flag=True, help="Also write TensorBoard scalars to NAME.tb/ (needs tensorboard)."),
+]
+
+
+def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Training logs: NAME.log.csv and NAME.log.jsonl are always written beside the checkpoint NAME.pt."""
+    for opt in reversed(LOG_OPTIONS):
+        f = opt(f)
+    return f
+
+
+def _best(r: dict[str, Any]) -> str:
+    b = r["metrics"].get("best")
+    return f"; best mIoU {b['miou']:.4f} at epoch {b['epoch'] + 1} -> {b['checkpoint']}" if b else ""
+
+
 def command_line() -> str:
     """The running command with every resolved option, as written into provenance (reproducible, no argv)."""
     ctx = click.get_current_context()
@@ -210,12 +229,14 @@ def info(file: str | None, unsafe_load: bool, list_archs: bool, as_json: bool) -
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
 @click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
               "RWalk score) so that EWC, PI or RWalk can use it at the next step.")
+@log_options
 @DEVICE
 @SEED
 @JSON
 def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: str, arch: str, width: int | None,
           epochs: int, batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, fmt: str,
-          workers: int, importance: bool, device: str, seed: int, as_json: bool) -> None:
+          workers: int, importance: bool, val_every: int, tensorboard: bool, device: str, seed: int,
+          as_json: bool) -> None:
     """Train step 0 of a protocol (or --joint) and write a self-describing checkpoint.
 
     \b
@@ -231,10 +252,11 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
                       crop_size=crop_size, workers=workers, seed=seed, importance=importance)
     kwargs = {"width": width} if width else {}
     r = run(data, protocol, out, setting=setting, step=step, joint=joint, arch=arch, arch_kwargs=kwargs, cfg=cfg,
-            device=resolve_device(device), fmt=fmt, command=command_line())
+            device=resolve_device(device), fmt=fmt, val_every=val_every, tensorboard=tensorboard, command=command_line())
     val = r["metrics"].get("val", {})
     emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
-                               f"val mIoU {val.get('miou', float('nan')):.4f} (old {val.get('old') or float('nan'):.4f})")
+                               f"val mIoU {val.get('miou', float('nan')):.4f} (old {val.get('old') or float('nan'):.4f})"
+                               + _best(r))
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -480,6 +502,7 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--no-verify", is_flag=True, help="Skip checking --replay against its manifest (sha256, schema) first.")
 @click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
               "RWalk score) for EWC, PI or RWalk at the next step (implied by those methods).")
+@log_options
 @click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
 @DEVICE
@@ -489,8 +512,8 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
             out: str, method: str, ratio: str, lam: float, seg_on: str | None, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
-            resume: bool, no_verify: bool, importance: bool, fmt: str, workers: int, device: str, seed: int,
-            as_json: bool) -> None:
+            resume: bool, no_verify: bool, importance: bool, val_every: int, tensorboard: bool, fmt: str, workers: int,
+            device: str, seed: int, as_json: bool) -> None:
     """Teach a model new classes from new data, keeping the old ones with replay and distillation.
 
     \b
@@ -516,11 +539,15 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
     names = _names(new_classes, "--new-classes")
     r = run(teacher, out, data, replay=replay, new_classes=list(names) if names else None, protocol=protocol,
             setting=setting, method=method, method_options=opts, cfg=cfg, init=init, ial=ial, device=resolve_device(device),
-            fmt=fmt, resume=resume, verify=not no_verify, command=command_line())
+            fmt=fmt, resume=resume, verify=not no_verify, val_every=val_every, tensorboard=tensorboard,
+            command=command_line())
     val = r["metrics"].get("val", {})
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
-                               f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}")
+    resumed = r["metrics"]["train"].get("resumed_from")
+    emit(r, as_json, lambda r: (f"resumed at iteration {resumed} of {r['metrics']['train']['iterations']}; "
+                                if resumed is not None else "")
+         + f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
+           f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}" + _best(r))
 
 
 # -------------------------------------------------------------------------------------------------- replay
@@ -641,11 +668,10 @@ def demo(workdir: str, num_images: int, steps: int, epochs: int, device: str, se
     seginv demo --json
     """
     from .demo import run_demo
-    from .runtime import progress, resolve_device
+    from .runtime import resolve_device
 
-    with progress(total=num_images, desc="synthesize", unit="img") as bar:
-        r = run_demo(workdir, num_images=num_images, steps=steps, epochs=epochs, device=resolve_device(device),
-                     seed=seed, bar=bar)
+    r = run_demo(workdir, num_images=num_images, steps=steps, epochs=epochs, device=resolve_device(device),
+                 seed=seed, log=lambda s: click.echo(s, err=True))
 
     def text(r: dict[str, Any]) -> str:
         f = lambda v: "   n/a" if v is None else f"{100 * v:6.1f}"  # noqa: E731
@@ -655,7 +681,8 @@ def demo(workdir: str, num_images: int, steps: int, epochs: int, device: str, se
         rows += [(f"{label} (+5)", r["results"][key]) for key, (_, _, label) in STUDENTS.items()]
         lines = [f"{r['protocol']}, step 0 -> 1 on Scenes; mIoU (%)", f"{'':<26}{'old':>6}{'new':>7}{'all':>7}"]
         lines += [f"{name:<26}{f(m['old'])} {f(m['new'])} {f(m['all'])}" for name, m in rows]
-        lines.append(f"picture: {r['picture']}   time: {r['seconds']:.0f} s")
+        times = ", ".join(f"{k} {v:.0f} s" for k, v in r["timings"].items())
+        lines.append(f"picture: {r['picture']}   time: {r['seconds']:.0f} s ({times})")
         return "\n".join(lines)
 
     emit(r, as_json, text)
@@ -742,14 +769,28 @@ def _warn(message: Warning | str, category: type[Warning], *args: Any, **kwargs:
     click.echo(f"seginv: warning: {message}", err=True)
 
 
+RESUME = {
+    "synthesize": "Rerun the same command with --resume: the shards already written are kept.",
+    "distill": "Rerun the same command with --resume: it continues from OUT.state when --checkpoint-every wrote one.",
+    "run": "Rerun the same command: finished steps are kept and an interrupted one resumes.",
+    "demo": "Rerun it: the dataset and the replay already written are kept.",
+    "data": "Rerun the same command: the half-written dataset is cleared first.",
+}
+
+
+def _how_to_resume(args: list[str]) -> str:
+    command = next((a for a in args if not a.startswith("-")), "")
+    return RESUME.get(command, "Nothing was left half-written; rerun the command.")
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     if not debug:
         warnings.showwarning = _warn  # one line per warning, without the source line
     try:
         rv = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(f"seginv: interrupted. {_how_to_resume(sys.argv[1:])}", err=True)
         sys.exit(130)
     except click.UsageError as e:  # one line, as every other error (click's own shows four)
         where = e.ctx.command_path if e.ctx is not None else "seginv"
@@ -764,9 +805,6 @@ def main() -> None:
             traceback.print_exc()
         click.echo(f"seginv: error: {e}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
     if isinstance(rv, int) and rv:
         sys.exit(rv)
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .data.scenes import ScenesConfig, write_scenes
 from .data.splits import test_split
@@ -25,7 +26,8 @@ from .distill.trainer import DistillConfig
 from .errors import SeginvError
 from .fileio import atomic_path
 from .models.checkpoint import load_model
-from .replay.preview import contact_sheet, replay_sheet
+from .replay.preview import mask_grid, replay_sheet, with_legend
+from .runtime import progress
 from .synthesis.engine import InversionConfig
 from .synthesis.run import RunConfig
 from .training import TrainConfig
@@ -44,54 +46,67 @@ def _metrics(r: dict[str, Any]) -> dict[str, float | None]:
 
 
 def _predictions_sheet(models: dict[str, Any], data: Path, device: torch.device, n: int = 6) -> Image.Image:
-    """Validation images beside their ground truth and each model's prediction (VOC colours)."""
-    ds = test_split(data, None, 0, next(iter(models.values())).class_names)
+    """Validation images, their ground truth and each model's prediction (VOC colours), one image per row, with a
+    legend of the classes shown."""
+    names = next(iter(models.values())).class_names
+    ds = test_split(data, None, 0, names)
     rng = np.random.default_rng(0)
-    rows = []
+    images, truth, preds = [], [], {name: [] for name in models}
     for i in rng.choice(len(ds), n, replace=False):
         image, label = ds.read(int(i))
-        label = ds.label_lut[label]
+        images.append(image)
+        truth.append(ds.label_lut[label])
         x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
-        tiles, masks, captions = [image], [label], ["image / ground truth"]
         for name, m in models.items():
             m.eval()
             with torch.no_grad():
-                pred = m(normalize(x, m.mean, m.std).to(device)).argmax(1)[0].cpu().numpy().astype(np.uint8)
-            tiles.append(image)
-            masks.append(pred)
-            captions.append(name)
-        rows += list(zip(tiles, masks, captions))
-    images, masks, captions = zip(*rows)
-    return contact_sheet(list(images), list(masks), list(captions), columns=1 + len(models), cell=96)
+                preds[name].append(m(normalize(x, m.mean, m.std).to(device)).argmax(1)[0].cpu().numpy().astype(np.uint8))
+    truth = [np.where(t == 255, 0, t) for t in truth]  # ignored pixels shown as background
+    grid = mask_grid(images, [("ground truth", truth), *preds.items()], cell=96)
+    return with_legend(grid, names, truth + [p for ps in preds.values() for p in ps])
 
 
 def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] = ASSET, num_images: int = 128,
              steps: int = 100, epochs: int = 2, device: torch.device | str = "cpu", seed: int = 0,
-             bar: Any = None) -> dict[str, Any]:
-    """Run the demo in ``workdir`` (reusing its dataset and replay if a previous run left them) and return results."""
+             log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Run the demo in ``workdir`` (reusing its dataset and replay if a previous run left them) and return results.
+    ``log`` receives a heading when each phase starts and its time when it ends; each phase has its own bar."""
     device = torch.device(device)
     work = Path(workdir)
     if not Path(model).is_file():
         raise SeginvError(f"the demo model {model} is missing.", "Run the demo from a seginv checkout (assets/).")
     work.mkdir(parents=True, exist_ok=True)
     started, timings = time.perf_counter(), {}
-    data = work / "scenes"
-    t = time.perf_counter()
-    if not (data / "scenes.json").is_file():
-        write_scenes(data, ScenesConfig(), workers=2)
-    timings["data"] = time.perf_counter() - t
+    phases = 3 + len(STUDENTS)
 
+    def phase(key: str, heading: str) -> None:
+        timings[key] = time.perf_counter()
+        log(f"[{len(timings)}/{phases}] {heading}")
+
+    def done(key: str, what: str = "") -> None:
+        timings[key] = time.perf_counter() - timings[key]
+        log(f"      {what}{'; ' if what else ''}{timings[key]:.1f} s")
+
+    data = work / "scenes"
+    phase("data", f"the Scenes dataset in {data}, and the step-0 model's mIoU on it")
+    kept = (data / "scenes.json").is_file()
+    if not kept:
+        write_scenes(data, ScenesConfig(), workers=2)
     teacher = load_model(model)[0]
     before = evaluate_model(teacher, data, protocol=PROTOCOL, step=0, device=device)
-    t = time.perf_counter()
+    done("data", "kept from an earlier run" if kept else "generated")
+
+    phase("synthesize", f"synthesize {num_images} fake images of the 15 old classes from the step-0 model")
     inv = InversionConfig(steps=steps)
-    synthesize(model, work / "replay", inversion=inv, run=RunConfig(num_images=num_images, shard_size=num_images,
-               seed=seed), device=device, resume=True, bar=bar)
-    timings["synthesize"] = time.perf_counter() - t
+    with progress(total=num_images, desc="synthesize", unit="img") as bar:
+        r = synthesize(model, work / "replay", inversion=inv, run=RunConfig(num_images=num_images,
+                       shard_size=num_images, seed=seed), device=device, resume=True, bar=bar)
+    done("synthesize", f"kept {r['count']} images from an earlier run" if r["resumed_shards"] else "")
 
     results, students, iterations = {}, {}, {}
     for key, (method, with_replay, label) in STUDENTS.items():
-        t = time.perf_counter()
+        phase(key, f"{label}: learn 5 new classes from {REAL_PER_BATCH} real images per step"
+                   + (f" + {REAL_PER_BATCH} fake" if with_replay else ""))
         batch = 2 * REAL_PER_BATCH if with_replay else REAL_PER_BATCH  # replay adds as many fake images
         cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=batch, lr=0.001, seed=seed))
         r = distill(model, work / f"{key}.pt", data, replay=work / "replay" if with_replay else None,
@@ -99,15 +114,23 @@ def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] =
         results[key] = _metrics(r["metrics"]["val"])
         iterations[key] = r["metrics"]["train"]["iterations"]
         students[label] = load_model(work / f"{key}.pt")[0].to(device)
-        timings[key] = time.perf_counter() - t
+        done(key)
 
-    fake_sheet, _ = replay_sheet(work / "replay", num=12, columns=6, cell=96)
+    phase("picture", f"the picture {work / 'demo.png'}")
+
+    fake_sheet, _ = replay_sheet(work / "replay", num=12, columns=3, cell=80)
     pred_sheet = _predictions_sheet(students, data, device)
-    canvas = Image.new("RGB", (max(fake_sheet.width, pred_sheet.width), fake_sheet.height + pred_sheet.height), "white")
-    canvas.paste(fake_sheet, (0, 0))
-    canvas.paste(pred_sheet, (0, fake_sheet.height))
+    font, title = ImageFont.load_default(), 16
+    canvas = Image.new("RGB", (fake_sheet.width + pred_sheet.width + 12, title + max(fake_sheet.height, pred_sheet.height)),
+                       "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((2, 2), f"fake replay inverted from the step-0 model ({num_images} images, first 12)", fill="black", font=font)
+    draw.text((fake_sheet.width + 14, 2), "validation: ground truth and each student", fill="black", font=font)
+    canvas.paste(fake_sheet, (0, title))
+    canvas.paste(pred_sheet, (fake_sheet.width + 12, title))
     with atomic_path(work / "demo.png") as tmp:
         canvas.save(tmp, format="PNG")
+    done("picture")
     return {"results": results, "before": _metrics(before), "picture": str(work / "demo.png"),
             "protocol": PROTOCOL, "iterations": iterations, "fake_images": num_images, "synthesis_steps": steps,
             "epochs": epochs,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +18,7 @@ from .data.transforms import TrainTransform
 from .distill.regularizers import ImportanceTracker
 from .errors import SeginvError
 from .models import SegModel
+from .runlog import TrainLog
 from .runtime import progress
 
 
@@ -87,8 +90,14 @@ def attach_transform(dataset: Dataset, transform: Any) -> None:
     base.transform = transform
 
 
-def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
-    """Cross-entropy training (ignore 255) with a poly learning rate; returns the loss history and wall time."""
+def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device: torch.device, *,
+                     log_to: str | Path | None = None, tensorboard: bool = False,
+                     validate: Callable[[SegModel, int, int], dict[str, Any]] | None = None,
+                     val_every: int = 0) -> dict[str, Any]:
+    """Cross-entropy training (ignore 255) with a poly learning rate; returns the loss history and wall time.
+
+    ``log_to``: the checkpoint whose logs (:mod:`seginv.runlog`) to write; ``validate(model, step, epoch)`` runs
+    after every ``val_every`` epochs (and after the last) and returns the metrics to log."""
     attach_transform(dataset, TrainTransform(cfg.crop_size, model.mean, model.std, scale=tuple(cfg.scale)))
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
@@ -97,6 +106,7 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
     opt = make_optimizer(model, cfg)
     tracker = ImportanceTracker(model) if cfg.importance else None
     total, it, history = cfg.epochs * len(loader), 0, []
+    log = TrainLog(log_to, tensorboard=tensorboard) if log_to is not None else None
     start = time.perf_counter()
     bar = progress(total=total, desc="train", unit="it")
     for epoch in range(cfg.epochs):
@@ -108,13 +118,23 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
             loss = F.cross_entropy(model(images), labels, ignore_index=IGNORE)
             if tracker is not None:
                 tracker.snapshot()
-            running, n, it = running + optimizer_step(opt, loss, f"epoch {epoch}"), n + 1, it + 1
+            value = optimizer_step(opt, loss, f"epoch {epoch}")
+            running, n, it = running + value, n + 1, it + 1
             if tracker is not None:
                 tracker.update()
+            if log is not None:
+                log.step(it, epoch, opt.param_groups[0]["lr"], {"total": value}, len(images))
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
         history.append(running / max(n, 1))
+        if validate is not None and val_every and ((epoch + 1) % val_every == 0 or epoch + 1 == cfg.epochs):
+            metrics = validate(model, it, epoch)
+            if log is not None:
+                log.validation(it, epoch, metrics)
+            model.train()
     bar.close()
+    if log is not None:
+        log.close()
     if tracker is not None:
         model.importance = tracker.result()
     return {"loss_per_epoch": history, "train_seconds": time.perf_counter() - start, "images": len(dataset),

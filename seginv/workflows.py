@@ -25,8 +25,27 @@ from .models.checkpoint import (
     save_checkpoint,
 )
 from .protocols import Protocol, check_setting, get_protocol
+from .runlog import log_paths
 from .runtime import seed_everything
 from .training import TrainConfig, train_supervised
+
+
+def best_keeper(test: Any, steps: Any, device: torch.device, path: Path, parent: str | os.PathLike[str] | None,
+                command: str | None) -> tuple[Any, dict[str, Any]]:
+    """``(validate, best)``: ``validate(model, step, epoch)`` scores ``model`` on ``test`` and, when its mIoU over
+    every class seen is the best so far, saves it to ``path``; ``best`` holds that score and where it was reached."""
+    best: dict[str, Any] = {"metric": "miou (val, every class seen)"}
+
+    def validate(model: SegModel, step: int, epoch: int) -> dict[str, Any]:
+        r = evaluate(model, test, device, steps=steps)
+        m = {k: r[k] for k in ("miou", "old", "new")}
+        if m["miou"] is not None and m["miou"] > best.get("miou", -1.0):
+            best.update(m, step=step, epoch=epoch, checkpoint=str(path))
+            save_checkpoint(copy.deepcopy(model).cpu(), path,
+                            make_provenance({"selected": dict(best)}, parent=parent, metrics={"val": m}, command=command))
+        return m
+
+    return validate, best
 
 
 def open_model(model: str | os.PathLike[str] | None = None, *, arch: str | None = None,
@@ -54,8 +73,11 @@ def protocol_steps(proto: Protocol, step: int, class_names: list[str]) -> list[l
 def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[str], *, setting: str = "overlapped",
           step: int = 0, joint: bool = False, arch: str = "deeplab-mini", arch_kwargs: dict[str, Any] | None = None,
           cfg: TrainConfig | None = None, device: torch.device | str = "cpu", fmt: str = "auto",
-          evaluate_after: bool = True, command: str | None = None) -> dict[str, Any]:
-    """Train step 0 of ``protocol`` (or, with ``joint``, every class at once) and write a checkpoint.
+          evaluate_after: bool = True, val_every: int = 0, tensorboard: bool = False,
+          command: str | None = None) -> dict[str, Any]:
+    """Train step 0 of ``protocol`` (or, with ``joint``, every class at once) and write a checkpoint, with its
+    training logs beside it (:mod:`seginv.runlog`); ``val_every`` N validates every N epochs and keeps the best
+    model as ``NAME.best.pt``.
 
     Later steps are incremental and need a teacher (``seginv distill``), so only step 0 is accepted here.
     """
@@ -74,10 +96,17 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
     dataset = train_split(data, proto, proto.num_steps - 1 if joint else 0, setting, joint=joint, fmt=fmt, cache=True)
     ids = list(range(len(proto.class_names))) if joint else proto.current(0)
     model = create_model(arch, proto.names(ids), [ids], background=proto.background, **(arch_kwargs or {}))
-    history = train_supervised(model, dataset, cfg, device)
-    metrics: dict[str, Any] = {"train": history}
+    last = proto.num_steps - 1 if joint else 0
+    validate, best = None, None
+    if val_every:
+        test = test_split(data, proto, last, model.class_names, fmt=fmt, cache=True)
+        validate, best = best_keeper(test, protocol_steps(proto, last, model.class_names), device,
+                                     log_paths(out)["best"], None, command)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    history = train_supervised(model, dataset, cfg, device, log_to=out, tensorboard=tensorboard, validate=validate,
+                               val_every=val_every)
+    metrics: dict[str, Any] = {"train": history, **({"best": best} if best else {})}
     if evaluate_after:
-        last = proto.num_steps - 1 if joint else 0
         test = test_split(data, proto, last, model.class_names, fmt=fmt, cache=True)
         result = evaluate(model, test, device, steps=protocol_steps(proto, last, model.class_names))
         metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
@@ -233,9 +262,11 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
             method_options: dict[str, Any] | None = None, cfg: Any = None, init: str | None = None,
             ial: str | os.PathLike[str] | None = None,
             device: torch.device | str = "cpu", fmt: str = "auto", evaluate_after: bool = True, resume: bool = False,
-            verify: bool = True, command: str | None = None) -> dict[str, Any]:
+            verify: bool = True, val_every: int = 0, tensorboard: bool = False,
+            command: str | None = None) -> dict[str, Any]:
     """Teach a checkpoint new classes from ``data`` (+ replay shards) and write the extended model to ``out``.
-    ``verify``: check the replay against its manifest (every shard's sha256 and schema) before training."""
+    ``verify``: check the replay against its manifest (every shard's sha256 and schema) before training. Logs and
+    ``val_every`` as for :func:`train`."""
     from .distill.methods import create_method
     from .distill.trainer import DistillConfig
     from .distill.trainer import distill as run_distill
@@ -304,9 +335,15 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     settings = {"teacher_sha256": sha256_file(teacher_path), "data": str(data), "replay": str(replay) if replay else None,
                 "protocol": proto.name, "step": step, "setting": setting, "method_options": method_options or {},
                 "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None}
+    validate, best = None, None
+    if val_every:
+        test = test_split(data, proto, step, student.class_names, fmt=fmt, cache=True)
+        validate, best = best_keeper(test, protocol_steps(proto, step, student.class_names), device,
+                                     log_paths(out)["best"], teacher_path, command)
     history = run_distill(teacher, student, real, replay_ds, m, cfg, device,
-                          state_path=out.with_name(out.name + ".state"), resume=resume, settings=settings)
-    metrics: dict[str, Any] = {"train": history}
+                          state_path=out.with_name(out.name + ".state"), resume=resume, settings=settings,
+                          log_to=out, tensorboard=tensorboard, validate=validate, val_every=val_every)
+    metrics: dict[str, Any] = {"train": history, **({"best": best} if best else {})}
     if evaluate_after:
         test = test_split(data, proto, step, student.class_names, fmt=fmt, cache=True)
         result = evaluate(student, test, device, steps=protocol_steps(proto, step, student.class_names))

@@ -56,3 +56,17 @@ def test_replay_of_some_old_classes_is_flagged(monkeypatch, capsys, tiny_scenes,
                           tmp_path / "m.pt", "--device", "cpu")
     assert code == 0, err
     assert "seginv: warning: replay" in err and "covers 2 of the teacher's 15 old classes; aeroplane" in err
+
+
+@pytest.mark.parametrize("command, needle", [("synthesize", "--resume: the shards already written are kept"),
+                                             ("run", "finished steps are kept"),
+                                             ("evaluate", "rerun the command")])
+def test_ctrl_c_says_how_to_resume(monkeypatch, capsys, command, needle):
+    from seginv import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.cli, "main", interrupted)
+    code, _, err = seginv(monkeypatch, capsys, command, "--whatever")
+    assert code == 130 and err.startswith("seginv: interrupted.") and needle in err and err.count("\n") == 1

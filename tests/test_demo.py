@@ -21,5 +21,9 @@ def test_demo_reports_ft_and_hrhf_with_and_without_replay_before_and_after_and_d
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     r = CliRunner().invoke(cli, ["demo", "--workdir", str(tmp_path), "--num-images", "4", "--steps", "2",
                                  "--epochs", "1", "--device", "cpu"])
-    assert r.exit_code == 0 and "HRHF, fake replay (+5)" in r.output  # a second run reuses the replay
+    assert r.exit_code == 0 and "HRHF, fake replay (+5)" in r.output
     assert "HRHF, no replay (+5)" in r.output
+    out = r.stdout + r.stderr
+    assert "[1/6] the Scenes dataset" in out and "kept from an earlier run" in out
+    assert "[2/6] synthesize 4 fake images" in out and "kept 4 images from an earlier run" in out  # replay reused
+    assert "[6/6] the picture" in out and "time:" in r.stdout and "synthesize " in r.stdout.splitlines()[-1]

@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from ..errors import SeginvError
 from ..fileio import atomic_path
 from ..models import SegModel
 from ..replay.manifest import differences
+from ..runlog import TrainLog
 from ..runtime import progress
 from ..training import (
     TrainConfig,
@@ -100,13 +102,16 @@ def _student_forward(student: SegModel, real: torch.Tensor, fake: torch.Tensor |
 
 def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset | None, method: Method,
             cfg: DistillConfig, device: torch.device, *, state_path: str | os.PathLike[str] | None = None,
-            resume: bool = False, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+            resume: bool = False, settings: dict[str, Any] | None = None, log_to: str | os.PathLike[str] | None = None,
+            tensorboard: bool = False, validate: Callable[[SegModel, int, int], dict[str, Any]] | None = None,
+            val_every: int = 0) -> dict[str, Any]:
     """Train ``student`` (the teacher's classes plus the new ones) on ``real`` (+ ``replay``) with ``method``.
 
     With ``state_path``, the student, optimiser and position are written there every ``cfg.checkpoint_every``
     iterations (atomically), with ``settings`` (what the run was asked to do, JSON-like); ``resume`` continues from
     it, and refuses a state saved with other settings. Without ``resume`` an existing state is refused rather than
-    replaced. Returns the loss history and timing.
+    replaced. ``log_to``, ``tensorboard``, ``validate`` and ``val_every`` as for
+    :func:`~seginv.training.train_supervised`. Returns the loss history and timing.
     """
     settings = json.loads(json.dumps({**(settings or {}), "distill": cfg.to_dict(), "method": method.name},
                                      default=str))
@@ -153,6 +158,9 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise SeginvError(f"{state_path} does not fit this run ({type(e).__name__}: {str(e)[:160]}).",
                               f"Delete {state_path} to start over.") from None
+    resumed_from = it if state is not None else None
+    log = TrainLog(log_to, resume_from=resumed_from, tensorboard=tensorboard) \
+        if log_to is not None else None
     start = time.perf_counter()
     bar = progress(total=total, initial=it, desc=f"distill {method.name}", unit="it")
     for epoch in range(it // len(loader), t.epochs):
@@ -185,9 +193,12 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                 terms["total"] = terms["total"] + terms["reg"]
             if tracker is not None:
                 tracker.snapshot()
-            running, n, it = running + optimizer_step(opt, terms["total"], f"iteration {it}"), n + 1, it + 1
+            value = optimizer_step(opt, terms["total"], f"iteration {it}")
+            running, n, it = running + value, n + 1, it + 1
             if tracker is not None:
                 tracker.update()
+            if log is not None:
+                log.step(it, epoch, opt.param_groups[0]["lr"], {**terms, "total": value}, len(labels))
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
             if state_path is not None and cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total:
@@ -195,12 +206,21 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                                          "iteration": it, "history": history, "generator": epoch_gen,
                                          "running": running, "running_count": n, "settings": json.dumps(settings)})
         history.append(running / max(n, 1))
+        if validate is not None and val_every and ((epoch + 1) % val_every == 0 or epoch + 1 == t.epochs):
+            metrics = validate(student, it, epoch)
+            if log is not None:
+                log.validation(it, epoch, metrics)
+            student.train()
+            _set_bn_training(student, cfg.bn != "frozen")
     bar.close()
+    if log is not None:
+        log.close()
     if tracker is not None:  # measured from the resume on, when the run was resumed
         student.importance = tracker.result(previous=teacher.importance)
     if state_path is not None:
         Path(state_path).unlink(missing_ok=True)
     return {"loss_per_epoch": history, "seconds": time.perf_counter() - start, "iterations": total,
+            "resumed_from": resumed_from,
             "real_images": len(real), "replay_images": len(replay) if replay is not None else 0,
             "batch": {"real": n_real, "replay": n_fake if fake_iter is not None else 0}}
 
