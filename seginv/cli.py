@@ -167,29 +167,41 @@ def protocols(name: str | None, as_json: bool) -> None:
 # ---------------------------------------------------------------------------------------------------- info
 @cli.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
-@click.option("--unsafe-load", is_flag=True, help="Allow unpickling arbitrary objects (runs code from the file).")
+@model_options
 @click.option("--list-archs", is_flag=True, help="List the architectures seginv builds.")
 @JSON
-def info(file: str | None, unsafe_load: bool, list_archs: bool, as_json: bool) -> None:
-    """Show what a checkpoint holds: architecture, classes per step, normalisation, provenance, parameters.
+def info(file: str | None, model: str | None, arch: str | None, weights: str | None, class_names: str | None,
+         unsafe_load: bool, list_archs: bool, as_json: bool) -> None:
+    """Show what a checkpoint holds: architecture, classes per step, normalisation, provenance, parameters. Foreign
+    weights are described as the other commands load them.
 
     \b
     seginv info assets/scenes-voc-15-x-step0.pt
+    seginv info --arch torchvision:deeplabv3_resnet101 --weights w.pth --class-names voc.txt
     seginv info --list-archs
     """
     from .models import list_models
     from .models.checkpoint import describe_file
+    from .workflows import open_model
 
     if list_archs:
         emit(list_models(), as_json, lambda r: "\n".join(f"{k:<42} {v}" for k, v in r.items()))
         return
-    if not file:
-        raise SeginvError("no file given.", "Usage: seginv info FILE (or --list-archs).")
-    d = describe_file(file, unsafe_load=unsafe_load)
+    if arch or weights or class_names:
+        if file or model:
+            raise SeginvError("give either a checkpoint or --arch/--weights/--class-names, not both.")
+        d = describe_file(weights or "", model=open_model(arch=arch, weights=weights, class_names=class_names))
+    else:
+        if file and model:
+            raise SeginvError("give the checkpoint once: as FILE or as --model.")
+        if not (file or model):
+            raise SeginvError("no file given.", "Usage: seginv info FILE (or --arch/--weights/--class-names, or --list-archs).")
+        d = describe_file(file or model, unsafe_load=unsafe_load)
 
     def text(d: dict[str, Any]) -> str:
         prov = d["provenance"] or {}
-        lines = [f"{d['file']}  ({d['format']} v{d['version']}, sha256 {d['sha256'][:16]}...)",
+        version = f" v{d['version']}" if d["version"] is not None else ""
+        lines = [f"{d['file']}  ({d['format']}{version}, sha256 {d['sha256'][:16]}...)",
                  f"arch        {d['arch']} {json.dumps(d['arch_kwargs']) if d['arch_kwargs'] else ''}",
                  f"parameters  {d['parameters']:,}",
                  f"classes     {d['num_classes']} (background: {d['background']})"]
@@ -763,6 +775,33 @@ def shards_preview(root: str, out: str, num: int, columns: int, as_json: bool) -
 
     r = preview_replay(root, out, num=num, columns=columns)
     emit(r, as_json, lambda r: f"wrote {r['out']} ({r['samples']} samples)")
+
+
+@shards.command("export")
+@click.argument("root", type=click.Path())
+@click.option("--format", "fmt", default="voc", show_default=True, type=click.Choice(["voc", "folder"]),
+              help="voc: JPEGImages/SegmentationClass/ImageSets, as VOC-reading trainers expect; folder: images/ and "
+                   "masks/ PNG pairs.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (new or empty).")
+@click.option("--image-format", default="jpg", show_default=True, type=click.Choice(["jpg", "png"]),
+              help="voc only: JPEG as VOC ships, or lossless PNG.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export in --out.")
+@JSON
+def shards_export(root: str, fmt: str, out: str, image_format: str, overwrite: bool, as_json: bool) -> None:
+    """Write replay as plain image files (masks as palette PNGs of class ids), with classes.txt and export.json, so
+    a trainer that reads a folder trains on it unchanged.
+
+    \b
+    seginv shards export replay/ --out replay-voc/                  # then point a VOC trainer at replay-voc/
+    seginv shards export replay/ --format folder --out pairs/
+    """
+    from .replay.export import export_replay
+    from .runtime import progress
+
+    with progress(desc="export", unit="img") as bar:
+        r = export_replay(root, out, fmt=fmt, image_format=image_format, overwrite=overwrite, bar=bar)
+    emit(r, as_json, lambda r: f"wrote {r['count']} image/mask pairs to {r['out']} ({fmt} layout; class ids in "
+                               f"{Path(r['out']) / 'classes.txt'})")
 
 
 def _warn(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:

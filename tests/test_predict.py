@@ -41,3 +41,23 @@ def test_predict_writes_one_mask_per_image_with_the_models_class_ids(monkeypatch
     one_line_error(code, err, "already holds b.png", "--overwrite")
     code, _, err = seginv(monkeypatch, capsys, "predict", "--model", MODEL, tmp_path / "nope", "--out", out)
     one_line_error(code, err, "nope does not exist")
+
+
+def test_info_and_predict_take_foreign_weights_like_the_other_commands(monkeypatch, capsys, tmp_path):
+    from seginv.models.torchvision_adapters import build_torchvision
+
+    torch.manual_seed(0)
+    torch.save(build_torchvision("lraspp_mobilenet_v3_large", 3).state_dict(), tmp_path / "w.pth")
+    (tmp_path / "names.txt").write_text("background\ncat\ndog\n")
+    foreign = ["--arch", "torchvision:lraspp_mobilenet_v3_large", "--weights", tmp_path / "w.pth", "--class-names",
+               tmp_path / "names.txt"]
+    code, text, err = seginv(monkeypatch, capsys, "info", *foreign, "--json")
+    assert code == 0, err
+    d = json.loads(text)
+    assert d["format"] == "foreign weights" and d["classes_per_step"] == [["background", "cat", "dog"]]
+    write_jpg(tmp_path / "in" / "x.jpg", 40, 48)
+    code, _, err = seginv(monkeypatch, capsys, "predict", *foreign, tmp_path / "in", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert Image.open(tmp_path / "out" / "x.png").size == (48, 40)
+    code, _, err = seginv(monkeypatch, capsys, "info", MODEL, *foreign)
+    one_line_error(code, err, "not both")

@@ -265,10 +265,13 @@ def load_model(path: str | os.PathLike[str], *, unsafe_load: bool = False) -> tu
     return model, meta
 
 
-def describe_file(path: str | os.PathLike[str], unsafe_load: bool = False) -> dict[str, Any]:
-    """What ``seginv info`` prints: arch, classes per step, normalisation, provenance, parameter count, sha256."""
+def describe_file(path: str | os.PathLike[str], unsafe_load: bool = False, *,
+                  model: SegModel | None = None) -> dict[str, Any]:
+    """What ``seginv info`` prints: arch, classes per step, normalisation, provenance, parameter count, sha256.
+    ``model``: the model already built from ``path`` (foreign weights), which then is not read as a checkpoint."""
     path = Path(path)
-    model, meta = load_model(path, unsafe_load=unsafe_load)
+    model, meta = (model, {"format": "foreign weights", "version": None}) if model is not None else \
+        load_model(path, unsafe_load=unsafe_load)
     d = model.describe()
     return {
         "file": str(path),
