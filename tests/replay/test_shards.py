@@ -220,12 +220,18 @@ def test_preview_writes_a_png_contact_sheet(tmp_path):
         preview_replay(tmp_path / "r", tmp_path / "p.jpg")
 
 
-def test_readme_example_trains_from_shards_with_plain_h5py_and_torch(tmp_path):
+@pytest.mark.parametrize("kind", ["synthesis", "dataset"])
+def test_readme_example_trains_from_shards_with_plain_h5py_and_torch(tmp_path, tiny_scenes, kind):
     block = re.search(r"<!-- replay-example -->\s*```python\n(.*?)```", README.read_text(), re.S)
     assert block, "README lost its replay example"
     code = block.group(1)
     assert "seginv" not in code.replace('"replay/"', "")
-    write_dir(tmp_path / "r")
+    if kind == "synthesis":
+        write_dir(tmp_path / "r")
+    else:  # a memory of real exemplars: no normalisation in its manifest, 255 in its masks
+        from seginv.replay.exemplars import from_dataset
+
+        from_dataset(tiny_scenes, "voc-15-5", tmp_path / "r", per_class=1, size=32, shard_size=4)
     scope = {}
     exec(compile(code.replace('"replay/"', repr(str(tmp_path / "r"))), "README", "exec"), scope)
-    assert scope["seen"] == 8
+    assert scope["seen"] == json.loads((tmp_path / "r" / "manifest.json").read_text())["count"]
