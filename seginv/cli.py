@@ -804,6 +804,35 @@ def shards_export(root: str, fmt: str, out: str, image_format: str, overwrite: b
                                f"{Path(r['out']) / 'classes.txt'})")
 
 
+@shards.command("import")
+@click.option("--images", required=True, type=click.Path(file_okay=False), help="Folder of images (NAME.jpg or .png).")
+@click.option("--masks", required=True, type=click.Path(file_okay=False),
+              help="Folder of masks NAME.png: pixel value = class id, 255 = ignore.")
+@click.option("--class-names", required=True, type=click.Path(dir_okay=False),
+              help="One class per line, in id order (background first if there is one).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Replay directory to write (new or empty).")
+@click.option("--size", type=click.IntRange(8), help="Centre-crop and resize every pair to SIZE x SIZE.")
+@click.option("--no-background", is_flag=True, help="Class 0 is a real class, not the background.")
+@click.option("--shard-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--compression", default="gzip", show_default=True, type=click.Choice(["gzip", "lzf", "none"]))
+@click.option("--resume", is_flag=True, help="Complete a partly written --out (same settings).")
+@click.option("--overwrite", is_flag=True, help="Replace replay seginv wrote in --out.")
+@JSON
+def shards_import(images: str, masks: str, class_names: str, out: str, size: int | None, no_background: bool,
+                  shard_size: int, compression: str, resume: bool, overwrite: bool, as_json: bool) -> None:
+    """Make replay shards from a folder of images and their label masks (your own exemplars, or an export), which
+    `seginv distill --replay` then replays with their labels.
+
+    \b
+    seginv shards import --images mine/JPEGImages --masks mine/SegmentationClass --class-names classes.txt --out mem/
+    """
+    from .replay.folder_import import import_folder
+
+    r = import_folder(images, masks, class_names, out, size=size, background=not no_background, shard_size=shard_size,
+                      compression=compression, resume=resume, overwrite=overwrite)
+    emit(r, as_json, lambda r: f"wrote {r['count']} images in {r['shards']} shard(s) to {r['out']}")
+
+
 def _warn(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
     click.echo(f"seginv: warning: {message}", err=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from PIL import Image
 from .. import __version__
 from ..data.splits import train_split
 from ..errors import SeginvError
+from ..locks import folder_lock
 from ..protocols import get_protocol
 from .manifest import prepare_directory
 from .schema import FORMAT, SCHEMA_VERSION, mask_dtype
@@ -48,6 +50,32 @@ def select_exemplars(image_classes: list[set[int]], classes: list[int], per_clas
         chosen[c] = [candidates[k] for k in pick]
         taken.update(chosen[c])
     return chosen
+
+
+def write_memory(out: str | os.PathLike[str], header: dict[str, Any], planned: list[int],
+                 read: Callable[[int], tuple[np.ndarray, np.ndarray, int]], *, resume: bool, overwrite: bool,
+                 compression: str) -> dict[str, Any]:
+    """Write real images with their labels as ``dataset`` shards into ``out`` (locked while written): sample ``pos``
+    is ``read(pos) -> (image (H, W, 3), label (H, W) in the header's class ids, 255 = ignore, source index)``;
+    ``planned[k]`` samples go to shard k. Returns the manifest."""
+    names = header["class_names"]
+    meta = {k: header[k] for k in ("class_names", "background", "source", "config")}
+    with folder_lock(out, "the memory"):
+        manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
+        done = {e["index"] for e in manifest["shards"]}
+        first = 0
+        for k, count in enumerate(planned):
+            if k not in done:
+                samples = [read(pos) for pos in range(first, first + count)]
+                targets = np.zeros((count, len(names)), dtype=bool)
+                for row, (_, label, _) in enumerate(samples):
+                    targets[row, [c for c in np.unique(label) if c != 255]] = True
+                arrays = {"images": np.stack([s[0] for s in samples]),
+                          "masks": np.stack([s[1] for s in samples]).astype(mask_dtype(len(names))),
+                          "targets": targets, "source_index": np.asarray([s[2] for s in samples], dtype=np.int64)}
+                manifest = add_shard(out, manifest, k, first, arrays, meta, compression)
+            first += count
+    return manifest
 
 
 def from_dataset(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[str], *, step: int = 0,
@@ -79,25 +107,11 @@ def from_dataset(data: str | os.PathLike[str], protocol: str, out: str | os.Path
     header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": __version__,
               "num_images": len(order), "image_size": [size, size], "class_names": names,
               "background": proto.background, "source": source, "config": config}
-    manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
-    done = {e["index"] for e in manifest["shards"]}
-    meta = {k: header[k] for k in ("class_names", "background", "source", "config")}
-    for k, count in enumerate(planned):
-        if k in done:
-            continue
-        first = k * shard_size
-        images, masks, targets = [], [], []
-        for pos in order[first:first + count]:
-            image, label = base.read(split.indices[pos])
-            image, label = square_resize(image, lut[label], size)
-            images.append(image)
-            masks.append(label)
-            present = np.zeros(len(names), dtype=bool)
-            present[[c for c in np.unique(label) if c != 255]] = True
-            targets.append(present)
-        arrays = {"images": np.stack(images), "masks": np.stack(masks).astype(mask_dtype(len(names))),
-                  "targets": np.stack(targets),
-                  "source_index": np.asarray([split.indices[p] for p in order[first:first + count]], dtype=np.int64)}
-        manifest = add_shard(out, manifest, k, first, arrays, meta, compression)
+
+    def read(pos: int) -> tuple[np.ndarray, np.ndarray, int]:
+        image, label = base.read(split.indices[order[pos]])
+        return (*square_resize(image, lut[label], size), split.indices[order[pos]])
+
+    manifest = write_memory(out, header, planned, read, resume=resume, overwrite=overwrite, compression=compression)
     return {"out": str(Path(out)), "count": manifest["count"], "shards": len(manifest["shards"]),
             "per_class": {proto.class_names[c]: len(v) for c, v in chosen.items()}, "classes": names}

@@ -70,3 +70,22 @@ def test_folder_export_and_refusals(monkeypatch, capsys, replays, tmp_path):
     code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out, "--overwrite")
     assert code == 0, err
     assert not (out / "images").exists() and (out / "JPEGImages").is_dir()  # the earlier export was replaced
+
+
+def test_import_of_an_export_gives_back_the_same_samples(monkeypatch, capsys, replays, tmp_path):
+    voc = tmp_path / "voc"
+    assert seginv(monkeypatch, capsys, "shards", "export", replays["real"], "--out", voc, "--image-format", "png")[0] == 0
+    back = tmp_path / "back"
+    code, _, err = seginv(monkeypatch, capsys, "shards", "import", "--images", voc / "JPEGImages", "--masks",
+                          voc / "SegmentationClass", "--class-names", voc / "classes.txt", "--out", back)
+    assert code == 0, err
+    assert seginv(monkeypatch, capsys, "shards", "verify", back)[0] == 0
+    for (image, mask), (want_image, want_mask) in zip(shard_samples(back), shard_samples(replays["real"])):
+        assert (image == want_image).all() and (mask == want_mask).all()
+    manifest = json.loads((back / "manifest.json").read_text())
+    assert manifest["source"]["kind"] == "dataset" and manifest["class_names"] == json.loads(
+        (replays["real"] / "manifest.json").read_text())["class_names"]
+    Image.fromarray(np.full((32, 32), 40, dtype=np.uint8)).save(voc / "SegmentationClass" / "replay_000000.png")
+    code, _, err = seginv(monkeypatch, capsys, "shards", "import", "--images", voc / "JPEGImages", "--masks",
+                          voc / "SegmentationClass", "--class-names", voc / "classes.txt", "--out", tmp_path / "bad")
+    one_line_error(code, err, "holds class id(s) [40]", "--class-names")

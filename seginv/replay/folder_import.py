@@ -1,0 +1,83 @@
+"""``seginv shards import``: a folder of images and a folder of label masks (one's own exemplars, or an export) made
+into verified replay shards of kind ``dataset``, which ``seginv distill --replay`` replays with their labels."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .. import __version__
+from ..errors import SeginvError
+from ..models.checkpoint import read_class_names
+from .exemplars import square_resize, write_memory
+from .schema import FORMAT, SCHEMA_VERSION
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _pairs(images: Path, masks: Path) -> list[tuple[Path, Path]]:
+    for folder, what in ((images, "--images"), (masks, "--masks")):
+        if not folder.is_dir():
+            raise SeginvError(f"{what} {folder} is not a folder.")
+    by_stem = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    mask_stems = {p.stem: p for p in sorted(masks.iterdir()) if p.suffix.lower() == ".png"}
+    lonely = sorted(set(by_stem) ^ set(mask_stems))
+    if lonely:
+        raise SeginvError(f"{len(lonely)} image(s) and mask(s) have no partner ({', '.join(lonely[:3])}).",
+                          "Give each image NAME.jpg/.png a mask NAME.png, and nothing else.")
+    if not by_stem:
+        raise SeginvError(f"no images in {images}.", f"Images end in {', '.join(IMAGE_SUFFIXES)}; masks are PNG.")
+    return [(by_stem[s], mask_stems[s]) for s in sorted(by_stem)]
+
+
+def _open(path: Path, mode: str) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert(mode) if mode == "RGB" else img)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise SeginvError(f"cannot read {path} ({type(e).__name__}: {e}).") from None
+
+
+def import_folder(images: str | os.PathLike[str], masks: str | os.PathLike[str], class_names: str | os.PathLike[str],
+                  out: str | os.PathLike[str], *, size: int | None = None, background: bool = True,
+                  shard_size: int = 128, compression: str = "gzip", resume: bool = False,
+                  overwrite: bool = False) -> dict[str, Any]:
+    """Write the pairs ``images/NAME.*`` + ``masks/NAME.png`` (pixel value = class id in ``class_names``, one name
+    per line; 255 = ignore) into ``out`` as replay shards; ``size``: centre-crop and resize every pair to a square
+    of that side (required when the images differ in size)."""
+    pairs = _pairs(Path(images), Path(masks))
+    names = read_class_names(class_names)
+    if size is not None and size < 8:
+        raise SeginvError(f"--size must be at least 8, not {size}.")
+    first_mask = _open(pairs[0][1], "L")
+    shape = (size, size) if size else first_mask.shape
+
+    def read(pos: int) -> tuple[np.ndarray, np.ndarray, int]:
+        image_path, mask_path = pairs[pos]
+        image, mask = _open(image_path, "RGB"), _open(mask_path, "L")
+        if mask.ndim != 2 or image.shape[:2] != mask.shape:
+            raise SeginvError(f"{mask_path} is not a single-channel mask of its image's size {image.shape[:2]}.",
+                              "Masks are palette or grayscale PNGs whose pixel values are class ids.")
+        bad = sorted(set(np.unique(mask).tolist()) - set(range(len(names))) - {255})
+        if bad:
+            raise SeginvError(f"{mask_path} holds class id(s) {bad[:5]}, beyond the {len(names)} classes listed.",
+                              "Ids are line numbers of --class-names, from 0; 255 marks ignored pixels.")
+        if size:
+            image, mask = square_resize(image, mask, size)
+        elif mask.shape != shape:
+            raise SeginvError(f"{image_path} is {mask.shape}, not {shape} as the first image.",
+                              "Pass --size S to crop and resize every pair to S x S.")
+        return image, mask, pos
+
+    planned = [min(shard_size, len(pairs) - s) for s in range(0, len(pairs), shard_size)]
+    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": __version__,
+              "num_images": len(pairs), "image_size": list(shape), "class_names": names, "background": background,
+              "source": {"kind": "dataset", "dataset": "folder", "images": str(Path(images).resolve()),
+                         "masks": str(Path(masks).resolve())},
+              "config": {"size": size, "shard_size": shard_size, "compression": compression}}
+    manifest = write_memory(out, header, planned, read, resume=resume, overwrite=overwrite, compression=compression)
+    return {"out": str(out), "count": manifest["count"], "shards": len(manifest["shards"]), "classes": names}

@@ -1,0 +1,61 @@
+"""Replay as a Hugging Face ``datasets.Dataset`` (``pip install seginv[datasets]``): one table over any mix of fake and
+real-exemplar replay directories, with the same columns for both.
+
+Columns: ``image`` (an ``Image`` feature, RGB), ``mask`` (an ``Image`` feature, mode L: pixel value = class id, 255 =
+ignore), ``classes`` (a sequence of ``ClassLabel``: the classes the image shows, or was made to show, background
+excluded), ``kind`` (``synthesis`` or ``dataset``) and ``source`` (the directory's index in the call). Directories
+must share one class list.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SeginvError
+from ..fileio import sha256_file
+from .dataset import ReplayDataset
+from .schema import MANIFEST
+
+
+def hf_dataset(*roots: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Any:
+    """A ``datasets.Dataset`` of every sample of ``roots`` (complete replay directories), in order; ``cache_dir``
+    is where ``datasets`` keeps its Arrow copy (default: its own cache)."""
+    try:
+        import datasets
+    except ImportError:
+        raise SeginvError("the Hugging Face helper needs the datasets package.",
+                          "pip install datasets (or seginv[datasets]); seginv.replay.open needs nothing more.") from None
+    if not roots:
+        raise SeginvError("no replay directory given.")
+    sets = [ReplayDataset(r) for r in roots]
+    names = sets[0].class_names
+    for r, ds in zip(roots, sets):
+        if ds.class_names != names:
+            raise SeginvError(f"{r} has classes {ds.class_names}, not those of {roots[0]}.",
+                              "Mix only replay made for the same classes.")
+    for ds in sets:
+        ds.close()
+    features = datasets.Features({"image": datasets.Image(), "mask": datasets.Image(),
+                                  "classes": datasets.Sequence(datasets.ClassLabel(names=list(names))),
+                                  "kind": datasets.Value("string"), "source": datasets.Value("int32")})
+    # the manifests' hashes are arguments so that the datasets cache never serves an older version of a directory
+    stamps = [sha256_file(Path(r) / MANIFEST) for r in roots]
+    return datasets.Dataset.from_generator(_rows, features=features, cache_dir=str(cache_dir) if cache_dir else None,
+                                           gen_kwargs={"roots": [str(r) for r in roots], "stamps": stamps})
+
+
+def _rows(roots: list[str], stamps: list[str]) -> Iterator[dict[str, Any]]:
+    for k, root in enumerate(roots):
+        ds = ReplayDataset(root)
+        background = 0 if ds.manifest.get("background", True) else None
+        for i in range(len(ds)):
+            s = ds.sample(i)
+            yield {"image": s["images"], "mask": s["masks"].astype(np.uint8),
+                   "classes": [int(c) for c in np.flatnonzero(s["targets"]) if c != background],
+                   "kind": ds.kind, "source": k}
+        ds.close()
