@@ -79,8 +79,11 @@ def emit(result: Any, as_json: bool, text: Callable[[Any], str]) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--threads", type=click.IntRange(1), envvar="SEGINV_THREADS",
+              help="CPU threads for torch (default: torch's own choice, one per core). On a machine shared with "
+                   "other jobs, 1 is often many times faster; results repeat exactly only for the same count.")
 @click.version_option(package_name="seginv")
-def cli(debug: bool) -> None:
+def cli(debug: bool, threads: int | None) -> None:
     """seginv: teach a segmentation model new classes without its old data.
 
     \b
@@ -89,6 +92,10 @@ def cli(debug: bool) -> None:
     seginv evaluate --model m.pt --data scenes/ --json
     seginv info m.pt
     """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------------------------------- data

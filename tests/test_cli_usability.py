@@ -70,3 +70,19 @@ def test_ctrl_c_says_how_to_resume(monkeypatch, capsys, command, needle):
     monkeypatch.setattr(cli.cli, "main", interrupted)
     code, _, err = seginv(monkeypatch, capsys, command, "--whatever")
     assert code == 130 and err.startswith("seginv: interrupted.") and needle in err and err.count("\n") == 1
+
+
+def test_threads_are_set_and_recorded_in_the_checkpoint(monkeypatch, capsys, tiny_scenes, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        code, _, err = seginv(monkeypatch, capsys, "--threads", "1", "train", "--data", tiny_scenes, "--protocol",
+                              "voc-15-5", "--epochs", "1", "--width", "8", "--crop-size", "32", "--out",
+                              tmp_path / "m.pt", "--device", "cpu")
+        assert code == 0, err
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    code, text, _ = seginv(monkeypatch, capsys, "info", tmp_path / "m.pt", "--json")
+    assert json.loads(text)["provenance"]["threads"] == 1

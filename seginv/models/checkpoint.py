@@ -5,7 +5,8 @@ A seginv checkpoint is a plain dict that ``torch.load(f, weights_only=True)`` re
     {"format": "seginv.checkpoint", "version": 1,
      "arch": str, "arch_kwargs": dict, "class_names": [str], "steps": [[int]], "background": bool,
      "normalization": {"mean": [3 floats], "std": [3 floats], "value_range": [0.0, 1.0]},
-     "provenance": {"command", "config", "parent_sha256", "metrics", "created", "seginv_version", "torch_version"},
+     "provenance": {"command", "config", "parent_sha256", "metrics", "created", "seginv_version", "torch_version",
+                    "threads"},
      "state_dict": {name: tensor},
      "importance": {"fisher" | "pi" | "rwalk": {name: tensor}}}   # optional, see seginv.distill.regularizers
 
@@ -52,6 +53,7 @@ def make_provenance(config: dict[str, Any] | None = None, parent: str | os.PathL
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seginv_version": __version__,
         "torch_version": str(torch.__version__),
+        "threads": torch.get_num_threads(),  # results repeat exactly only for the same count
     }
 
 
