@@ -32,6 +32,9 @@ CELLS = tuple(f"{p}-{s}" for p in PROTOCOLS for s in SETTINGS)
 
 #: Table 1's methods, in the paper's order, by their `seginv methods list` names.
 TABLE1 = ("ft", "ewc", "pi", "rwalk", "lwf", "lwf-mc", "ilt", "mib", "cil", "hrhf", "joint")
+#: options stated in the plan so that a changed method default cannot pass for a cached row (ILT's L'D softmax
+#: became MiB's, over the old logits, after these rows were first run with seed 001's joint softmax)
+TABLE1_OPTIONS = {"ilt": {"options": {"kd_softmax": "old"}}}
 SEEDED = ("ft", "mib", "hrhf", "joint")  # mean +- std over SEEDS; the others one seed
 SEEDS = (0, 1, 2)
 
@@ -133,7 +136,7 @@ def fair_batch(spec: dict[str, Any]) -> dict[str, Any]:
 def run_spec(cell: str, run: str) -> dict[str, Any]:
     """The recipe entry (`recipes/README.md`) of ``run`` in ``cell``."""
     if run in TABLE1:
-        spec = {"method": run, "replay": "synthesize" if run == "hrhf" else "none"}
+        spec = {"method": run, "replay": "synthesize" if run == "hrhf" else "none", **TABLE1_OPTIONS.get(run, {})}
         return {**spec, "distill": {"epochs": JOINT_EPOCHS}} if run == "joint" else fair_batch(spec)
     if run in ABLATIONS and cell in ABLATION_CELLS:
         return fair_batch(ABLATIONS[run])

@@ -116,3 +116,11 @@ def test_lwf_mc_weight_scales_only_the_distillation_and_ignored_pixels_do_not_co
     assert onehot_bce(s, all_ignored).item() == 0.0
     changed = s.masked_fill((labels == 255).unsqueeze(1), 0.0)  # logits at ignored pixels: no effect on the labels
     assert onehot_bce(changed, labels).item() == pytest.approx(onehot_bce(s, labels).item())
+
+
+@pytest.mark.parametrize("kd_softmax, over_all", [("old", False), ("all", True)])
+def test_ilt_output_kd_is_mibs_by_default_and_seed_001s_on_request(kd_softmax, over_all):
+    s, t, labels = random_case(16, 5, 31)
+    method = create_method("ilt", de=0, kd_softmax=kd_softmax)
+    out = method.loss(Batch(student=s, teacher=t, labels=labels, is_replay=torch.zeros(2).bool()))
+    assert out["kd"].item() == pytest.approx(mib_kd(s, t, softmax_over_all=over_all), rel=1e-5)
