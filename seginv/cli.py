@@ -27,10 +27,16 @@ MODEL_OPTIONS = [
 ]
 
 
-def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(MODEL_OPTIONS):
-        f = opt(f)
-    return f
+def _stack(options: list[Callable[..., Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One decorator applying ``options`` in order."""
+    def apply(f: Callable[..., Any]) -> Callable[..., Any]:
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+    return apply
+
+
+model_options = _stack(MODEL_OPTIONS)
 
 
 LOG_OPTIONS = [
@@ -40,11 +46,7 @@ LOG_OPTIONS = [
 ]
 
 
-def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Training logs: NAME.log.csv and NAME.log.jsonl are always written beside the checkpoint NAME.pt."""
-    for opt in reversed(LOG_OPTIONS):
-        f = opt(f)
-    return f
+log_options = _stack(LOG_OPTIONS)  # NAME.log.csv and NAME.log.jsonl are written beside NAME.pt in any case
 
 
 def _best(r: dict[str, Any]) -> str:

@@ -115,8 +115,7 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     """
     settings = json.loads(json.dumps({**(settings or {}), "distill": cfg.to_dict(), "method": method.name},
                                      default=str))
-    for volatile in ("checkpoint_every",):
-        settings["distill"].pop(volatile, None)
+    settings["distill"].pop("checkpoint_every", None)  # neither changes what is trained
     settings["distill"]["train"].pop("workers", None)
     state = _read_state(state_path, resume, settings)
     t = cfg.train
