@@ -115,7 +115,8 @@ def test_hrhf_replay_weight_and_rearranged_ce_by_hand(logits):
 
 @pytest.mark.parametrize("opts, message", [({"seg_on": "fake"}, "unknown eq. 4 placement"),
                                            ({"replay_weight": -1.0}, "replay_weight must be >= 0"),
-                                           ({"temperature": 0.0}, "temperature must be > 0")])
+                                           ({"temperature": 0.0}, "temperature must be > 0"),
+                                           ({"min_confidence": 1.5}, "min_confidence must be in")])
 def test_hrhf_refuses_bad_options(opts, message):
     with pytest.raises(SeginvError, match=message):
         create_method("hrhf", **opts)
@@ -135,3 +136,16 @@ def test_hrhf_unpooled_halves_add_each_halfs_mean(logits):
     no_replay = Batch(s[:1], t[:1], y[:1], torch.tensor([False]))
     unpooled = create_method("hrhf", pool_halves=False).loss(no_replay)
     assert unpooled["total"].item() == pytest.approx(hrhf_loss(s[:1], t[:1], y[:1])["total"].item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.6, 1.0])
+def test_hrhf_min_confidence_keeps_only_the_pixels_the_teacher_is_sure_of(logits, threshold):
+    batch = _batch(logits)
+    s, t, y = batch.student, batch.teacher, batch.labels
+    out = create_method("hrhf", min_confidence=threshold).loss(batch)
+    sure = torch.softmax(t[1:], 1).amax(1) >= threshold
+    real_pixels = int((y[0] != 255).sum())
+    real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
+    replay = ce_by_pixel(s[1:], t[1:], sure) if bool(sure.any()) else 0.0
+    expected = (real_pixels * real + int(sure.sum()) * replay) / (real_pixels + int(sure.sum()))
+    assert out["seg"].item() == pytest.approx(expected, rel=1e-5)

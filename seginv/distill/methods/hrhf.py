@@ -10,7 +10,9 @@ Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``
   mean over the batch);
 - ``temperature``: eq. 3's KD at temperature T (1 = the paper);
 - ``pool_halves``: eq. 4's terms on both halves as one mean over their labelled pixels (True, as the paper's
-  ``both``), or each half's mean added, so the real half keeps the weight it has without replay (False).
+  ``both``), or each half's mean added, so the real half keeps the weight it has without replay (False);
+- ``min_confidence``: with ``seg_on="rearranged"``, the replayed pixels whose teacher probability of its argmax is
+  below this take no part in the rearranged CE (0 = every pixel).
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ class HalfRealHalfFake:
     seg_loss = None  # eq. 4's cross-entropy unless IAL replaces it
 
     def __init__(self, lam: float = 1.0, seg_on: str = "rearranged", replay_weight: float = 1.0,
-                 temperature: float = 1.0, pool_halves: bool = True) -> None:
+                 temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0) -> None:
+        if not 0 <= min_confidence <= 1:
+            raise SeginvError(f"min_confidence must be in [0, 1], not {min_confidence}.")
+        self.min_confidence = float(min_confidence)
         if seg_on not in SEG_ON:
             raise SeginvError(f"unknown eq. 4 placement {seg_on!r}.", f"Use one of {', '.join(SEG_ON)}.")
         if not replay_weight >= 0:
@@ -66,7 +71,10 @@ class HalfRealHalfFake:
                 continue
             s, t, y = batch.student[part], batch.teacher[part], labels[part]
             if on_replay and self.seg_on == "rearranged":
-                term, count = rearranged_ce(s, t), y.numel()
+                mask = None
+                if self.min_confidence > 0:  # only pixels the teacher is sure of
+                    mask = (torch.softmax(t.float(), 1).amax(1) >= self.min_confidence).to(s.dtype)
+                term, count = rearranged_ce(s, t, mask), y.numel() if mask is None else int(mask.sum())
             else:
                 count = int((y != IGNORE).sum())
                 term = self.seg_loss(s, merge_labels(y, t)) if self.seg_loss is not None else merged_ce(s, t, y)
@@ -87,5 +95,5 @@ class HalfRealHalfFakePaper(HalfRealHalfFake):
     description = "HRHF as seed 002 publishes it: eq. 3 KD on every image, eq. 4 CE on the real half only"
 
     def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
-                 temperature: float = 1.0, pool_halves: bool = True) -> None:
-        super().__init__(lam, seg_on, replay_weight, temperature, pool_halves)
+                 temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0) -> None:
+        super().__init__(lam, seg_on, replay_weight, temperature, pool_halves, min_confidence)
