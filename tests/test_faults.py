@@ -385,3 +385,19 @@ def test_a_checkpoint_whose_head_disagrees_with_its_classes_names_the_tensor(mon
     torch.save(obj, tmp_path / "edited.pt")
     code, _, err = seginv(monkeypatch, capsys, "info", tmp_path / "edited.pt")
     one_line_error(code, err, "do not fit", "4 classes", "the architecture needs (4,")
+
+
+def test_an_interrupted_scenes_run_leaves_nothing_and_the_rerun_completes(monkeypatch, tmp_path):
+    import seginv.data.scenes as scenes
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "d"
+    monkeypatch.setattr(scenes, "_write_files", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_scenes(out, ScenesConfig(train=2, val=2, size=32))
+    assert not out.exists() and not (tmp_path / "d.partial").exists()
+    monkeypatch.undo()
+    write_scenes(out, ScenesConfig(train=2, val=2, size=32))
+    assert (out / "scenes.json").is_file()

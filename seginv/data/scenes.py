@@ -389,10 +389,14 @@ def write_scenes(out: str | os.PathLike[str], cfg: ScenesConfig, workers: int = 
     if partial.is_dir() and any(partial.iterdir()) and read_lock(partial) is None:
         raise SeginvError(f"{partial} exists and was not left by seginv.", f"Move it away; seginv writes {out} there first.")
     with folder_lock(partial, "the dataset"):
-        for child in partial.iterdir():  # what an interrupted run left
+        for child in partial.iterdir():  # what a killed run left
             if child.name != LOCK:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
-        summary = _write_files(partial, cfg, workers, progress)
+        try:
+            summary = _write_files(partial, cfg, workers, progress)
+        except BaseException:  # an error or Ctrl-C: leave nothing half-written behind
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         if out.is_dir():
             shutil.rmtree(out) if overwrite else out.rmdir()
         os.replace(partial, out)
