@@ -52,37 +52,52 @@ def export_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, 
             raise SeginvError(f"{out} exists and is not empty.",
                               "Choose a new folder (--overwrite replaces an earlier export there).")
     with folder_lock(out, "the export"):
-        for child in out.iterdir():
-            if child.name != LOCK:
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        if fmt == "voc":
-            images, masks = out / "JPEGImages", out / "SegmentationClass"
-            suffix = image_format
-        else:
-            images, masks = out / "images", out / "masks"
-            suffix = "png"
-        images.mkdir(parents=True)
-        masks.mkdir(parents=True)
-        palette = voc_palette()
-        ids = []
-        for i in range(len(ds)):
-            image, mask = ds.read(i)
-            name = f"replay_{i:06d}"
-            _save(Image.fromarray(image), images / f"{name}.{suffix}", "JPEG" if suffix == "jpg" else "PNG")
-            png = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
-            png.putpalette(palette)
-            _save(png, masks / f"{name}.png", "PNG")
-            ids.append(name)
-            if bar is not None:
-                bar.update(1)
-        ds.close()
-        if fmt == "voc":
-            (out / "ImageSets" / "Segmentation").mkdir(parents=True)
-            (out / "ImageSets" / "Segmentation" / "train.txt").write_text("".join(f"{n}\n" for n in ids))
-        (out / "classes.txt").write_text("".join(f"{n}\n" for n in ds.class_names))
-        summary = {"format": fmt, "source": str(Path(root).resolve()), "manifest_sha256": sha256_file(Path(root) / MANIFEST),
-                   "count": len(ids), "class_names": ds.class_names, "background": ds.manifest.get("background", True),
-                   "images": f"{images.name}/*.{suffix}", "masks": f"{masks.name}/*.png"}
-        with atomic_path(out / "export.json") as tmp:
-            tmp.write_text(json.dumps(summary, indent=1) + "\n")
+        _clear(out)
+        try:
+            summary = _write(ds, root, out, fmt, image_format, bar)
+        except BaseException:  # an error or Ctrl-C: no half export that a rerun would refuse
+            _clear(out)
+            raise
     return {"out": str(out), **summary}
+
+
+def _clear(out: Path) -> None:
+    for child in out.iterdir():
+        if child.name != LOCK:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _write(ds: ReplayDataset, root: str | os.PathLike[str], out: Path, fmt: str, image_format: str,
+           bar: Any) -> dict[str, Any]:
+    """Write the files of the export (see the module doc) into the empty ``out``; returns export.json's content."""
+    if fmt == "voc":
+        images, masks = out / "JPEGImages", out / "SegmentationClass"
+        suffix = image_format
+    else:
+        images, masks = out / "images", out / "masks"
+        suffix = "png"
+    images.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    palette = voc_palette()
+    ids = []
+    for i in range(len(ds)):
+        image, mask = ds.read(i)
+        name = f"replay_{i:06d}"
+        _save(Image.fromarray(image), images / f"{name}.{suffix}", "JPEG" if suffix == "jpg" else "PNG")
+        png = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
+        png.putpalette(palette)
+        _save(png, masks / f"{name}.png", "PNG")
+        ids.append(name)
+        if bar is not None:
+            bar.update(1)
+    ds.close()
+    if fmt == "voc":
+        (out / "ImageSets" / "Segmentation").mkdir(parents=True)
+        (out / "ImageSets" / "Segmentation" / "train.txt").write_text("".join(f"{n}\n" for n in ids))
+    (out / "classes.txt").write_text("".join(f"{n}\n" for n in ds.class_names))
+    summary = {"format": fmt, "source": str(Path(root).resolve()), "manifest_sha256": sha256_file(Path(root) / MANIFEST),
+               "count": len(ids), "class_names": ds.class_names, "background": ds.manifest.get("background", True),
+               "images": f"{images.name}/*.{suffix}", "masks": f"{masks.name}/*.png"}
+    with atomic_path(out / "export.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
