@@ -204,6 +204,9 @@ def decisions(res: dict[str, Any]) -> list[str]:
         x = delta(res, cell, run, group, against)
         return "not run" if x is None else f"{x:+.1f}"
 
+    both = [delta(res, c, "seg-on-both", "new") for c in (c19, c15)]
+    both_why = ("" if any(x is None or x >= 0 for x in both) else
+                " (the teacher's argmax on fake images teaches that new classes never occur)")
     pts = [100 * mean(f["all"]) for kind in plan.BUDGETS for f in res["budget"][kind].values()]
     seeds = res["table1"][plan.BUDGET_CELL].get("hrhf")
     return [
@@ -218,7 +221,7 @@ def decisions(res: dict[str, Any]) -> list[str]:
         f"old classes. Here, seed 002's placement (real half only) moves old {d(c19, 'seg-on-real', 'old')} on {c19} "
         f"and {d(c15, 'seg-on-real', 'old')} on {c15}, new {d(c19, 'seg-on-real', 'new')} and "
         f"{d(c15, 'seg-on-real', 'new')}; eq. 4 on both halves moves new {d(c19, 'seg-on-both', 'new')} and "
-        f"{d(c15, 'seg-on-both', 'new')} (the teacher's argmax on fake images teaches that new classes never occur).",
+        f"{d(c15, 'seg-on-both', 'new')}{both_why}.",
         f"- **Synthesis loss BCE.** CE moves all by {d(c19, 'loss-ce', 'all')} ({c19}) and {d(c15, 'loss-ce', 'all')}"
         f" ({c15}), and spreads three times as many pixels onto classes nobody asked for (docs/synthesis.md).",
         f"- **Synthesis steps 200 (cpu preset), 256 images.** Every budget point on {plan.BUDGET_CELL} lands between "
