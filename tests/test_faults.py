@@ -23,11 +23,10 @@ from seginv.models.checkpoint import save_checkpoint
 from seginv.replay.dataset import ReplayDataset
 from seginv.training import TrainConfig
 from seginv.workflows import distill
+from tests.distill.test_trainer import teacher  # noqa: F401  (fixture, shared)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT / "assets" / "scenes-voc-15-x-step0.pt")
-VOC16 = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-         "diningtable", "dog", "horse", "motorbike", "person"]
 SYNTH = ["synthesize", "--model", MODEL, "--steps", "2", "--size", "32", "--batch-size", "2", "--device", "cpu"]
 
 
@@ -162,14 +161,6 @@ def test_kill_minus_9_during_scenes_leaves_no_workers_and_the_rerun_completes(tm
 # 4 -------------------------------------------------------------------------------------------- distill state
 def _cfg(lr=0.001):
     return DistillConfig(train=TrainConfig(epochs=2, batch_size=4, lr=lr), checkpoint_every=2)
-
-
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("teacher") / "t.pt"
-    save_checkpoint(create_model("deeplab-mini", VOC16, width=8, aspp_channels=16), path)
-    return path
 
 
 def _interrupted_state(teacher, tiny_scenes, out, at=5):
