@@ -25,6 +25,10 @@ DIAGNOSTICS = {
     "conf07": {"method": "hrhf", "options": {"min_confidence": 0.7}},
     "conf09": {"method": "hrhf", "options": {"min_confidence": 0.9}},
     "conf099": {"method": "hrhf", "options": {"min_confidence": 0.99}},
+    "softmax-old": {"method": "hrhf", "options": {"replay_softmax": "old"}},
+    "q05": {"method": "hrhf", "options": {"confidence_quantile": 0.5}},
+    "q025": {"method": "hrhf", "options": {"confidence_quantile": 0.25}},
+    "softmax-old-q05": {"method": "hrhf", "options": {"replay_softmax": "old", "confidence_quantile": 0.5}},
     "ilt-no-de": {"method": "ilt", "replay": "none", "options": {"de": 0, "kd_softmax": "all"}},
     "ilt-no-kd": {"method": "ilt", "replay": "none", "options": {"kd": 0}},
 }

@@ -89,6 +89,42 @@ def rearranged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return (nll * mask).sum() / mask.sum().clamp_min(1)
 
 
+def old_softmax_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The cross-entropy of the student's softmax over the old classes only (new classes left out, as MiB's and
+    ILT's KD leave them out) against the teacher's argmax: replayed pixels teach old against old and background,
+    and exert no pull on the new classes' logits. Mean over the pixels of ``mask (B, H, W)``; 0 when it is empty.
+    """
+    num_old = _check(student_logits, teacher_logits)
+    target = teacher_logits.argmax(1, keepdim=True)
+    nll = -F.log_softmax(student_logits[:, :num_old].float(), dim=1).gather(1, target).squeeze(1)
+    if mask is None:
+        return nll.mean()
+    return (nll * mask).sum() / mask.sum().clamp_min(1)
+
+
+def classwise_confidence_mask(teacher_logits: torch.Tensor, quantile: float) -> torch.Tensor:
+    """``(B, H, W)`` bool: the pixels whose teacher confidence (probability of its argmax) is at least the
+    ``quantile`` of the confidences of the pixels with the same argmax in this batch.
+
+    A per-class threshold after PLOP (Douillard et al. 2021, section 3.2), which keeps a pixel pseudo-labelled ``c``
+    when its entropy is below the median entropy of class ``c``; here the threshold is taken per batch on the
+    confidence instead of once per step on the entropy, and ``quantile`` 0.5 is that median.
+    """
+    if not 0 <= quantile < 1:
+        raise ValueError(f"expected a quantile in [0, 1). Got: {quantile}")
+    prob = F.softmax(teacher_logits.float(), dim=1)
+    confidence, target = prob.max(1)
+    keep = torch.ones_like(confidence, dtype=torch.bool)
+    if quantile == 0:
+        return keep
+    for c in target.unique().tolist():
+        of_c = target == c
+        threshold = torch.quantile(confidence[of_c], quantile)
+        keep &= ~of_c | (confidence >= threshold)
+    return keep
+
+
 def merge_labels(labels: torch.Tensor, teacher_logits: torch.Tensor, ignore_index: int = IGNORE) -> torch.Tensor:
     """Seed 002's Label Merge (the target of eq. 4): a pixel labelled with a new class keeps its label, an ignored
     pixel stays ignored, every other pixel takes the teacher's argmax.

@@ -12,7 +12,12 @@ Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``
 - ``pool_halves``: eq. 4's terms on both halves as one mean over their labelled pixels (True, as the paper's
   ``both``), or each half's mean added, so the real half keeps the weight it has without replay (False);
 - ``min_confidence``: with ``seg_on="rearranged"``, the replayed pixels whose teacher probability of its argmax is
-  below this take no part in the rearranged CE (0 = every pixel).
+  below this take no part in the rearranged CE (0 = every pixel);
+- ``confidence_quantile``: the same with a threshold per teacher class, the class's confidence quantile in the batch
+  (0.5 = PLOP's median, :func:`~seginv.distill.losses.classwise_confidence_mask`; 0 = every pixel);
+- ``replay_softmax``: the replayed half's CE over the rearranged distribution (``rearranged``, new classes merged
+  into the background) or over the old classes only (``old``, :func:`~seginv.distill.losses.old_softmax_ce`), where
+  replay leaves the new classes' logits alone.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import torch
 
 from ...data.classes import IGNORE
 from ...errors import SeginvError
-from ..losses import hrhf_loss, merge_labels, merged_ce, rearranged_ce, rearranged_kd_per_image
+from ..losses import (classwise_confidence_mask, hrhf_loss, merge_labels, merged_ce, old_softmax_ce, rearranged_ce,
+                      rearranged_kd_per_image)
 from . import Batch, register_method
 
 SEG_ON = ("real", "both", "rearranged")
+REPLAY_SOFTMAX = {"rearranged": rearranged_ce, "old": old_softmax_ce}
 
 
 @register_method("hrhf")
@@ -36,10 +43,16 @@ class HalfRealHalfFake:
     seg_loss = None  # eq. 4's cross-entropy unless IAL replaces it
 
     def __init__(self, lam: float = 1.0, seg_on: str = "rearranged", replay_weight: float = 1.0,
-                 temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0) -> None:
+                 temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
+                 confidence_quantile: float = 0.0, replay_softmax: str = "rearranged") -> None:
         if not 0 <= min_confidence <= 1:
             raise SeginvError(f"min_confidence must be in [0, 1], not {min_confidence}.")
-        self.min_confidence = float(min_confidence)
+        if not 0 <= confidence_quantile < 1:
+            raise SeginvError(f"confidence_quantile must be in [0, 1), not {confidence_quantile}.")
+        if replay_softmax not in REPLAY_SOFTMAX:
+            raise SeginvError(f"unknown replay_softmax {replay_softmax!r}.", f"Use one of {', '.join(REPLAY_SOFTMAX)}.")
+        self.min_confidence, self.confidence_quantile = float(min_confidence), float(confidence_quantile)
+        self.replay_softmax = replay_softmax
         if seg_on not in SEG_ON:
             raise SeginvError(f"unknown eq. 4 placement {seg_on!r}.", f"Use one of {', '.join(SEG_ON)}.")
         if not replay_weight >= 0:
@@ -54,6 +67,15 @@ class HalfRealHalfFake:
         if self.temperature != 1.0 or not self.pool_halves:
             return False
         return not bool(batch.is_replay.any()) or (self.seg_on != "rearranged" and self.replay_weight == 1.0)
+
+    def _sure_pixels(self, teacher: torch.Tensor) -> torch.Tensor | None:
+        """The replayed pixels the rearranged CE takes (None = every pixel)."""
+        if self.min_confidence == 0 and self.confidence_quantile == 0:
+            return None
+        keep = torch.softmax(teacher.float(), 1).amax(1) >= self.min_confidence
+        if self.confidence_quantile > 0:
+            keep &= classwise_confidence_mask(teacher, self.confidence_quantile)
+        return keep.to(teacher.dtype)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         labels = batch.labels
@@ -71,10 +93,9 @@ class HalfRealHalfFake:
                 continue
             s, t, y = batch.student[part], batch.teacher[part], labels[part]
             if on_replay and self.seg_on == "rearranged":
-                mask = None
-                if self.min_confidence > 0:  # only pixels the teacher is sure of
-                    mask = (torch.softmax(t.float(), 1).amax(1) >= self.min_confidence).to(s.dtype)
-                term, count = rearranged_ce(s, t, mask), y.numel() if mask is None else int(mask.sum())
+                mask = self._sure_pixels(t)
+                term = REPLAY_SOFTMAX[self.replay_softmax](s, t, mask)
+                count = y.numel() if mask is None else int(mask.sum())
             else:
                 count = int((y != IGNORE).sum())
                 term = self.seg_loss(s, merge_labels(y, t)) if self.seg_loss is not None else merged_ce(s, t, y)
@@ -95,5 +116,7 @@ class HalfRealHalfFakePaper(HalfRealHalfFake):
     description = "HRHF as seed 002 publishes it: eq. 3 KD on every image, eq. 4 CE on the real half only"
 
     def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
-                 temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0) -> None:
-        super().__init__(lam, seg_on, replay_weight, temperature, pool_halves, min_confidence)
+                 temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
+                 confidence_quantile: float = 0.0, replay_softmax: str = "rearranged") -> None:
+        super().__init__(lam, seg_on, replay_weight, temperature, pool_halves, min_confidence, confidence_quantile,
+                         replay_softmax)
