@@ -29,6 +29,8 @@ DIAGNOSTICS = {
     "q05": {"method": "hrhf", "options": {"confidence_quantile": 0.5}},
     "q025": {"method": "hrhf", "options": {"confidence_quantile": 0.25}},
     "softmax-old-q05": {"method": "hrhf", "options": {"replay_softmax": "old", "confidence_quantile": 0.5}},
+    "forgotten": {"method": "hrhf", "options": {"forgotten_only": True}},
+    "forgotten-sum": {"method": "hrhf", "options": {"forgotten_only": True, "pool_halves": False}},
     "ilt-no-de": {"method": "ilt", "replay": "none", "options": {"de": 0, "kd_softmax": "all"}},
     "ilt-no-kd": {"method": "ilt", "replay": "none", "options": {"kd": 0}},
 }

@@ -25,7 +25,7 @@ from ..errors import SeginvError
 from ..locks import folder_lock
 from ..protocols import get_protocol
 from .manifest import prepare_directory
-from .schema import FORMAT, SCHEMA_VERSION, mask_dtype
+from .schema import make_header, mask_dtype
 from .writer import add_shard
 
 
@@ -59,7 +59,6 @@ def write_memory(out: str | os.PathLike[str], header: dict[str, Any], planned: l
     is ``read(pos) -> (image (H, W, 3), label (H, W) in the header's class ids, 255 = ignore, source index)``;
     ``planned[k]`` samples go to shard k. Returns the manifest."""
     names = header["class_names"]
-    meta = {k: header[k] for k in ("class_names", "background", "source", "config")}
     with folder_lock(out, "the memory"):
         manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
         done = {e["index"] for e in manifest["shards"]}
@@ -73,7 +72,7 @@ def write_memory(out: str | os.PathLike[str], header: dict[str, Any], planned: l
                 arrays = {"images": np.stack([s[0] for s in samples]),
                           "masks": np.stack([s[1] for s in samples]).astype(mask_dtype(len(names))),
                           "targets": targets, "source_index": np.asarray([s[2] for s in samples], dtype=np.int64)}
-                manifest = add_shard(out, manifest, k, first, arrays, meta, compression)
+                manifest = add_shard(out, manifest, k, first, arrays, compression)
             first += count
     return manifest
 
@@ -104,9 +103,8 @@ def from_dataset(data: str | os.PathLike[str], protocol: str, out: str | os.Path
     config = {"protocol": proto.name, "step": step, "per_class": per_class, "seed": seed, "shard_size": shard_size,
               "compression": compression, "selection": "random"}
     source = {"kind": "dataset", "dataset": base.name, "split": "train"}
-    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": __version__,
-              "num_images": len(order), "image_size": [size, size], "class_names": names,
-              "background": proto.background, "source": source, "config": config}
+    header = make_header(version=__version__, num_images=len(order), image_size=[size, size], class_names=names,
+                         background=proto.background, source=source, config=config)
 
     def read(pos: int) -> tuple[np.ndarray, np.ndarray, int]:
         image, label = base.read(split.indices[order[pos]])

@@ -14,7 +14,7 @@ from .. import __version__
 from ..errors import SeginvError
 from ..models.checkpoint import read_class_names
 from .exemplars import square_resize, write_memory
-from .schema import FORMAT, SCHEMA_VERSION
+from .schema import make_header
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -74,10 +74,10 @@ def import_folder(images: str | os.PathLike[str], masks: str | os.PathLike[str],
         return image, mask, pos
 
     planned = [min(shard_size, len(pairs) - s) for s in range(0, len(pairs), shard_size)]
-    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": __version__,
-              "num_images": len(pairs), "image_size": list(shape), "class_names": names, "background": background,
-              "source": {"kind": "dataset", "dataset": "folder", "images": str(Path(images).resolve()),
-                         "masks": str(Path(masks).resolve())},
-              "config": {"size": size, "shard_size": shard_size, "compression": compression}}
+    source = {"kind": "dataset", "dataset": "folder", "images": str(Path(images).resolve()),
+              "masks": str(Path(masks).resolve())}
+    header = make_header(version=__version__, num_images=len(pairs), image_size=list(shape), class_names=names,
+                         background=background, source=source,
+                         config={"size": size, "shard_size": shard_size, "compression": compression})
     manifest = write_memory(out, header, planned, read, resume=resume, overwrite=overwrite, compression=compression)
     return {"out": str(out), "count": manifest["count"], "shards": len(manifest["shards"]), "classes": names}

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import SeginvError
 from ..fileio import atomic_path, sha256_file
 from ..locks import LOCK
-from .schema import FORMAT, MANIFEST, SCHEMA_VERSION
+from .schema import FORMAT, MANIFEST, READABLE
 
 SHARD_FILE = re.compile(r"^shard-\d{5}\.h5(\.partial)?$")
 
@@ -33,9 +33,9 @@ def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
         raise SeginvError(f"cannot read {path}: {e}.", "The manifest is damaged; rewrite the directory with --overwrite.") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise SeginvError(f"{path} is not a seginv replay manifest (format {m.get('format') if isinstance(m, dict) else None!r}).")
-    if m.get("schema_version") != SCHEMA_VERSION:
-        raise SeginvError(f"{path} has schema version {m.get('schema_version')}; this seginv reads version {SCHEMA_VERSION}.",
-                          "Use the seginv version that wrote it, or rewrite the directory.")
+    if m.get("schema_version") not in READABLE:
+        raise SeginvError(f"{path} has schema version {m.get('schema_version')}; this seginv reads versions "
+                          f"{', '.join(map(str, READABLE))}.", "Use the seginv version that wrote it, or rewrite the directory.")
     bad = _malformed(m)
     if bad:
         raise SeginvError(f"{path} is damaged: {'; '.join(bad[:3])}.",
@@ -58,6 +58,7 @@ def _malformed(m: dict[str, Any]) -> list[str]:
         (isinstance(names, list) and bool(names) and all(isinstance(n, str) for n in names),
          "class_names must be a list of names"),
         (isinstance(m.get("background", True), bool), "background must be true or false"),
+        (_count(m.get("ignore_index", 255)), "ignore_index must be a class id"),
         (all(isinstance(m.get(k, {}), dict) for k in ("source", "config", "normalization")),
          "source, config and normalization must be mappings"),
         (isinstance(shards, list) and all(
@@ -119,6 +120,10 @@ def prepare_directory(root: str | os.PathLike[str], header: dict[str, Any], *, r
     old = None
     if resume and not overwrite:
         old = read_manifest(root)
+        if old["schema_version"] != header["schema_version"]:
+            raise SeginvError(f"{root} was written in shard schema {old['schema_version']}; this seginv writes "
+                              f"{header['schema_version']}.",
+                              f"Run `seginv shards upgrade {root}` (converts it in place, verified), then --resume.")
         diffs = differences({k: old.get(k) for k in header if k != "num_images"},
                              {k: v for k, v in header.items() if k != "num_images"})
         if diffs:

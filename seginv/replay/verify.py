@@ -12,7 +12,7 @@ import numpy as np
 
 from ..fileio import sha256_file
 from .manifest import SHARD_FILE, read_manifest
-from .schema import MANIFEST, META_ATTR, OPTIONAL, PER_SAMPLE, required
+from .schema import IGNORE_INDEX, MANIFEST, META_ATTR, OPTIONAL, PER_SAMPLE, required
 
 
 def _check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
@@ -29,7 +29,12 @@ def _check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) ->
             meta = json.loads(f.attrs[META_ATTR])
             if meta.get("count") != n or meta.get("shard") != entry["index"]:
                 problems.append(f"{path.name}: attributes say shard {meta.get('shard')} with {meta.get('count')} samples")
-            need = required(manifest.get("source", {}).get("kind", "synthesis"))
+            version = manifest["schema_version"]
+            if meta.get("schema_version") != version:
+                problems.append(f"{path.name}: schema version {meta.get('schema_version')}, the manifest's is {version}")
+            if version >= 2:
+                problems += _check_native(path.name, f.attrs, entry, manifest)
+            need = required(manifest.get("source", {}).get("kind", "synthesis"), version)
             for name, (kinds, shape) in {**PER_SAMPLE, **OPTIONAL}.items():
                 if name not in f:
                     if name in need:
@@ -50,6 +55,23 @@ def _check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) ->
                 problems.append(f"{path.name}: unknown datasets {extra}")
     except (OSError, KeyError, ValueError) as e:
         problems.append(f"{path.name}: unreadable ({e})")
+    return problems
+
+
+def _check_native(name: str, attrs: Any, entry: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+    """Schema 2: the native attributes agree with the manifest."""
+    expected = {"schema_version": manifest["schema_version"], "shard_index": entry["index"],
+                "shard_count": entry["count"], "class_names": manifest["class_names"],
+                "ignore_index": manifest.get("ignore_index", IGNORE_INDEX)}
+    problems = []
+    for key, want in expected.items():
+        if key not in attrs:
+            problems.append(f"{name}: attribute {key!r} missing")
+            continue
+        got = attrs[key]
+        got = [v.decode() if isinstance(v, bytes) else str(v) for v in got] if key == "class_names" else int(got)
+        if got != want:
+            problems.append(f"{name}: attribute {key} is {got!r}, the manifest says {want!r}")
     return problems
 
 

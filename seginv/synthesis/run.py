@@ -22,7 +22,7 @@ from ..errors import SeginvError, did_you_mean
 from ..locks import folder_lock
 from ..models import SegModel
 from ..replay.manifest import prepare_directory
-from ..replay.schema import FORMAT, SCHEMA_VERSION, mask_dtype
+from ..replay.schema import make_header, mask_dtype
 from ..replay.writer import add_shard
 from ..runtime import memory_needed
 from .engine import Diverged, InversionConfig, Inverter
@@ -94,17 +94,15 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
         config["start"] = {"source": start_source, "count": len(start_images),
                            "sha256": hashlib.sha256(np.ascontiguousarray(start_images).tobytes()).hexdigest()}
     source = {"kind": "synthesis", "teacher_sha256": teacher_sha256, "arch": model.arch, "steps": model.steps}
-    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": __version__,
-              "num_images": run.num_images, "image_size": list(inv.size), "class_names": model.class_names,
-              "background": model.background, "source": source, "config": config,
-              "normalization": {"mean": list(model.mean), "std": list(model.std)}}
+    header = make_header(version=__version__, num_images=run.num_images, image_size=list(inv.size),
+                         class_names=model.class_names, background=model.background, source=source, config=config,
+                         normalization={"mean": list(model.mean), "std": list(model.std)})
     if Path(out).exists() and not Path(out).is_dir():
         raise SeginvError(f"{out} exists and is not a directory.", "Choose another --out.")
     with folder_lock(out, "the replay"):
         manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
         done = {e["index"] for e in manifest["shards"]}
         inverter = Inverter(model, inv, device)
-        meta = {k: header[k] for k in ("class_names", "background", "source", "config")}
         started, synth_s, write_s, restarts = time.perf_counter(), 0.0, 0.0, 0
         if bar is not None:
             bar.update(manifest["count"])
@@ -119,7 +117,7 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
             arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
             arrays["targets"], arrays["r"] = plan.targets[first:first + count], plan.r[first:first + count]
             t1 = time.perf_counter()
-            manifest = add_shard(out, manifest, k, first, arrays, meta, run.compression)
+            manifest = add_shard(out, manifest, k, first, arrays, run.compression)
             synth_s, write_s = synth_s + t1 - t0, write_s + time.perf_counter() - t1
     return {"out": str(out), "count": manifest["count"], "shards": len(manifest["shards"]),
             "resumed_shards": len(done), "restarts": restarts, "seconds": time.perf_counter() - started,

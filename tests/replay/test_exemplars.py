@@ -40,7 +40,9 @@ def test_memory_holds_real_labels_of_the_classes_seen_so_far(tiny_scenes, tmp_pa
     assert ds.class_names == r["classes"] and len(ds.class_names) == 16
     with h5py.File(tmp_path / "mem" / "shard-00000.h5") as f:
         masks, targets = f["masks"][()], f["targets"][()]
-        assert f["images"].shape[1:] == (32, 32, 3) and "r" not in f
+        assert f["images"].shape[1:] == (32, 32, 3)
+        assert np.isnan(f["r"][()]).all() and (f["seed"][()] == -1).all()  # synthesis columns hold their fill
+        assert f.attrs["kind"] == "dataset" and f.attrs["ignore_index"] == 255
     assert set(np.unique(masks)) <= set(range(16))  # future classes became background
     for m, t in zip(masks, targets):
         assert set(np.flatnonzero(t)) == set(np.unique(m))

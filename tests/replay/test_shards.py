@@ -15,6 +15,7 @@ from seginv.errors import SeginvError
 from seginv.replay import ReplayDataset, read_manifest
 from seginv.replay.manifest import prepare_directory
 from seginv.replay.preview import preview_replay
+from seginv.replay.schema import make_header
 from seginv.replay.summary import AgreementCounter, inspect_replay
 from seginv.replay.verify import verify_replay
 from seginv.replay.writer import add_shard, write_shard
@@ -41,9 +42,9 @@ def arrays(n, first=0, h=8, w=10, probs=False):
 
 
 def header(num_images, **config):
-    return {"format": "seginv.replay", "schema_version": 1, "num_images": num_images, "image_size": [8, 10],
-            "class_names": NAMES, "background": True, "source": {"kind": "synthesis"}, "config": {"seed": 0, **config},
-            "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
+    return make_header(version="0.0", num_images=num_images, image_size=[8, 10], class_names=NAMES, background=True,
+                       source={"kind": "synthesis"}, config={"seed": 0, **config},
+                       normalization={"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
 
 
 def write_dir(root, counts=(3, 3, 2), compression="gzip", **config):
@@ -51,7 +52,7 @@ def write_dir(root, counts=(3, 3, 2), compression="gzip", **config):
     m = prepare_directory(root, header(sum(counts), **config), resume=False, overwrite=False, planned=planned)
     first = 0
     for k, n in enumerate(counts):
-        m = add_shard(root, m, k, first, arrays(n, first), {"class_names": NAMES}, compression)
+        m = add_shard(root, m, k, first, arrays(n, first), compression)
         first += n
     return m
 
@@ -70,8 +71,9 @@ def test_a_written_directory_verifies_and_plain_h5py_reads_uint8_images(tmp_path
 
 
 def test_the_same_inputs_give_byte_identical_shards(tmp_path):
-    a = write_shard(tmp_path / "a.h5", arrays(4, probs=True), {"x": 1})
-    b = write_shard(tmp_path / "b.h5", arrays(4, probs=True), {"x": 1})
+    meta = {"class_names": NAMES, "shard": 0, "first": 0, "count": 4}
+    a = write_shard(tmp_path / "a.h5", arrays(4, probs=True), meta)
+    b = write_shard(tmp_path / "b.h5", arrays(4, probs=True), meta)
     assert a == b
     assert not list(tmp_path.glob("*.partial"))
 
@@ -120,7 +122,7 @@ def test_missing_and_stray_shards_are_reported(tmp_path):
 def test_an_incomplete_directory_fails_verification_and_the_dataset_says_how_to_finish(tmp_path):
     root = tmp_path / "r"
     m = prepare_directory(root, header(8), resume=False, overwrite=False, planned=[4, 4])
-    add_shard(root, m, 0, 0, arrays(4), {}, "gzip")
+    add_shard(root, m, 0, 0, arrays(4), "gzip")
     report = verify_replay(root)
     assert not report["ok"] and "incomplete: 4 of 8" in report["problems"][0]
     with pytest.raises(SeginvError, match="incomplete.*--resume"):

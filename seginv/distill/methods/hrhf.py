@@ -15,6 +15,8 @@ Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``
   below this take no part in the rearranged CE (0 = every pixel);
 - ``confidence_quantile``: the same with a threshold per teacher class, the class's confidence quantile in the batch
   (0.5 = PLOP's median, :func:`~seginv.distill.losses.classwise_confidence_mask`; 0 = every pixel);
+- ``forgotten_only``: the rearranged CE only on the replayed pixels where the student's rearranged argmax differs
+  from the teacher's (what it has forgotten), so replay corrects forgetting without sharpening what is kept;
 - ``replay_softmax``: the replayed half's CE over the rearranged distribution (``rearranged``, new classes merged
   into the background) or over the old classes only (``old``, :func:`~seginv.distill.losses.old_softmax_ce`), where
   replay leaves the new classes' logits alone.
@@ -27,7 +29,7 @@ import torch
 from ...data.classes import IGNORE
 from ...errors import SeginvError
 from ..losses import (classwise_confidence_mask, hrhf_loss, merge_labels, merged_ce, old_softmax_ce, rearranged_ce,
-                      rearranged_kd_per_image)
+                      rearranged_kd_per_image, rearranged_log_probs)
 from . import Batch, register_method
 
 SEG_ON = ("real", "both", "rearranged")
@@ -44,7 +46,8 @@ class HalfRealHalfFake:
 
     def __init__(self, lam: float = 1.0, seg_on: str = "rearranged", replay_weight: float = 1.0,
                  temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
-                 confidence_quantile: float = 0.0, replay_softmax: str = "rearranged") -> None:
+                 confidence_quantile: float = 0.0, replay_softmax: str = "rearranged",
+                 forgotten_only: bool = False) -> None:
         if not 0 <= min_confidence <= 1:
             raise SeginvError(f"min_confidence must be in [0, 1], not {min_confidence}.")
         if not 0 <= confidence_quantile < 1:
@@ -52,7 +55,7 @@ class HalfRealHalfFake:
         if replay_softmax not in REPLAY_SOFTMAX:
             raise SeginvError(f"unknown replay_softmax {replay_softmax!r}.", f"Use one of {', '.join(REPLAY_SOFTMAX)}.")
         self.min_confidence, self.confidence_quantile = float(min_confidence), float(confidence_quantile)
-        self.replay_softmax = replay_softmax
+        self.replay_softmax, self.forgotten_only = replay_softmax, bool(forgotten_only)
         if seg_on not in SEG_ON:
             raise SeginvError(f"unknown eq. 4 placement {seg_on!r}.", f"Use one of {', '.join(SEG_ON)}.")
         if not replay_weight >= 0:
@@ -68,13 +71,16 @@ class HalfRealHalfFake:
             return False
         return not bool(batch.is_replay.any()) or (self.seg_on != "rearranged" and self.replay_weight == 1.0)
 
-    def _sure_pixels(self, teacher: torch.Tensor) -> torch.Tensor | None:
+    def _replay_pixels(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor | None:
         """The replayed pixels the rearranged CE takes (None = every pixel)."""
-        if self.min_confidence == 0 and self.confidence_quantile == 0:
+        if self.min_confidence == 0 and self.confidence_quantile == 0 and not self.forgotten_only:
             return None
         keep = torch.softmax(teacher.float(), 1).amax(1) >= self.min_confidence
         if self.confidence_quantile > 0:
             keep &= classwise_confidence_mask(teacher, self.confidence_quantile)
+        if self.forgotten_only:
+            target = teacher.argmax(1)
+            keep &= rearranged_log_probs(student.detach().float(), teacher.shape[1]).argmax(1) != target
         return keep.to(teacher.dtype)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -93,7 +99,7 @@ class HalfRealHalfFake:
                 continue
             s, t, y = batch.student[part], batch.teacher[part], labels[part]
             if on_replay and self.seg_on == "rearranged":
-                mask = self._sure_pixels(t)
+                mask = self._replay_pixels(s, t)
                 term = REPLAY_SOFTMAX[self.replay_softmax](s, t, mask)
                 count = y.numel() if mask is None else int(mask.sum())
             else:
@@ -117,6 +123,7 @@ class HalfRealHalfFakePaper(HalfRealHalfFake):
 
     def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
                  temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
-                 confidence_quantile: float = 0.0, replay_softmax: str = "rearranged") -> None:
+                 confidence_quantile: float = 0.0, replay_softmax: str = "rearranged",
+                 forgotten_only: bool = False) -> None:
         super().__init__(lam, seg_on, replay_weight, temperature, pool_halves, min_confidence, confidence_quantile,
-                         replay_softmax)
+                         replay_softmax, forgotten_only)
