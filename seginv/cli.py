@@ -488,7 +488,8 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option("--teacher", required=True, type=click.Path(dir_okay=False), help="The current model (seginv checkpoint).")
+@click.option("--teacher", type=click.Path(dir_okay=False), help="The current model (seginv checkpoint).")
+@_stack(MODEL_OPTIONS[1:])
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset with the new classes' labels.")
 @click.option("--new-classes", help="Comma-separated classes to learn (or take them from --protocol).")
 @click.option("--protocol", help="Protocol whose next step to learn (the teacher must know its earlier steps).")
@@ -529,7 +530,8 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @DEVICE
 @SEED
 @JSON
-def distill(teacher: str, data: str, new_classes: str | None, protocol: str | None, setting: str, replay: str | None,
+def distill(teacher: str | None, arch: str | None, weights: str | None, class_names: str | None, unsafe_load: bool,
+            data: str, new_classes: str | None, protocol: str | None, setting: str, replay: str | None,
             out: str, method: str, ratio: str, lam: float, seg_on: str | None, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
@@ -541,12 +543,18 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
     seginv distill --teacher m.pt --replay replay/ --data scenes/ --protocol voc-15-5 --out m2.pt
     seginv distill --teacher m.pt --replay replay/ --data new/ --new-classes plant,sheep --out m2.pt
     seginv distill --teacher m.pt --data scenes/ --protocol voc-15-5 --method ft --out ft.pt
+    seginv distill --arch torchvision:deeplabv3_resnet50 --weights w.pth --class-names voc.txt \\
+        --replay replay/ --data new/ --new-classes plant,sheep --out m2.pt
     """
     from .distill.trainer import DistillConfig
     from .runtime import resolve_device
     from .training import TrainConfig
     from .workflows import distill as run
 
+    if (teacher is None) == (weights is None) or bool(arch and class_names) != (weights is not None):
+        raise SeginvError("give the teacher either as --teacher (a seginv checkpoint) or as foreign weights with all "
+                          "of --arch, --weights and --class-names.",
+                          "Example: --arch torchvision:deeplabv3_resnet101 --weights w.pth --class-names names.txt")
     opts: dict[str, Any] = {}
     if method.startswith("hrhf"):
         opts = {"lam": lam, **({"seg_on": seg_on} if seg_on else {})}
@@ -558,9 +566,9 @@ def distill(teacher: str, data: str, new_classes: str | None, protocol: str | No
                                           importance=importance),
                         ratio=_ratio(ratio), bn=bn, checkpoint_every=checkpoint_every)
     names = _names(new_classes, "--new-classes")
-    r = run(teacher, out, data, replay=replay, new_classes=list(names) if names else None, protocol=protocol,
-            setting=setting, method=method, method_options=opts, cfg=cfg, init=init, ial=ial, device=resolve_device(device),
-            fmt=fmt, resume=resume, verify=not no_verify, val_every=val_every, tensorboard=tensorboard,
+    r = run(teacher or weights, out, data, arch=arch, class_names=class_names, unsafe_load=unsafe_load, replay=replay,
+            new_classes=list(names) if names else None, protocol=protocol, setting=setting, method=method,
+            method_options=opts, cfg=cfg, init=init, ial=ial, device=resolve_device(device), fmt=fmt, resume=resume, verify=not no_verify, val_every=val_every, tensorboard=tensorboard,
             command=command_line())
     val = r["metrics"].get("val", {})
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
@@ -735,6 +743,22 @@ def shards_verify(root: str, as_json: bool) -> None:
     emit(r, as_json, text)
     if not r["ok"]:
         sys.exit(1)
+
+
+@shards.command("upgrade")
+@click.argument("root", type=click.Path())
+@JSON
+def shards_upgrade(root: str, as_json: bool) -> None:
+    """Rewrite replay of an older shard schema in the current one, in place and verified (samples unchanged).
+
+    \b
+    seginv shards upgrade replay/
+    """
+    from .replay.upgrade import upgrade_replay
+
+    r = upgrade_replay(root)
+    emit(r, as_json, lambda r: f"{r['root']}: schema {r['from']} -> {r['to']}, {r['shards']} shard(s)" if r["upgraded"]
+         else f"{r['root']}: already schema {r['to']}, left as it is")
 
 
 @shards.command("inspect")

@@ -263,8 +263,10 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
             ial: str | os.PathLike[str] | None = None,
             device: torch.device | str = "cpu", fmt: str = "auto", evaluate_after: bool = True, resume: bool = False,
             verify: bool = True, val_every: int = 0, tensorboard: bool = False,
-            command: str | None = None) -> dict[str, Any]:
+            command: str | None = None, arch: str | None = None, class_names: str | os.PathLike[str] | None = None,
+            unsafe_load: bool = False) -> dict[str, Any]:
     """Teach a checkpoint new classes from ``data`` (+ replay shards) and write the extended model to ``out``.
+    With ``arch`` and ``class_names``, ``teacher_path`` holds foreign weights (as for :func:`open_model`).
     ``verify``: check the replay against its manifest (every shard's sha256 and schema) before training. Logs and
     ``val_every`` as for :func:`train`."""
     from .distill.methods import create_method
@@ -277,7 +279,10 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     out = Path(out)
     if out.suffix not in (".pt", ".safetensors"):
         raise SeginvError(f"checkpoint name {out} should end in .pt or .safetensors.")
-    teacher = load_model(teacher_path)[0]
+    if arch or class_names:
+        teacher = open_model(arch=arch, weights=teacher_path, class_names=class_names)
+    else:
+        teacher = load_model(teacher_path, unsafe_load=unsafe_load)[0]
     proto, step = incremental_protocol(teacher, protocol, new_classes)
     out.parent.mkdir(parents=True, exist_ok=True)  # the resumable state is written beside the checkpoint
     check_setting(setting)
@@ -349,7 +354,7 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         result = evaluate(student, test, device, steps=protocol_steps(proto, step, student.class_names))
         metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
         metrics["val"]["per_class"] = result["per_class"]
-    config = {"teacher": str(teacher_path), "data": str(data), "replay": str(replay) if replay else None,
+    config = {"teacher": str(teacher_path), **({"teacher_arch": arch} if arch else {}), "data": str(data), "replay": str(replay) if replay else None,
               "protocol": proto.name, "step": step, "setting": setting, "method": method,
               "method_options": method_options or {}, "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None,
               "distill": cfg.to_dict(), "device": str(device)}

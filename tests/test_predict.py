@@ -61,3 +61,25 @@ def test_info_and_predict_take_foreign_weights_like_the_other_commands(monkeypat
     assert Image.open(tmp_path / "out" / "x.png").size == (48, 40)
     code, _, err = seginv(monkeypatch, capsys, "info", MODEL, *foreign)
     one_line_error(code, err, "not both")
+
+
+def test_distill_takes_a_foreign_teacher_like_the_other_commands(monkeypatch, capsys, tiny_scenes, tmp_path):
+    from seginv.models.torchvision_adapters import build_torchvision
+
+    torch.manual_seed(0)
+    torch.save(build_torchvision("lraspp_mobilenet_v3_large", 3).state_dict(), tmp_path / "w.pth")
+    (tmp_path / "names.txt").write_text("background\naeroplane\nbicycle\n")
+    foreign = ["--arch", "torchvision:lraspp_mobilenet_v3_large", "--weights", tmp_path / "w.pth", "--class-names",
+               tmp_path / "names.txt"]
+    args = ["distill", "--data", tiny_scenes, "--new-classes", "bird", "--epochs", "1", "--batch-size", "8",
+            "--crop-size", "32", "--out", tmp_path / "m.pt", "--device", "cpu"]
+    code, _, err = seginv(monkeypatch, capsys, *args, *foreign)
+    assert code == 0, err
+    code, text, err = seginv(monkeypatch, capsys, "info", tmp_path / "m.pt", "--json")
+    d = json.loads(text)
+    assert d["classes_per_step"] == [["background", "aeroplane", "bicycle"], ["bird"]]
+    assert d["provenance"]["config"]["teacher_arch"] == "torchvision:lraspp_mobilenet_v3_large"
+    code, _, err = seginv(monkeypatch, capsys, *args, *foreign[:4])
+    one_line_error(code, err, "all of --arch, --weights and --class-names")
+    code, _, err = seginv(monkeypatch, capsys, *args, "--teacher", MODEL, *foreign)
+    one_line_error(code, err, "either as --teacher")

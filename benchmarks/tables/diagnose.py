@@ -28,6 +28,7 @@ DIAGNOSTICS = {
     "softmax-old": {"method": "hrhf", "options": {"replay_softmax": "old"}},
     "q05": {"method": "hrhf", "options": {"confidence_quantile": 0.5}},
     "q025": {"method": "hrhf", "options": {"confidence_quantile": 0.25}},
+    "q07": {"method": "hrhf", "options": {"confidence_quantile": 0.7}},
     "softmax-old-q05": {"method": "hrhf", "options": {"replay_softmax": "old", "confidence_quantile": 0.5}},
     "forgotten": {"method": "hrhf", "options": {"forgotten_only": True}},
     "forgotten-sum": {"method": "hrhf", "options": {"forgotten_only": True, "pool_halves": False}},
