@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from seginv.distill.losses import hrhf_loss, rearranged_ce, rearranged_kd, rearranged_kd_per_image
+from seginv.distill.losses import (classwise_confidence_mask, hrhf_loss, old_softmax_ce, rearranged_ce, rearranged_kd,
+                                   rearranged_kd_per_image)
 from seginv.distill.methods import Batch, create_method
 from seginv.errors import SeginvError
 
@@ -116,7 +117,9 @@ def test_hrhf_replay_weight_and_rearranged_ce_by_hand(logits):
 @pytest.mark.parametrize("opts, message", [({"seg_on": "fake"}, "unknown eq. 4 placement"),
                                            ({"replay_weight": -1.0}, "replay_weight must be >= 0"),
                                            ({"temperature": 0.0}, "temperature must be > 0"),
-                                           ({"min_confidence": 1.5}, "min_confidence must be in")])
+                                           ({"min_confidence": 1.5}, "min_confidence must be in"),
+                                           ({"confidence_quantile": 1.0}, "confidence_quantile must be in"),
+                                           ({"replay_softmax": "new"}, "unknown replay_softmax")])
 def test_hrhf_refuses_bad_options(opts, message):
     with pytest.raises(SeginvError, match=message):
         create_method("hrhf", **opts)
@@ -148,4 +151,74 @@ def test_hrhf_min_confidence_keeps_only_the_pixels_the_teacher_is_sure_of(logits
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
     replay = ce_by_pixel(s[1:], t[1:], sure) if bool(sure.any()) else 0.0
     expected = (real_pixels * real + int(sure.sum()) * replay) / (real_pixels + int(sure.sum()))
+    assert out["seg"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def confidence_quantile_by_pixel(t: torch.Tensor, q: float) -> torch.Tensor:
+    """Keep a pixel when its teacher confidence reaches the q-quantile (linear interpolation, numpy's default) of the
+    confidences of the batch's pixels with the same teacher argmax; written with sorted Python lists."""
+    conf, arg = {}, {}
+    for b in range(t.shape[0]):
+        for i in range(t.shape[2]):
+            for j in range(t.shape[3]):
+                p = _softmax(t[b, :, i, j].tolist())
+                arg[b, i, j] = max(range(len(p)), key=p.__getitem__)
+                conf[b, i, j] = max(p)
+    keep = torch.zeros(t.shape[0], *t.shape[2:], dtype=torch.bool)
+    for c in set(arg.values()):
+        values = sorted(conf[k] for k in conf if arg[k] == c)
+        pos = q * (len(values) - 1)
+        lo = int(pos)
+        threshold = values[lo] + (values[min(lo + 1, len(values) - 1)] - values[lo]) * (pos - lo)
+        for k in conf:
+            if arg[k] == c and conf[k] >= threshold - 1e-7:
+                keep[k] = True
+    return keep
+
+
+@pytest.mark.parametrize("q", [0.25, 0.5, 0.9])
+def test_classwise_confidence_mask_keeps_each_classs_upper_quantile(logits, q):
+    _, t = logits
+    got = classwise_confidence_mask(t, q)
+    assert torch.equal(got, confidence_quantile_by_pixel(t, q))
+    assert classwise_confidence_mask(t, 0.0).all()
+    with pytest.raises(ValueError, match="quantile in"):
+        classwise_confidence_mask(t, 1.0)
+
+
+def test_hrhf_confidence_quantile_takes_the_rearranged_ce_on_the_kept_pixels_only(logits):
+    batch = _batch(logits)
+    s, t, y = batch.student, batch.teacher, batch.labels
+    out = create_method("hrhf", confidence_quantile=0.5).loss(batch)
+    keep = confidence_quantile_by_pixel(t[1:], 0.5)
+    real_pixels = int((y[0] != 255).sum())
+    real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
+    expected = (real_pixels * real + int(keep.sum()) * ce_by_pixel(s[1:], t[1:], keep)) / (real_pixels + int(keep.sum()))
+    assert out["seg"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_old_softmax_ce_and_forgotten_only_by_pixel(logits):
+    s, t = logits
+    num, n = 0.0, 0
+    forgotten = torch.zeros(3, 5, 7, dtype=torch.bool)
+    for b in range(3):
+        for i in range(5):
+            for j in range(7):
+                k = int(t[b, :, i, j].argmax())
+                num -= math.log(_softmax(s[b, :4, i, j].tolist())[k])  # the old classes' softmax only
+                n += 1
+                ps = _softmax(s[b, :, i, j].tolist())
+                hat = [ps[0] + sum(ps[4:])] + ps[1:4]
+                forgotten[b, i, j] = max(range(4), key=hat.__getitem__) != k
+    assert old_softmax_ce(s, t).item() == pytest.approx(num / n, rel=1e-5)
+    grad = s.clone().requires_grad_(True)
+    old_softmax_ce(grad, t).backward()
+    assert (grad.grad[:, 4:] == 0).all()  # replay leaves the new classes' logits alone
+    batch = _batch(logits)
+    out = create_method("hrhf", forgotten_only=True).loss(batch)
+    y = batch.labels
+    real_pixels = int((y[0] != 255).sum())
+    real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
+    kept = forgotten[1:]
+    expected = (real_pixels * real + int(kept.sum()) * ce_by_pixel(s[1:], t[1:], kept)) / (real_pixels + int(kept.sum()))
     assert out["seg"].item() == pytest.approx(expected, rel=1e-5)
