@@ -427,13 +427,15 @@ def _names(value: str | None, option: str) -> tuple[str, ...] | None:
 @click.option("--save-probs", is_flag=True, help="Also store the teacher's softmax (float16) per image.")
 @click.option("--resume", is_flag=True, help="Complete a partly written --out (same settings) instead of refusing it.")
 @click.option("--overwrite", is_flag=True, help="Replace replay shards already in --out.")
+@click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes to share the shards (starts torchrun; the output is the same bytes for any count).")
 @DEVICE
 @SEED
 @JSON
 def synthesize(model: str | None, arch: str | None, weights: str | None, class_names: str | None, unsafe_load: bool,
                out: str, classes: str | None, num_images: int, max_classes: int, preset: str, size: str | None,
-               shard_size: int, compression: str, save_probs: bool, resume: bool, overwrite: bool, device: str,
-               seed: int, as_json: bool, r_choices: str | None, start_from: str | None, **settings: Any) -> None:
+               shard_size: int, compression: str, save_probs: bool, resume: bool, overwrite: bool, nproc: int,
+               device: str, seed: int, as_json: bool, r_choices: str | None, start_from: str | None, **settings: Any) -> None:
     """Invert a trained model into images of the classes it knows (SegInversion), written as replay shards.
 
     Each image is optimised from noise until the frozen model finds its target classes in it; the teacher's
@@ -445,8 +447,13 @@ def synthesize(model: str | None, arch: str | None, weights: str | None, class_n
     seginv synthesize --model m.pt --out replay/ --num-images 2000 --resume
     seginv synthesize --model voc.pt --preset paper --num-images 10000 --device cuda --out replay/
     seginv synthesize --model m.pt --start-from new_data/JPEGImages --lr 0.05 --out replay/
+    seginv synthesize --model m.pt --num-images 2000 --nproc 4 --out replay/
     """
+    from .distributed import group, local_device, relaunch
     from .runtime import progress, resolve_device
+
+    if nproc > 1:
+        sys.exit(relaunch(nproc, _without_option(sys.argv[1:], "--nproc")))
     from .synthesis.engine import inversion_config
     from .synthesis.run import RunConfig
     from .workflows import folder_images
@@ -457,12 +464,28 @@ def synthesize(model: str | None, arch: str | None, weights: str | None, class_n
     pool = folder_images(start_from, inv.size, seed=seed) if start_from else None
     cfg = RunConfig(num_images=num_images, classes=_names(classes, "--classes"), max_classes=max_classes, shard_size=shard_size,
                     seed=seed, compression=compression, save_probs=save_probs)
-    with progress(total=num_images, desc="synthesize", unit="img") as bar:
+    dev = local_device(resolve_device(device))
+    with group(dev) as g, progress(total=num_images, desc="synthesize", unit="img", disable=not g.main) as bar:
         r = run(model, out, inversion=inv, run=cfg, arch=arch, weights=weights, class_names=class_names,
-                unsafe_load=unsafe_load, device=resolve_device(device), resume=resume, overwrite=overwrite, bar=bar,
-                start_images=pool, start_source=str(start_from) if start_from else None)
+                unsafe_load=unsafe_load, device=dev, resume=resume, overwrite=overwrite, bar=bar,
+                start_images=pool, start_source=str(start_from) if start_from else None, group=g)
+    if not g.main:
+        return
     emit(r, as_json, lambda r: f"wrote {r['count']} images in {r['shards']} shard(s) to {r['out']} in "
                                f"{r['seconds']:.1f} s ({r['resumed_shards']} shard(s) kept from before)")
+
+
+def _without_option(args: list[str], name: str) -> list[str]:
+    """``args`` without ``name VALUE`` / ``name=VALUE``."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- distill

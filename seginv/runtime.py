@@ -34,10 +34,11 @@ def seed_everything(seed: int) -> None:
 
 
 def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:
-    """A tqdm bar on stderr, silent when stderr is not a terminal."""
+    """A tqdm bar on stderr, silent when stderr is not a terminal (or ``disable`` is true)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True, **kwargs)
+    disable = kwargs.pop("disable", False) or not sys.stderr.isatty()
+    return tqdm(iterable, file=sys.stderr, disable=disable, dynamic_ncols=True, **kwargs)
 
 
 def memory_needed(err: BaseException) -> str | None:

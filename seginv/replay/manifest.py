@@ -13,10 +13,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from ..errors import SeginvError
 from ..fileio import atomic_path, sha256_file
 from ..locks import LOCK
-from .schema import FORMAT, MANIFEST, READABLE
+from .schema import FORMAT, MANIFEST, META_ATTR, READABLE
 
 SHARD_FILE = re.compile(r"^shard-\d{5}\.h5(\.partial)?$")
 
@@ -92,6 +94,33 @@ def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
 
 
+def _adoptable(root: Path, manifest: dict[str, Any], planned: list[int], listed: set[str]) -> list[dict[str, Any]]:
+    """Entries for the unlisted shard files of ``root`` that are exactly what this run would write there: their
+    attributes name this configuration, position and size, and every chunk reads back (fletcher32)."""
+    from .verify import _check_shard
+    from .writer import shard_meta
+
+    firsts = [sum(planned[:k]) for k in range(len(planned))]
+    found = []
+    for path in sorted(root.iterdir()):
+        if not SHARD_FILE.match(path.name) or path.name.endswith(".partial") or path.name in listed:
+            continue
+        k = int(path.name[6:11])
+        if k >= len(planned):
+            continue
+        want = {"format": FORMAT, "schema_version": manifest["schema_version"],
+                **shard_meta(manifest, k, firsts[k], planned[k])}
+        try:
+            with h5py.File(path, "r") as f:
+                same = json.loads(f.attrs[META_ATTR]) == json.loads(json.dumps(want))
+        except (OSError, KeyError, ValueError, RuntimeError):
+            continue
+        entry = {"file": path.name, "index": k, "first": firsts[k], "count": planned[k], "sha256": sha256_file(path)}
+        if same and not _check_shard(path, entry, manifest):
+            found.append(entry)
+    return found
+
+
 def prepare_directory(root: str | os.PathLike[str], header: dict[str, Any], *, resume: bool, overwrite: bool,
                       planned: list[int]) -> dict[str, Any]:
     """Make ``root`` ready to receive shards; return the manifest to extend.
@@ -134,6 +163,8 @@ def prepare_directory(root: str | os.PathLike[str], header: dict[str, Any], *, r
         k, path = entry["index"], root / entry["file"]
         if k < len(planned) and entry["count"] == planned[k] and path.is_file() and sha256_file(path) == entry["sha256"]:
             keep.append(entry)
+    if old is not None:  # complete shards the manifest does not list yet (a rank or a run stopped before listing them)
+        keep += _adoptable(root, fresh, planned, {e["file"] for e in keep})
     kept_files = {e["file"] for e in keep}
     for p in ours:
         if p.name != MANIFEST and p.name not in kept_files:

@@ -118,14 +118,27 @@ def shard_meta(manifest: dict[str, Any], index: int, first: int, count: int) -> 
     return {"shard": index, "first": first, "count": count, **{k: manifest[k] for k in SHARD_KEYS if k in manifest}}
 
 
+def write_entry(root: str | os.PathLike[str], manifest: dict[str, Any], index: int, first: int,
+                arrays: dict[str, np.ndarray], compression: str) -> dict[str, Any]:
+    """Write shard ``index`` of the directory ``manifest`` describes into ``root``; return its manifest entry (not
+    yet listed: :func:`list_entries` does that)."""
+    name = shard_name(index)
+    count = len(arrays["images"])
+    sha = write_shard(Path(root) / name, arrays, shard_meta(manifest, index, first, count), compression)
+    return {"file": name, "index": index, "first": first, "count": count, "sha256": sha}
+
+
+def list_entries(root: str | os.PathLike[str], manifest: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add shard ``entries`` (replacing any of the same index) to ``manifest`` and write it. Returns the manifest."""
+    new = {e["index"] for e in entries}
+    manifest["shards"] = sorted([e for e in manifest["shards"] if e["index"] not in new] + entries,
+                                key=lambda e: e["index"])
+    write_manifest(root, recount(manifest))
+    return manifest
+
+
 def add_shard(root: str | os.PathLike[str], manifest: dict[str, Any], index: int, first: int,
               arrays: dict[str, np.ndarray], compression: str) -> dict[str, Any]:
     """Write shard ``index`` into ``root`` and then the manifest that lists it (in that order, so the manifest never
     names a shard that is not complete on disk). Returns the updated manifest."""
-    name = shard_name(index)
-    count = len(arrays["images"])
-    sha = write_shard(Path(root) / name, arrays, shard_meta(manifest, index, first, count), compression)
-    entry = {"file": name, "index": index, "first": first, "count": count, "sha256": sha}
-    manifest["shards"] = sorted([e for e in manifest["shards"] if e["index"] != index] + [entry], key=lambda e: e["index"])
-    write_manifest(root, recount(manifest))
-    return manifest
+    return list_entries(root, manifest, [write_entry(root, manifest, index, first, arrays, compression)])

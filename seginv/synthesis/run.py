@@ -10,6 +10,7 @@ import hashlib
 import os
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from .. import __version__
 from ..errors import SeginvError, did_you_mean
 from ..locks import folder_lock
 from ..models import SegModel
-from ..replay.manifest import prepare_directory
+from ..distributed import SINGLE, Group
+from ..replay.manifest import prepare_directory, read_manifest
 from ..replay.schema import make_header, mask_dtype
-from ..replay.writer import add_shard
+from ..replay.writer import list_entries, write_entry
 from ..runtime import memory_needed
 from .engine import Diverged, InversionConfig, Inverter
 from .targets import plan_targets
@@ -69,8 +71,12 @@ def batch_seed(seed: int, shard: int, batch: int, attempt: int) -> int:
 def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfig, run: RunConfig, *,
                device: torch.device | str = "cpu", teacher_sha256: str | None = None, resume: bool = False,
                overwrite: bool = False, bar: Any = None, start_images: np.ndarray | None = None,
-               start_source: str | None = None) -> dict[str, Any]:
+               start_source: str | None = None, group: Group = SINGLE) -> dict[str, Any]:
     """Write ``run.num_images`` synthesized samples of ``model`` into ``out`` as shards; return a summary.
+
+    Under torchrun (``group`` of several ranks) rank ``r`` makes the shards ``k`` with ``k % world == r``; rank 0
+    prepares the directory, holds its lock and lists every rank's shards in the manifest at the end. Shards depend
+    only on their index, so the directory is byte-identical to a one-process run whatever the number of ranks.
 
     ``start_images (N, H, W, 3)`` uint8 at the synthesis size, with ``inv.init == "real"``: the pool that each batch
     draws its starting images from (without repeats within a batch, by the batch's seed); ``start_source`` says in
@@ -99,15 +105,19 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
                          normalization={"mean": list(model.mean), "std": list(model.std)})
     if Path(out).exists() and not Path(out).is_dir():
         raise SeginvError(f"{out} exists and is not a directory.", "Choose another --out.")
-    with folder_lock(out, "the replay"):
-        manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
+    with folder_lock(out, "the replay") if group.main else nullcontext():
+        if group.main:
+            manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
+        group.barrier()
+        if not group.main:
+            manifest = read_manifest(out)
         done = {e["index"] for e in manifest["shards"]}
         inverter = Inverter(model, inv, device)
-        started, synth_s, write_s, restarts = time.perf_counter(), 0.0, 0.0, 0
+        started, synth_s, write_s, restarts, written = time.perf_counter(), 0.0, 0.0, 0, []
         if bar is not None:
-            bar.update(manifest["count"])
+            bar.update(manifest["count"] if group.world == 1 else 0)
         for k, count in enumerate(planned):
-            if k in done:
+            if k in done or k % group.world != group.rank:
                 continue
             first = k * run.shard_size
             t0 = time.perf_counter()
@@ -117,8 +127,18 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
             arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
             arrays["targets"], arrays["r"] = plan.targets[first:first + count], plan.r[first:first + count]
             t1 = time.perf_counter()
-            manifest = add_shard(out, manifest, k, first, arrays, run.compression)
+            entry = write_entry(out, manifest, k, first, arrays, run.compression)
+            if group.world == 1:  # listed at once, so an interruption keeps it; ranks list theirs together below
+                manifest = list_entries(out, manifest, [entry])
+            written.append(entry)
             synth_s, write_s = synth_s + t1 - t0, write_s + time.perf_counter() - t1
+        if group.world > 1:
+            everyone = [e for entries in group.gather(written) for e in entries]
+            if group.main:
+                manifest = list_entries(out, manifest, everyone)
+            group.barrier()
+            manifest = read_manifest(out)
+            restarts = sum(group.gather(restarts))
     return {"out": str(out), "count": manifest["count"], "shards": len(manifest["shards"]),
             "resumed_shards": len(done), "restarts": restarts, "seconds": time.perf_counter() - started,
             "synthesis_seconds": synth_s, "write_seconds": write_s, "classes": config["classes"]}
