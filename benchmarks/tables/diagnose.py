@@ -5,6 +5,9 @@ seed 0 by default), for the numbers the README quotes beside Table 1:
     OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-5-disjoint conf07 conf09 conf099 ilt-no-de ilt-no-kd
     OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-5-overlapped seg-on-real no-replay
     OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-1-disjoint conf09 conf099
+    OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-5-disjoint softmax-old q025 q05 q07 softmax-old-q05 forgotten
+    OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-1-disjoint softmax-old q05 q07 forgotten
+    OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 19-1-disjoint q05 (and --seed 1, --seed 2 for q05)
 
 Each prints old / new / all mIoU (%) after the last step. The rows are not in the report.
 """
@@ -17,21 +20,24 @@ from pathlib import Path
 import plan
 import run
 
+#: rows run before confidence_quantile became a default state it as 0, the value they ran with
+Q0 = {"confidence_quantile": 0.0}
 DIAGNOSTICS = {
     "seg-on-real": plan.ABLATIONS["seg-on-real"],
     "no-replay": plan.ABLATIONS["no-replay"],
-    "sum": {"method": "hrhf", "options": {"pool_halves": False}},
-    "w05": {"method": "hrhf", "options": {"replay_weight": 0.5}},
-    "conf07": {"method": "hrhf", "options": {"min_confidence": 0.7}},
-    "conf09": {"method": "hrhf", "options": {"min_confidence": 0.9}},
-    "conf099": {"method": "hrhf", "options": {"min_confidence": 0.99}},
-    "softmax-old": {"method": "hrhf", "options": {"replay_softmax": "old"}},
-    "q05": {"method": "hrhf", "options": {"confidence_quantile": 0.5}},
+    "sum": {"method": "hrhf", "options": {"pool_halves": False, **Q0}},
+    "w05": {"method": "hrhf", "options": {"replay_weight": 0.5, **Q0}},
+    "conf07": {"method": "hrhf", "options": {"min_confidence": 0.7, **Q0}},
+    "conf09": {"method": "hrhf", "options": {"min_confidence": 0.9, **Q0}},
+    "conf099": {"method": "hrhf", "options": {"min_confidence": 0.99, **Q0}},
+    "softmax-old": {"method": "hrhf", "options": {"replay_softmax": "old", **Q0}},
     "q025": {"method": "hrhf", "options": {"confidence_quantile": 0.25}},
+    "q05": {"method": "hrhf", "options": {"confidence_quantile": 0.5}},
     "q07": {"method": "hrhf", "options": {"confidence_quantile": 0.7}},
     "softmax-old-q05": {"method": "hrhf", "options": {"replay_softmax": "old", "confidence_quantile": 0.5}},
-    "forgotten": {"method": "hrhf", "options": {"forgotten_only": True}},
-    "forgotten-sum": {"method": "hrhf", "options": {"forgotten_only": True, "pool_halves": False}},
+    "forgotten": {"method": "hrhf", "options": {"forgotten_only": True, **Q0}},
+    "forgotten-sum": {"method": "hrhf", "options": {"forgotten_only": True, "pool_halves": False, **Q0}},
+    "rearranged": {"method": "hrhf", "options": Q0},
     "ilt-no-de": {"method": "ilt", "replay": "none", "options": {"de": 0, "kd_softmax": "all"}},
     "ilt-no-kd": {"method": "ilt", "replay": "none", "options": {"kd": 0}},
 }

@@ -103,7 +103,7 @@ def test_hrhf_replay_weight_and_rearranged_ce_by_hand(logits):
     batch = _batch(logits)
     s, t, y = batch.student, batch.teacher, batch.labels
     w = 3.0
-    out = create_method("hrhf", seg_on="rearranged", replay_weight=w).loss(batch)
+    out = create_method("hrhf", seg_on="rearranged", replay_weight=w, confidence_quantile=0).loss(batch)
     kd = kd_by_pixel(s, t)
     assert out["kd"].item() == pytest.approx((kd[0] + w * kd[1] + w * kd[2]) / 3, rel=1e-5)
     real_pixels = int((y[0] != 255).sum())
@@ -133,7 +133,7 @@ def test_kd_temperature_must_be_positive(logits):
 def test_hrhf_unpooled_halves_add_each_halfs_mean(logits):
     batch = _batch(logits)
     s, t, y = batch.student, batch.teacher, batch.labels
-    out = create_method("hrhf", seg_on="rearranged", replay_weight=2.0, pool_halves=False).loss(batch)
+    out = create_method("hrhf", seg_on="rearranged", replay_weight=2.0, pool_halves=False, confidence_quantile=0).loss(batch)
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
     assert out["seg"].item() == pytest.approx(real + 2.0 * ce_by_pixel(s[1:], t[1:]), rel=1e-5)
     no_replay = Batch(s[:1], t[:1], y[:1], torch.tensor([False]))
@@ -145,7 +145,7 @@ def test_hrhf_unpooled_halves_add_each_halfs_mean(logits):
 def test_hrhf_min_confidence_keeps_only_the_pixels_the_teacher_is_sure_of(logits, threshold):
     batch = _batch(logits)
     s, t, y = batch.student, batch.teacher, batch.labels
-    out = create_method("hrhf", min_confidence=threshold).loss(batch)
+    out = create_method("hrhf", min_confidence=threshold, confidence_quantile=0).loss(batch)
     sure = torch.softmax(t[1:], 1).amax(1) >= threshold
     real_pixels = int((y[0] != 255).sum())
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
@@ -189,7 +189,7 @@ def test_classwise_confidence_mask_keeps_each_classs_upper_quantile(logits, q):
 def test_hrhf_confidence_quantile_takes_the_rearranged_ce_on_the_kept_pixels_only(logits):
     batch = _batch(logits)
     s, t, y = batch.student, batch.teacher, batch.labels
-    out = create_method("hrhf", confidence_quantile=0.5).loss(batch)
+    out = create_method("hrhf").loss(batch)  # the default
     keep = confidence_quantile_by_pixel(t[1:], 0.5)
     real_pixels = int((y[0] != 255).sum())
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
@@ -215,7 +215,7 @@ def test_old_softmax_ce_and_forgotten_only_by_pixel(logits):
     old_softmax_ce(grad, t).backward()
     assert (grad.grad[:, 4:] == 0).all()  # replay leaves the new classes' logits alone
     batch = _batch(logits)
-    out = create_method("hrhf", forgotten_only=True).loss(batch)
+    out = create_method("hrhf", forgotten_only=True, confidence_quantile=0).loss(batch)
     y = batch.labels
     real_pixels = int((y[0] != 255).sum())
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
