@@ -250,13 +250,15 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
 @click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
               "RWalk score) so that EWC, PI or RWalk can use it at the next step.")
+@click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the whole global "
+              "batch (SyncBatchNorm) instead of each process's part.")
 @log_options
 @DEVICE
 @SEED
 @JSON
 def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: str, arch: str, width: int | None,
           epochs: int, batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, fmt: str,
-          workers: int, importance: bool, val_every: int, tensorboard: bool, device: str, seed: int,
+          workers: int, importance: bool, sync_bn: bool, val_every: int, tensorboard: bool, device: str, seed: int,
           as_json: bool) -> None:
     """Train step 0 of a protocol (or --joint) and write a self-describing checkpoint.
 
@@ -264,7 +266,9 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
     seginv train --data scenes/ --protocol voc-15-5 --out m.pt
     seginv train --data VOC2012/ --protocol voc-19-1 --setting disjoint --arch torchvision:deeplabv3_resnet101 \\
         --crop-size 512 --batch-size 24 --epochs 30 --out voc-19-1-step0.pt
+    torchrun --nproc-per-node 4 -m seginv train --data VOC2012/ --protocol voc-15-5 --batch-size 24 --sync-bn --out m.pt
     """
+    from .distributed import group, local_device
     from .runtime import resolve_device
     from .training import TrainConfig
     from .workflows import train as run
@@ -272,8 +276,13 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                       crop_size=crop_size, workers=workers, seed=seed, importance=importance)
     kwargs = {"width": width} if width else {}
-    r = run(data, protocol, out, setting=setting, step=step, joint=joint, arch=arch, arch_kwargs=kwargs, cfg=cfg,
-            device=resolve_device(device), fmt=fmt, val_every=val_every, tensorboard=tensorboard, command=command_line())
+    dev = local_device(resolve_device(device))
+    with group(dev) as g:
+        r = run(data, protocol, out, setting=setting, step=step, joint=joint, arch=arch, arch_kwargs=kwargs, cfg=cfg,
+                device=dev, fmt=fmt, val_every=val_every, tensorboard=tensorboard, command=command_line(), group=g,
+                sync_bn=sync_bn)
+    if not g.main:
+        return
     val = r["metrics"].get("val", {})
     emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
                                f"val mIoU {val.get('miou', float('nan')):.4f} (old {val.get('old') or float('nan'):.4f})"
@@ -570,6 +579,7 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
         --replay replay/ --data new/ --new-classes plant,sheep --out m2.pt
     """
     from .distill.trainer import DistillConfig
+    from .distributed import group, local_device
     from .runtime import resolve_device
     from .training import TrainConfig
     from .workflows import distill as run
@@ -589,10 +599,14 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
                                           importance=importance),
                         ratio=_ratio(ratio), bn=bn, checkpoint_every=checkpoint_every)
     names = _names(new_classes, "--new-classes")
-    r = run(teacher or weights, out, data, arch=arch, class_names=class_names, unsafe_load=unsafe_load, replay=replay,
-            new_classes=list(names) if names else None, protocol=protocol, setting=setting, method=method,
-            method_options=opts, cfg=cfg, init=init, ial=ial, device=resolve_device(device), fmt=fmt, resume=resume, verify=not no_verify, val_every=val_every, tensorboard=tensorboard,
-            command=command_line())
+    dev = local_device(resolve_device(device))
+    with group(dev) as g:
+        r = run(teacher or weights, out, data, arch=arch, class_names=class_names, unsafe_load=unsafe_load,
+                replay=replay, new_classes=list(names) if names else None, protocol=protocol, setting=setting,
+                method=method, method_options=opts, cfg=cfg, init=init, ial=ial, device=dev, fmt=fmt, resume=resume,
+                verify=not no_verify, val_every=val_every, tensorboard=tensorboard, command=command_line(), group=g)
+    if not g.main:
+        return
     val = r["metrics"].get("val", {})
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     resumed = r["metrics"]["train"].get("resumed_from")

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 from .errors import SeginvError
 
@@ -38,6 +39,46 @@ class Group:
         if self.world > 1:
             dist.barrier()
 
+    def mean(self, value: float) -> float:
+        """The mean over ranks of a number each rank holds (the loss of its part of the batch)."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over ranks, in place (a confusion matrix: each rank counted its share of the images)."""
+        if self.world > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def broadcast(self, model: torch.nn.Module) -> None:
+        """Give every rank rank 0's weights and buffers (they start equal from the same seed; this makes sure)."""
+        if self.world > 1:
+            for t in model.state_dict().values():
+                dist.broadcast(t, 0)
+
+    def sync_gradients(self, model: torch.nn.Module) -> None:
+        """Average the gradients over ranks, so every rank takes the step the whole global batch asks for (what
+        DistributedDataParallel does, without its constraints on how often the model runs forward per step)."""
+        if self.world == 1:
+            return
+        for p in model.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+
+    def check_same(self, model: torch.nn.Module) -> None:
+        """Refuse to go on when the ranks' weights differ (they take identical steps, so they must not)."""
+        if self.world == 1:
+            return
+        mine = float(sum(p.detach().double().sum().item() for p in model.parameters()))
+        every = self.gather(mine)
+        if len(set(every)) > 1:
+            raise SeginvError(f"the processes' models diverged (weight sums {every}).",
+                              "Please report this with the command; rerun in one process meanwhile.")
+
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order (on every rank)."""
         if self.world == 1:
@@ -48,6 +89,38 @@ class Group:
 
 
 SINGLE = Group()
+
+
+class RankSlice(Sampler[list[int]]):
+    """The batches of ``batches`` (a batch sampler over the whole data), each cut into ``world`` strided parts of
+    which this rank takes its own: the ranks together see the global batches one process sees, in the same order."""
+
+    def __init__(self, batches: BatchSampler, group: Group) -> None:
+        self.batches, self.group = batches, group
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            yield batch[self.group.rank::self.group.world]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def shuffled_loader(data: Dataset, batch: int, generator: torch.Generator, workers: int, group: Group,
+                    persistent: bool = False) -> DataLoader:
+    """Shuffled batches of ``batch`` (dropping the last partial one when there is more than one batch), drawn from
+    ``generator`` exactly as a one-process ``DataLoader(shuffle=True)`` draws them; under torchrun each rank gets its
+    part of every global batch."""
+    drop = len(data) > batch  # type: ignore[arg-type]
+    if group.world == 1:
+        return DataLoader(data, batch_size=batch, shuffle=True, drop_last=drop, num_workers=workers,
+                          generator=generator, persistent_workers=persistent and workers > 0)
+    if batch < group.world:
+        raise SeginvError(f"a batch of {batch} cannot be shared by {group.world} processes.",
+                          f"Use a batch of at least {group.world}, or fewer processes.")
+    sampler = BatchSampler(RandomSampler(data, generator=generator), batch, drop)  # type: ignore[arg-type]
+    return DataLoader(data, batch_sampler=RankSlice(sampler, group), num_workers=workers, generator=generator,
+                      persistent_workers=persistent and workers > 0)
 
 
 def launched() -> bool:

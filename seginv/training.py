@@ -11,11 +11,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .data.classes import IGNORE
 from .data.transforms import TrainTransform
 from .distill.regularizers import ImportanceTracker
+from .distributed import SINGLE, Group, shuffled_loader
 from .errors import SeginvError
 from .models import SegModel
 from .runlog import TrainLog
@@ -74,12 +75,16 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     raise SeginvError(f"unknown optimizer {cfg.optimizer!r}.", "Use sgd or adamw.")
 
 
-def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str) -> float:
-    """Refuse a NaN/inf loss (naming ``where`` it happened), else backward and step; returns the loss value."""
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str,
+                   sync: Callable[[], None] | None = None) -> float:
+    """Refuse a NaN/inf loss (naming ``where`` it happened), else backward, ``sync`` (the gradients across ranks)
+    and step; returns the loss value."""
     if not torch.isfinite(loss):
         raise SeginvError(f"training diverged (loss {loss.item()}) at {where}.", "Lower --lr.")
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if sync is not None:
+        sync()
     opt.step()
     return loss.item()
 
@@ -93,22 +98,23 @@ def attach_transform(dataset: Dataset, transform: Any) -> None:
 def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device: torch.device, *,
                      log_to: str | Path | None = None, tensorboard: bool = False,
                      validate: Callable[[SegModel, int, int], dict[str, Any]] | None = None,
-                     val_every: int = 0) -> dict[str, Any]:
+                     val_every: int = 0, group: Group = SINGLE) -> dict[str, Any]:
     """Cross-entropy training (ignore 255) with a poly learning rate; returns the loss history and wall time.
 
     ``log_to``: the checkpoint whose logs (:mod:`seginv.runlog`) to write; ``validate(model, step, epoch)`` runs
-    after every ``val_every`` epochs (and after the last) and returns the metrics to log."""
+    after every ``val_every`` epochs (and after the last) and returns the metrics to log. Under torchrun
+    (``group``) each rank trains on its part of every global batch of ``cfg.batch_size`` and gradients are averaged;
+    BatchNorm statistics are each rank's own unless the model's BatchNorm layers were made SyncBatchNorm."""
     attach_transform(dataset, TrainTransform(cfg.crop_size, model.mean, model.std, scale=tuple(cfg.scale)))
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
-                        num_workers=cfg.workers, generator=gen, persistent_workers=cfg.workers > 0)
+    loader = shuffled_loader(dataset, cfg.batch_size, gen, cfg.workers, group, persistent=True)
     model.to(device).train()
     opt = make_optimizer(model, cfg)
     tracker = ImportanceTracker(model) if cfg.importance else None
     total, it, history = cfg.epochs * len(loader), 0, []
-    log = TrainLog(log_to, tensorboard=tensorboard) if log_to is not None else None
+    log = TrainLog(log_to, tensorboard=tensorboard) if log_to is not None and group.main else None
     start = time.perf_counter()
-    bar = progress(total=total, desc="train", unit="it")
+    bar = progress(total=total, desc="train", unit="it", disable=not group.main)
     for epoch in range(cfg.epochs):
         running, n = 0.0, 0
         for images, labels in loader:
@@ -118,7 +124,7 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
             loss = F.cross_entropy(model(images), labels, ignore_index=IGNORE)
             if tracker is not None:
                 tracker.snapshot()
-            value = optimizer_step(opt, loss, f"epoch {epoch}")
+            value = group.mean(optimizer_step(opt, loss, f"epoch {epoch}", sync=lambda: group.sync_gradients(model)))
             running, n, it = running + value, n + 1, it + 1
             if tracker is not None:
                 tracker.update()
@@ -133,6 +139,7 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
                 log.validation(it, epoch, metrics)
             model.train()
     bar.close()
+    group.check_same(model)
     if log is not None:
         log.close()
     if tracker is not None:

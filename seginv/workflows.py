@@ -27,22 +27,25 @@ from .models.checkpoint import (
 from .protocols import Protocol, check_setting, get_protocol
 from .runlog import log_paths
 from .runtime import seed_everything
+from .distributed import SINGLE, Group
 from .training import TrainConfig, train_supervised
 
 
 def best_keeper(test: Any, steps: Any, device: torch.device, path: Path, parent: str | os.PathLike[str] | None,
-                command: str | None) -> tuple[Any, dict[str, Any]]:
+                command: str | None, group: Group = SINGLE) -> tuple[Any, dict[str, Any]]:
     """``(validate, best)``: ``validate(model, step, epoch)`` scores ``model`` on ``test`` and, when its mIoU over
     every class seen is the best so far, saves it to ``path``; ``best`` holds that score and where it was reached."""
     best: dict[str, Any] = {"metric": "miou (val, every class seen)"}
 
     def validate(model: SegModel, step: int, epoch: int) -> dict[str, Any]:
-        r = evaluate(model, test, device, steps=steps)
+        r = evaluate(model, test, device, steps=steps, group=group)
         m = {k: r[k] for k in ("miou", "old", "new")}
         if m["miou"] is not None and m["miou"] > best.get("miou", -1.0):
             best.update(m, step=step, epoch=epoch, checkpoint=str(path))
-            save_checkpoint(copy.deepcopy(model).cpu(), path,
-                            make_provenance({"selected": dict(best)}, parent=parent, metrics={"val": m}, command=command))
+            if group.main:
+                save_checkpoint(copy.deepcopy(model).cpu(), path,
+                                make_provenance({"selected": dict(best)}, parent=parent, metrics={"val": m},
+                                                command=command))
         return m
 
     return validate, best
@@ -74,10 +77,11 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
           step: int = 0, joint: bool = False, arch: str = "deeplab-mini", arch_kwargs: dict[str, Any] | None = None,
           cfg: TrainConfig | None = None, device: torch.device | str = "cpu", fmt: str = "auto",
           evaluate_after: bool = True, val_every: int = 0, tensorboard: bool = False,
-          command: str | None = None) -> dict[str, Any]:
+          command: str | None = None, group: Group = SINGLE, sync_bn: bool = False) -> dict[str, Any]:
     """Train step 0 of ``protocol`` (or, with ``joint``, every class at once) and write a checkpoint, with its
     training logs beside it (:mod:`seginv.runlog`); ``val_every`` N validates every N epochs and keeps the best
-    model as ``NAME.best.pt``.
+    model as ``NAME.best.pt``. Under torchrun (``group``) the ranks share each batch and rank 0 writes the files;
+    ``sync_bn`` computes BatchNorm statistics over the global batch (CUDA only, as torch's SyncBatchNorm).
 
     Later steps are incremental and need a teacher (``seginv distill``), so only step 0 is accepted here.
     """
@@ -101,18 +105,25 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
     if val_every:
         test = test_split(data, proto, last, model.class_names, fmt=fmt, cache=True)
         validate, best = best_keeper(test, protocol_steps(proto, last, model.class_names), device,
-                                     log_paths(out)["best"], None, command)
+                                     log_paths(out)["best"], None, command, group)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if sync_bn and group.world > 1:
+        if device.type != "cuda":
+            raise SeginvError("--sync-bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only).",
+                              "Drop --sync-bn on CPU; each process then normalises with its own part of the batch.")
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    group.broadcast(model)
     history = train_supervised(model, dataset, cfg, device, log_to=out, tensorboard=tensorboard, validate=validate,
-                               val_every=val_every)
+                               val_every=val_every, group=group)
     metrics: dict[str, Any] = {"train": history, **({"best": best} if best else {})}
     if evaluate_after:
         test = test_split(data, proto, last, model.class_names, fmt=fmt, cache=True)
-        result = evaluate(model, test, device, steps=protocol_steps(proto, last, model.class_names))
+        result = evaluate(model, test, device, steps=protocol_steps(proto, last, model.class_names), group=group)
         metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
     config = {"data": str(data), "protocol": protocol, "setting": setting, "step": step, "joint": joint, "arch": arch,
-              "arch_kwargs": arch_kwargs or {}, "train": cfg.to_dict(), "device": str(device)}
-    sha = save_checkpoint(model.cpu(), out, make_provenance(config, metrics=metrics, command=command))
+              "arch_kwargs": arch_kwargs or {}, "train": cfg.to_dict(), "device": str(device), "processes": group.world}
+    sha = save_checkpoint(model.cpu(), out, make_provenance(config, metrics=metrics, command=command)) \
+        if group.main else None
     return {"checkpoint": str(out), "sha256": sha, "classes": model.class_names, "metrics": metrics,
             "seconds": time.perf_counter() - started}
 
@@ -267,11 +278,11 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
             device: torch.device | str = "cpu", fmt: str = "auto", evaluate_after: bool = True, resume: bool = False,
             verify: bool = True, val_every: int = 0, tensorboard: bool = False,
             command: str | None = None, arch: str | None = None, class_names: str | os.PathLike[str] | None = None,
-            unsafe_load: bool = False) -> dict[str, Any]:
+            unsafe_load: bool = False, group: Group = SINGLE) -> dict[str, Any]:
     """Teach a checkpoint new classes from ``data`` (+ replay shards) and write the extended model to ``out``.
     With ``arch`` and ``class_names``, ``teacher_path`` holds foreign weights (as for :func:`open_model`).
-    ``verify``: check the replay against its manifest (every shard's sha256 and schema) before training. Logs and
-    ``val_every`` as for :func:`train`."""
+    ``verify``: check the replay against its manifest (every shard's sha256 and schema) before training. Logs,
+    ``val_every`` and ``group`` (torchrun) as for :func:`train`."""
     from .distill.methods import create_method
     from .distill.trainer import DistillConfig
     from .distill.trainer import distill as run_distill
@@ -347,20 +358,22 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     if val_every:
         test = test_split(data, proto, step, student.class_names, fmt=fmt, cache=True)
         validate, best = best_keeper(test, protocol_steps(proto, step, student.class_names), device,
-                                     log_paths(out)["best"], teacher_path, command)
+                                     log_paths(out)["best"], teacher_path, command, group)
+    group.broadcast(student)
     history = run_distill(teacher, student, real, replay_ds, m, cfg, device,
                           state_path=out.with_name(out.name + ".state"), resume=resume, settings=settings,
-                          log_to=out, tensorboard=tensorboard, validate=validate, val_every=val_every)
+                          log_to=out, tensorboard=tensorboard, validate=validate, val_every=val_every, group=group)
     metrics: dict[str, Any] = {"train": history, **({"best": best} if best else {})}
     if evaluate_after:
         test = test_split(data, proto, step, student.class_names, fmt=fmt, cache=True)
-        result = evaluate(student, test, device, steps=protocol_steps(proto, step, student.class_names))
+        result = evaluate(student, test, device, steps=protocol_steps(proto, step, student.class_names), group=group)
         metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
         metrics["val"]["per_class"] = result["per_class"]
     config = {"teacher": str(teacher_path), **({"teacher_arch": arch} if arch else {}), "data": str(data), "replay": str(replay) if replay else None,
               "protocol": proto.name, "step": step, "setting": setting, "method": method,
               "method_options": method_options or {}, "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None,
-              "distill": cfg.to_dict(), "device": str(device)}
-    sha = save_checkpoint(student.cpu(), out, make_provenance(config, parent=teacher_path, metrics=metrics, command=command))
+              "distill": cfg.to_dict(), "device": str(device), "processes": group.world}
+    sha = save_checkpoint(student.cpu(), out, make_provenance(config, parent=teacher_path, metrics=metrics,
+                                                              command=command)) if group.main else None
     return {"checkpoint": str(out), "sha256": sha, "classes": student.class_names, "metrics": metrics,
             "seconds": time.perf_counter() - started}

@@ -1,5 +1,6 @@
-"""Sharded synthesis under torchrun (2 CPU processes, gloo): the same bytes as one process, resume across process
-counts, and shards written but not yet listed are adopted only when they are exactly this run's."""
+"""seginv under torchrun (2 CPU processes, gloo): sharded synthesis writes the same bytes as one process and resumes
+across process counts (shards written but not yet listed are adopted only when they are exactly this run's);
+synced gradients and summed confusion matrices equal one process's; a 2-rank distill matches a 1-process one."""
 
 import json
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import pytest
 
 from seginv.replay.manifest import read_manifest
-from tests.test_faults import SYNTH, seginv
+from tests.test_faults import MODEL, SYNTH, seginv
 
 RUN = [*SYNTH, "--num-images", "5", "--shard-size", "1"]
 
@@ -71,3 +72,82 @@ def test_nproc_inside_torchrun_is_refused(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "2")
     code, _, err = seginv(monkeypatch, capsys, *RUN, "--out", tmp_path / "r", "--nproc", "2")
     assert code != 0 and "--nproc was given inside a torchrun job" in err
+
+
+# ------------------------------------------------------------------------------------- training on 2 ranks
+def _two_rank_worker(rank, port, out):
+    """One of two gloo ranks: a step on its half of each global batch with synced gradients, and its share of a
+    confusion matrix."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from seginv.distributed import Group, RankSlice
+    from seginv.metrics import confusion_matrix
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    group = Group(rank, 2)
+    torch.manual_seed(0)
+    x, y = torch.randn(12, 5), torch.randn(12, 3)
+    model = torch.nn.Linear(5, 3)
+    batches = torch.utils.data.BatchSampler(range(12), 6, drop_last=True)
+    grads = []
+    for part in RankSlice(batches, group):
+        model.zero_grad()
+        torch.nn.functional.mse_loss(model(x[part]), y[part]).backward()
+        group.sync_gradients(model)
+        grads.append(model.weight.grad.clone())
+    pred, label = torch.randint(0, 4, (2, 7, 9), generator=torch.Generator().manual_seed(1)), \
+        torch.randint(0, 4, (2, 7, 9), generator=torch.Generator().manual_seed(2))
+    cm = group.sum_(confusion_matrix(pred[rank:rank + 1], label[rank:rank + 1], 4))
+    torch.save({"grads": grads, "cm": cm}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_synced_gradients_and_summed_confusion_equal_one_process(tmp_path):
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    from seginv.metrics import confusion_matrix
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_two_rank_worker, args=(port, str(tmp_path)), nprocs=2)
+    torch.manual_seed(0)
+    x, y = torch.randn(12, 5), torch.randn(12, 3)
+    model = torch.nn.Linear(5, 3)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    for b, start in enumerate((0, 6)):
+        model.zero_grad()
+        torch.nn.functional.mse_loss(model(x[start:start + 6]), y[start:start + 6]).backward()
+        for r in ranks:  # the mean of the halves' mean losses is the batch's mean: the same gradient
+            assert torch.allclose(r["grads"][b], model.weight.grad, atol=1e-6)
+    pred = torch.randint(0, 4, (2, 7, 9), generator=torch.Generator().manual_seed(1))
+    label = torch.randint(0, 4, (2, 7, 9), generator=torch.Generator().manual_seed(2))
+    for r in ranks:
+        assert torch.equal(r["cm"], confusion_matrix(pred, label, 4))
+
+
+def test_distill_on_two_ranks_matches_one_process(tiny_scenes, tmp_path, monkeypatch, capsys):
+    args = ["distill", "--teacher", MODEL, "--data", tiny_scenes, "--protocol", "voc-15-5", "--epochs", "2",
+            "--batch-size", "8", "--crop-size", "32", "--device", "cpu", "--json"]
+    code, text, err = seginv(monkeypatch, capsys, *args, "--out", tmp_path / "one.pt")
+    assert code == 0, err
+    one = json.loads(text)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+                        "seginv", *map(str, args), "--out", str(tmp_path / "two.pt")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = json.loads(r.stdout)  # rank 0 alone prints; the ranks' weights were checked equal at the end
+    assert two["metrics"]["train"]["iterations"] == one["metrics"]["train"]["iterations"]
+    assert two["metrics"]["val"]["images"] == one["metrics"]["val"]["images"]
+    # the same global batches; each rank draws its own crops and flips, so the runs agree only closely
+    for a, b in zip(one["metrics"]["train"]["loss_per_epoch"], two["metrics"]["train"]["loss_per_epoch"]):
+        assert a == pytest.approx(b, rel=0.05)
+    assert two["metrics"]["val"]["miou"] == pytest.approx(one["metrics"]["val"]["miou"], abs=0.03)
+    assert not (tmp_path / "two.pt.state").exists() and (tmp_path / "two.pt").is_file()

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.transforms import TrainTransform
+from ..distributed import SINGLE, Group, shuffled_loader
 from ..errors import SeginvError
 from ..fileio import atomic_path
 from ..models import SegModel
@@ -104,14 +105,16 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             cfg: DistillConfig, device: torch.device, *, state_path: str | os.PathLike[str] | None = None,
             resume: bool = False, settings: dict[str, Any] | None = None, log_to: str | os.PathLike[str] | None = None,
             tensorboard: bool = False, validate: Callable[[SegModel, int, int], dict[str, Any]] | None = None,
-            val_every: int = 0) -> dict[str, Any]:
+            val_every: int = 0, group: Group = SINGLE) -> dict[str, Any]:
     """Train ``student`` (the teacher's classes plus the new ones) on ``real`` (+ ``replay``) with ``method``.
 
     With ``state_path``, the student, optimiser and position are written there every ``cfg.checkpoint_every``
     iterations (atomically), with ``settings`` (what the run was asked to do, JSON-like); ``resume`` continues from
     it, and refuses a state saved with other settings. Without ``resume`` an existing state is refused rather than
     replaced. ``log_to``, ``tensorboard``, ``validate`` and ``val_every`` as for
-    :func:`~seginv.training.train_supervised`. Returns the loss history and timing.
+    :func:`~seginv.training.train_supervised`. Under torchrun (``group``) every rank takes its part of each global
+    batch of real and of replayed images (so the real:fake ratio holds per global batch), gradients are averaged
+    over ranks, and only rank 0 writes the state and the logs. Returns the loss history and timing.
     """
     settings = json.loads(json.dumps({**(settings or {}), "distill": cfg.to_dict(), "method": method.name},
                                      default=str))
@@ -123,14 +126,12 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     transform = TrainTransform(t.crop_size, student.mean, student.std, scale=tuple(t.scale))
     attach_transform(real, transform)
     gen = torch.Generator().manual_seed(t.seed)
-    loader = DataLoader(real, batch_size=n_real, shuffle=True, drop_last=len(real) > n_real, num_workers=t.workers,
-                        generator=gen)
+    loader = shuffled_loader(real, n_real, gen, t.workers, group)
     fake_iter = None
     exemplars = getattr(replay, "kind", "synthesis") == "dataset"
     if replay is not None and n_fake:
         attach_transform(replay, transform)
-        fake_loader = DataLoader(replay, batch_size=n_fake, shuffle=True, drop_last=len(replay) > n_fake,
-                                 num_workers=t.workers, generator=torch.Generator().manual_seed(t.seed + 1))
+        fake_loader = shuffled_loader(replay, n_fake, torch.Generator().manual_seed(t.seed + 1), t.workers, group)
         fake_iter = _cycle(fake_loader)
     teacher.to(device).eval()
     for p in teacher.parameters():
@@ -159,9 +160,9 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                               f"Delete {state_path} to start over.") from None
     resumed_from = it if state is not None else None
     log = TrainLog(log_to, resume_from=resumed_from, tensorboard=tensorboard) \
-        if log_to is not None else None
+        if log_to is not None and group.main else None
     start = time.perf_counter()
-    bar = progress(total=total, initial=it, desc=f"distill {method.name}", unit="it")
+    bar = progress(total=total, initial=it, desc=f"distill {method.name}", unit="it", disable=not group.main)
     for epoch in range(it // len(loader), t.epochs):
         skip = it - epoch * len(loader)  # batches of this epoch done before a resume
         epoch_gen = gen.get_state()
@@ -192,7 +193,8 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                 terms["total"] = terms["total"] + terms["reg"]
             if tracker is not None:
                 tracker.snapshot()
-            value = optimizer_step(opt, terms["total"], f"iteration {it}")
+            value = group.mean(optimizer_step(opt, terms["total"], f"iteration {it}",
+                                              sync=lambda: group.sync_gradients(student)))
             running, n, it = running + value, n + 1, it + 1
             if tracker is not None:
                 tracker.update()
@@ -200,7 +202,8 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                 log.step(it, epoch, opt.param_groups[0]["lr"], {**terms, "total": value}, len(labels))
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
-            if state_path is not None and cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total:
+            if state_path is not None and cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total \
+                    and group.main:
                 _save_state(state_path, {"student": student.state_dict(), "optimizer": opt.state_dict(),
                                          "iteration": it, "history": history, "generator": epoch_gen,
                                          "running": running, "running_count": n, "settings": json.dumps(settings)})
@@ -212,11 +215,12 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             student.train()
             _set_bn_training(student, cfg.bn != "frozen")
     bar.close()
+    group.check_same(student)
     if log is not None:
         log.close()
     if tracker is not None:  # measured from the resume on, when the run was resumed
         student.importance = tracker.result(previous=teacher.importance)
-    if state_path is not None:
+    if state_path is not None and group.main:
         Path(state_path).unlink(missing_ok=True)
     return {"loss_per_epoch": history, "seconds": time.perf_counter() - start, "iterations": total,
             "resumed_from": resumed_from,
