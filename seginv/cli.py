@@ -46,7 +46,13 @@ LOG_OPTIONS = [
 ]
 
 
-log_options = _stack(LOG_OPTIONS)  # NAME.log.csv and NAME.log.jsonl are written beside NAME.pt in any case
+log_options = _stack(LOG_OPTIONS)
+speed_options = _stack([
+    click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
+                 help="Autocast of the forward passes (fp16: CUDA only, with a gradient scaler); BatchNorm "
+                      "statistics, losses and metrics stay fp32."),
+    click.option("--channels-last", is_flag=True, help="NHWC memory layout for the model and its inputs."),
+])  # NAME.log.csv and NAME.log.jsonl are written beside NAME.pt in any case
 
 
 def _best(r: dict[str, Any]) -> str:
@@ -250,6 +256,7 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
 @click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
               "RWalk score) so that EWC, PI or RWalk can use it at the next step.")
+@speed_options
 @click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the whole global "
               "batch (SyncBatchNorm) instead of each process's part.")
 @log_options
@@ -258,8 +265,8 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
 @JSON
 def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: str, arch: str, width: int | None,
           epochs: int, batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, fmt: str,
-          workers: int, importance: bool, sync_bn: bool, val_every: int, tensorboard: bool, device: str, seed: int,
-          as_json: bool) -> None:
+          workers: int, importance: bool, precision: str, channels_last: bool, sync_bn: bool, val_every: int,
+          tensorboard: bool, device: str, seed: int, as_json: bool) -> None:
     """Train step 0 of a protocol (or --joint) and write a self-describing checkpoint.
 
     \b
@@ -274,7 +281,8 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
     from .workflows import train as run
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-                      crop_size=crop_size, workers=workers, seed=seed, importance=importance)
+                      crop_size=crop_size, workers=workers, seed=seed, importance=importance, precision=precision,
+                      channels_last=channels_last)
     kwargs = {"width": width} if width else {}
     dev = local_device(resolve_device(device))
     with group(dev) as g:
@@ -556,6 +564,7 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--no-verify", is_flag=True, help="Skip checking --replay against its manifest (sha256, schema) first.")
 @click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
               "RWalk score) for EWC, PI or RWalk at the next step (implied by those methods).")
+@speed_options
 @log_options
 @click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
@@ -567,7 +576,8 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
             out: str, method: str, ratio: str, lam: float, seg_on: str | None, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
-            resume: bool, no_verify: bool, importance: bool, val_every: int, tensorboard: bool, fmt: str, workers: int,
+            resume: bool, no_verify: bool, importance: bool, precision: str, channels_last: bool, val_every: int,
+            tensorboard: bool, fmt: str, workers: int,
             device: str, seed: int, as_json: bool) -> None:
     """Teach a model new classes from new data, keeping the old ones with replay and distillation.
 
@@ -596,7 +606,7 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
     opts.update(_options(options))
     cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                           weight_decay=weight_decay, crop_size=crop_size, workers=workers, seed=seed,
-                                          importance=importance),
+                                          importance=importance, precision=precision, channels_last=channels_last),
                         ratio=_ratio(ratio), bn=bn, checkpoint_every=checkpoint_every)
     names = _names(new_classes, "--new-classes")
     dev = local_device(resolve_device(device))

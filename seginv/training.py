@@ -18,6 +18,7 @@ from .data.transforms import TrainTransform
 from .distill.regularizers import ImportanceTracker
 from .distributed import SINGLE, Group, shuffled_loader
 from .errors import SeginvError
+from .precision import PRECISIONS, autocast, check_precision, grad_scaler
 from .models import SegModel
 from .runlog import TrainLog
 from .runtime import progress
@@ -36,6 +37,8 @@ class TrainConfig:
     workers: int = 0
     seed: int = 0
     importance: bool = False  # measure and store parameter importance (for EWC/PI/RWalk at the next step)
+    precision: str = "fp32"  # autocast of the forward passes: fp32, bf16, fp16 (CUDA); losses stay fp32
+    channels_last: bool = False  # NHWC memory layout for model and inputs (faster convolutions on some hardware)
 
     def __post_init__(self) -> None:
         finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
@@ -50,15 +53,37 @@ class TrainConfig:
             (self.crop_size >= 8, f"crop size must be at least 8, not {self.crop_size}", "--crop-size"),
             (len(self.scale) == 2 and all(finite(v) for v in self.scale) and 0 < self.scale[0] <= self.scale[1],
              f"scale must be two numbers 0 < lo <= hi, not {self.scale}", "scale"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}",
+             "--precision"),
         ]
         for ok, msg, where in checks:
             if not ok:
                 raise SeginvError(f"invalid training setting: {msg}.", f"Fix {where}.")
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting; the speed switches only when they are not at their defaults, so that records written
+        before they existed still describe the same training."""
         d = asdict(self)
         d["scale"] = list(self.scale)
+        for key, default in SPEED_DEFAULTS.items():
+            if d[key] == default:
+                del d[key]
         return d
+
+
+SPEED_DEFAULTS = {"precision": "fp32", "channels_last": False}
+
+
+def on_device(model: torch.nn.Module, device: torch.device, cfg: TrainConfig) -> torch.nn.Module:
+    """``model`` on ``device``, in channels-last layout when ``cfg`` asks; checks the precision fits the device."""
+    check_precision(cfg.precision, device)
+    model.to(device)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+
+def as_input(images: torch.Tensor, device: torch.device, cfg: TrainConfig) -> torch.Tensor:
+    images = images.to(device, non_blocking=True)
+    return images.contiguous(memory_format=torch.channels_last) if cfg.channels_last else images
 
 
 def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
@@ -76,16 +101,23 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str,
-                   sync: Callable[[], None] | None = None) -> float:
+                   sync: Callable[[], None] | None = None, scaler: torch.amp.GradScaler | None = None) -> float:
     """Refuse a NaN/inf loss (naming ``where`` it happened), else backward, ``sync`` (the gradients across ranks)
-    and step; returns the loss value."""
+    and step (through ``scaler`` for fp16); returns the loss value."""
     if not torch.isfinite(loss):
         raise SeginvError(f"training diverged (loss {loss.item()}) at {where}.", "Lower --lr.")
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if sync is not None:
-        sync()
-    opt.step()
+    if scaler is None:
+        loss.backward()
+        if sync is not None:
+            sync()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        if sync is not None:
+            sync()
+        scaler.step(opt)
+        scaler.update()
     return loss.item()
 
 
@@ -108,7 +140,8 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
     attach_transform(dataset, TrainTransform(cfg.crop_size, model.mean, model.std, scale=tuple(cfg.scale)))
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = shuffled_loader(dataset, cfg.batch_size, gen, cfg.workers, group, persistent=True)
-    model.to(device).train()
+    on_device(model, device, cfg).train()
+    scaler = grad_scaler(cfg.precision, device)
     opt = make_optimizer(model, cfg)
     tracker = ImportanceTracker(model) if cfg.importance else None
     total, it, history = cfg.epochs * len(loader), 0, []
@@ -120,11 +153,14 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
         for images, labels in loader:
             for g in opt.param_groups:
                 g["lr"] = poly_lr(cfg.lr, it, total)
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            loss = F.cross_entropy(model(images), labels, ignore_index=IGNORE)
+            images, labels = as_input(images, device, cfg), labels.to(device, non_blocking=True)
+            with autocast(cfg.precision, device):
+                logits = model(images)
+            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
             if tracker is not None:
                 tracker.snapshot()
-            value = group.mean(optimizer_step(opt, loss, f"epoch {epoch}", sync=lambda: group.sync_gradients(model)))
+            value = group.mean(optimizer_step(opt, loss, f"epoch {epoch}", sync=lambda: group.sync_gradients(model),
+                                              scaler=scaler))
             running, n, it = running + value, n + 1, it + 1
             if tracker is not None:
                 tracker.update()

@@ -31,11 +31,14 @@ from ..fileio import atomic_path
 from ..models import SegModel
 from ..replay.manifest import differences
 from ..runlog import TrainLog
+from ..precision import autocast, grad_scaler
 from ..runtime import progress
 from ..training import (
     TrainConfig,
+    as_input,
     attach_transform,
     make_optimizer,
+    on_device,
     optimizer_step,
     poly_lr,
 )
@@ -133,10 +136,11 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
         attach_transform(replay, transform)
         fake_loader = shuffled_loader(replay, n_fake, torch.Generator().manual_seed(t.seed + 1), t.workers, group)
         fake_iter = _cycle(fake_loader)
-    teacher.to(device).eval()
+    on_device(teacher, device, t).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    student.to(device).train()
+    on_device(student, device, t).train()
+    scaler = grad_scaler(t.precision, device)
     prepare = getattr(method, "prepare", None)
     if prepare is not None:
         prepare(teacher, student)
@@ -172,20 +176,23 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                 continue
             for g in opt.param_groups:
                 g["lr"] = poly_lr(t.lr, it, total)
-            images, labels = images.to(device), labels.to(device)
+            images, labels = as_input(images, device, t), labels.to(device)
             fake = None
             if fake_iter is not None:
                 fake, fake_labels = next(fake_iter)
-                fake = fake.to(device)
-            with torch.no_grad():
+                fake = as_input(fake, device, t)
+            with torch.no_grad(), autocast(t.precision, device):
                 t_out = teacher(images if fake is None else torch.cat([images, fake]), return_features=features)
             t_logits, t_feats = t_out if features else (t_out, None)
+            t_logits = t_logits.float()  # losses and pseudo-labels in fp32 whatever the forward's precision
             if fake is not None:  # exemplars keep their labels; fake images take the teacher's argmax
                 replay_labels = fake_labels.to(device) if exemplars else t_logits[len(images):].argmax(1)
                 labels = torch.cat([labels, replay_labels])
             is_replay = torch.arange(len(labels), device=device) >= len(images)
-            s_out = _student_forward(student, images, fake, cfg.bn, features)
+            with autocast(t.precision, device):
+                s_out = _student_forward(student, images, fake, cfg.bn, features)
             s_logits, s_feats = s_out if features else (s_out, None)
+            s_logits = s_logits.float()
             inputs = (images if fake is None else torch.cat([images, fake])) if with_images else None
             terms = method.loss(Batch(s_logits, t_logits, labels, is_replay, s_feats, t_feats, inputs))
             if penalty is not None:
@@ -194,7 +201,7 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             if tracker is not None:
                 tracker.snapshot()
             value = group.mean(optimizer_step(opt, terms["total"], f"iteration {it}",
-                                              sync=lambda: group.sync_gradients(student)))
+                                              sync=lambda: group.sync_gradients(student), scaler=scaler))
             running, n, it = running + value, n + 1, it + 1
             if tracker is not None:
                 tracker.update()

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import normalize
 from ..errors import SeginvError
+from ..precision import PRECISIONS, autocast, check_precision
 from ..models import SegModel
 from .aggregation import AGGREGATIONS, aggregate
 from .augment import Augment, AugmentConfig
@@ -33,7 +34,6 @@ from .targets import PAPER_R_SET
 
 LOSSES = ("bce", "ce")
 INITS = ("noise", "real")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -155,14 +155,10 @@ class Inverter:
         if cfg.bn > 0 and len(self.bn_stats) == 0:
             warnings.warn(f"{model.arch} has no BatchNorm layers: synthesizing without the BN-statistics prior.",
                           stacklevel=2)
-        if cfg.precision == "fp16" and device.type != "cuda":
-            raise SeginvError("fp16 autocast needs a CUDA device.", "Use --precision bf16 or fp32 on CPU.")
+        check_precision(cfg.precision, device)
 
     def _autocast(self) -> Any:
-        if self.cfg.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.cfg.precision, self.device)
 
     def run(self, targets: np.ndarray, r: np.ndarray, seed: int, *, save_probs: bool = False,
             start: np.ndarray | None = None) -> BatchResult:

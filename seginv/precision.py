@@ -1,0 +1,33 @@
+"""Mixed precision for every command that trains or inverts: autocast for the forward passes, a gradient scaler for
+fp16, and the rule that BatchNorm statistics, losses and metrics stay fp32 (callers cast logits with ``.float()``
+before any loss)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from .errors import SeginvError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise SeginvError(f"unknown precision {precision!r}.", f"Use one of {', '.join(PRECISIONS)}.")
+    if precision == "fp16" and device.type != "cuda":
+        raise SeginvError("fp16 autocast needs a CUDA device.", "Use --precision bf16 or fp32 on CPU.")
+
+
+def autocast(precision: str, device: torch.device) -> Any:
+    """The forward passes' autocast context (none for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
