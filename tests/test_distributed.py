@@ -5,6 +5,7 @@ synced gradients and summed confusion matrices equal one process's; a 2-rank dis
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,15 @@ def test_distill_on_two_ranks_matches_one_process(tiny_scenes, tmp_path, monkeyp
         assert a == pytest.approx(b, rel=0.05)
     assert two["metrics"]["val"]["miou"] == pytest.approx(one["metrics"]["val"]["miou"], abs=0.03)
     assert not (tmp_path / "two.pt.state").exists() and (tmp_path / "two.pt").is_file()
+
+
+def test_the_accelerator_check_runs_on_cpu(tmp_path):
+    """benchmarks/gpu_check.py at toy sizes, so that the script a lent GPU runs cannot rot."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    r = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--out",
+                        str(tmp_path / "g.json")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "g.json").read_text())
+    assert all(s["ratio"] > 0 for s in res["synthesis"]) and res["distill"]["ratio"] > 0
+    assert 0.9 < res["bf16"]["argmax_agreement"] <= 1 and len(res["peak_memory_mib"]) == 4
+    assert res["processes"]["2x1_same_bytes_as_1x1"]

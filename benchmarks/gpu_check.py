@@ -1,0 +1,221 @@
+"""The accelerator check: every speed and memory figure of docs/performance.md, measured side by side in one run.
+
+    bash benchmarks/gpu_check.sh                                   # on a GPU: under 8 minutes on one H100/H200
+    python benchmarks/gpu_check.py --device cpu --quick            # the same code paths at toy sizes (tests run it)
+
+Prints one line per figure and writes them as JSON to ``--out``:
+
+1. synthesis: one inversion step / the bare teacher forward+backward to the pixels, at two sizes (64 and 256;
+   ``--quick``: 32 and 64);
+2. distillation: one HRHF step (teacher forward on real + fake, student forward, eq. 3-5, backward, AdamW) / one
+   plain supervised step (student forward, cross-entropy, backward, AdamW) on the same batch;
+3. bf16 against fp32: synthesis speed ratio, the largest and mean difference of the written pixels (uint8), and the
+   eval mIoU of the same model with and without bf16 autocast;
+4. peak memory of synthesis at 512x512, batch 16 (``--quick``: 64x64, batch 2) for deeplab-mini and torchvision's
+   deeplabv3_resnet50 (random weights), fp32 and bf16: the CUDA allocator's peak on a GPU, the process's peak RSS
+   on a CPU, interpreter and torch included (each configuration in its own process);
+5. processes: ``seginv synthesize`` as 2 processes x 1 thread against 1 process x 2 threads (on the CPU): images
+   per second of each, and whether each output is byte-identical to 1 process x 1 thread's (the bytes depend on
+   the threads per process, whose float sums differ, not on the number of processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import filecmp
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from synthesis_speed import engine_step, floor_step  # noqa: E402
+
+from seginv.data.classes import IGNORE  # noqa: E402
+from seginv.distill.methods import Batch, create_method  # noqa: E402
+from seginv.models import create_model  # noqa: E402
+from seginv.models.checkpoint import load_model  # noqa: E402
+from seginv.synthesis.engine import InversionConfig, Inverter  # noqa: E402
+from seginv.synthesis.targets import plan_targets  # noqa: E402
+
+MODEL = ROOT / "assets" / "scenes-voc-15-x-step0.pt"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device, rounds: int) -> float:
+    """Median seconds of ``fn()`` over ``rounds`` after one warm-up."""
+    fn()
+    times = []
+    for _ in range(rounds):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def inverter(model, size: int, batch: int, steps: int, device: torch.device, precision: str = "fp32"):
+    cfg = dataclasses.replace(InversionConfig(), size=(size, size), batch_size=batch, steps=steps, precision=precision)
+    fg = [c for c in range(model.num_classes) if c != 0]
+    plan = plan_targets(batch, model.num_classes, fg, background=0, seed=0)
+    return Inverter(model, cfg, device), plan
+
+
+def synthesis_ratio(model, size: int, batch: int, steps: int, device: torch.device) -> dict:
+    inv, plan = inverter(model, size, batch, steps, device)
+    engine = statistics.median(engine_step(inv, plan, steps) for _ in range(3))
+    floor = statistics.median(floor_step(model, batch, size, steps, device, upsample=False) for _ in range(3))
+    return {"size": size, "batch": batch, "engine_step_s": engine, "teacher_fwd_bwd_s": floor, "ratio": engine / floor}
+
+
+def distill_ratio(model, size: int, batch: int, device: torch.device, rounds: int) -> dict:
+    teacher = model.to(device).eval()
+    student = load_model(MODEL)[0]
+    student.add_classes(["new_a", "new_b"], init="mib")
+    student.to(device).train()
+    for m in student.modules():  # HRHF's default: BatchNorm frozen
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    opt = torch.optim.AdamW(student.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(batch, 3, size, size, generator=g).to(device)
+    fake = torch.randn(batch, 3, size, size, generator=g).to(device)
+    labels = torch.randint(0, student.num_classes, (batch, size, size), generator=g).to(device)
+    both = torch.cat([real, fake])
+    method = create_method("hrhf")
+
+    def hrhf_step() -> None:
+        with torch.no_grad():
+            t_logits = teacher(both).float()
+        s_logits = student(both).float()
+        all_labels = torch.cat([labels, t_logits[batch:].argmax(1)])
+        replay = torch.arange(2 * batch, device=device) >= batch
+        loss = method.loss(Batch(s_logits, t_logits, all_labels, replay))["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def plain_step() -> None:
+        loss = F.cross_entropy(student(both).float(), torch.cat([labels, labels]), ignore_index=IGNORE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    h, p = timed(hrhf_step, device, rounds), timed(plain_step, device, rounds)
+    return {"size": size, "batch": f"{batch} real + {batch} fake", "hrhf_step_s": h, "plain_step_s": p, "ratio": h / p}
+
+
+def bf16_agreement(model, size: int, batch: int, steps: int, device: torch.device) -> dict:
+    out = {}
+    pixels = {}
+    for precision in ("fp32", "bf16"):
+        inv, plan = inverter(model, size, batch, steps, device, precision)
+        t = time.perf_counter()
+        pixels[precision] = inv.run(plan.targets, plan.r, seed=0).pixels.astype(np.int16)
+        sync(device)
+        out[f"{precision}_s"] = time.perf_counter() - t
+    diff = np.abs(pixels["fp32"] - pixels["bf16"])
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(8, 3, size, size, generator=g).to(device)  # eval agreement: argmax maps on the same inputs
+    with torch.no_grad():
+        a = model(images).argmax(1)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            b = model(images).argmax(1)
+    return {"speed_fp32_over_bf16": out["fp32_s"] / out["bf16_s"], "max_pixel_diff": int(diff.max()),
+            "mean_pixel_diff": float(diff.mean()), "argmax_agreement": float((a == b).float().mean())}
+
+
+def peak_memory(arch: str, size: int, batch: int, precision: str, device: str) -> float:
+    """MiB at the peak of one short synthesis batch, measured in a fresh process."""
+    code = (f"import sys, torch, resource; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import gpu_check as g; "
+            f"print(g.measure_peak({arch!r}, {size}, {batch}, {precision!r}, {device!r}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def measure_peak(arch: str, size: int, batch: int, precision: str, device: str) -> float:
+    dev = torch.device(device)
+    names = ["background", *[f"c{i}" for i in range(1, 21)]]
+    model = (load_model(MODEL)[0] if arch == "deeplab-mini" else
+             create_model("torchvision:deeplabv3_resnet50", names)).to(dev).eval()
+    inv, plan = inverter(model, size, batch, 2, dev, precision)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    inv.run(plan.targets, plan.r, seed=0)
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # kB on Linux
+
+
+def processes(num_images: int, steps: int, size: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["synthesize", "--model", str(MODEL), "--num-images", str(num_images), "--shard-size", "2",
+                "--steps", str(steps), "--size", str(size), "--batch-size", "2", "--device", "cpu"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        runs = {"1x2": ["--threads", "2", *args, "--out", f"{tmp}/1x2"],
+                "2x1": ["--threads", "1", *args, "--out", f"{tmp}/2x1", "--nproc", "2"],
+                "1x1": ["--threads", "1", *args, "--out", f"{tmp}/1x1"]}
+        out = {}
+        for name, a in runs.items():
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "seginv", *a], check=True, env=env, capture_output=True)
+            out[f"images_per_s_{name}"] = num_images / (time.perf_counter() - t)
+        # the bytes depend on the threads per process (float sums), not on the number of processes
+        out["2x1_same_bytes_as_1x1"] = same_files(Path(tmp) / "2x1", Path(tmp) / "1x1")
+        out["1x2_same_bytes_as_1x1"] = same_files(Path(tmp) / "1x2", Path(tmp) / "1x1")
+    return out
+
+
+def same_files(a: Path, b: Path) -> bool:
+    names = sorted(p.name for p in a.iterdir() if not p.name.startswith("."))
+    return names == sorted(p.name for p in b.iterdir() if not p.name.startswith(".")) and \
+        all(filecmp.cmp(a / n, b / n, shallow=False) for n in names)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--quick", action="store_true", help="toy sizes: checks that every path runs, not speed")
+    ap.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    q = args.quick
+    model = load_model(MODEL)[0].to(device).eval()
+    started = time.perf_counter()
+    res = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+           "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": q}
+    steps = 3 if q else 20
+    res["synthesis"] = [synthesis_ratio(model, s, 2 if q else 16, steps, device) for s in ((32, 64) if q else (64, 256))]
+    res["distill"] = distill_ratio(model, 32 if q else 256, 2 if q else 8, device, 2 if q else 10)
+    res["bf16"] = bf16_agreement(model, 32 if q else 256, 2 if q else 16, steps, device)
+    size, batch = (64, 2) if q else (512, 16)
+    res["peak_memory_mib"] = {f"{arch} {precision}": peak_memory(arch, size, batch, precision, args.device)
+                              for arch in ("deeplab-mini", "deeplabv3_resnet50") for precision in ("fp32", "bf16")}
+    res["peak_memory_at"] = f"{size}x{size}, batch {batch}"
+    res["processes"] = processes(2 if q else 16, 1 if q else 20, 32)
+    res["seconds"] = time.perf_counter() - started
+    for key in ("synthesis", "distill", "bf16", "peak_memory_mib", "processes"):
+        print(f"{key}: {json.dumps(res[key])}", flush=True)
+    print(f"total {res['seconds']:.0f} s on {res['device']}")
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
