@@ -97,7 +97,7 @@ def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 def _adoptable(root: Path, manifest: dict[str, Any], planned: list[int], listed: set[str]) -> list[dict[str, Any]]:
     """Entries for the unlisted shard files of ``root`` that are exactly what this run would write there: their
     attributes name this configuration, position and size, and every chunk reads back (fletcher32)."""
-    from .verify import _check_shard
+    from .verify import check_shard
     from .writer import shard_meta
 
     firsts = [sum(planned[:k]) for k in range(len(planned))]
@@ -116,7 +116,7 @@ def _adoptable(root: Path, manifest: dict[str, Any], planned: list[int], listed:
         except (OSError, KeyError, ValueError, RuntimeError):
             continue
         entry = {"file": path.name, "index": k, "first": firsts[k], "count": planned[k], "sha256": sha256_file(path)}
-        if same and not _check_shard(path, entry, manifest):
+        if same and not check_shard(path, entry, manifest):
             found.append(entry)
     return found
 

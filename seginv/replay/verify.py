@@ -15,7 +15,7 @@ from .manifest import SHARD_FILE, read_manifest
 from .schema import IGNORE_INDEX, MANIFEST, META_ATTR, OPTIONAL, PER_SAMPLE, required
 
 
-def _check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+def check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
     if not path.is_file():
         return [f"{path.name}: missing"]
     if sha256_file(path) != entry["sha256"]:
@@ -83,7 +83,7 @@ def verify_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
     manifest = read_manifest(root)
     problems: list[str] = []
     for entry in manifest["shards"]:
-        problems += _check_shard(root / entry["file"], entry, manifest)
+        problems += check_shard(root / entry["file"], entry, manifest)
     listed = {e["file"] for e in manifest["shards"]}
     count = sum(e["count"] for e in manifest["shards"])
     if count != manifest["count"]:

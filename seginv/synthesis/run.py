@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..distributed import SINGLE, Group
 from ..errors import SeginvError, did_you_mean
 from ..locks import folder_lock
 from ..models import SegModel
-from ..distributed import SINGLE, Group
 from ..replay.manifest import prepare_directory, read_manifest
 from ..replay.schema import make_header, mask_dtype
 from ..replay.writer import list_entries, write_entry
