@@ -228,6 +228,13 @@ def findings(res: dict[str, Any]) -> list[str]:
         f"`--option pool_halves=false`, seed 0) keeps new at {z('shipped-sum', g='new')} but recovers only "
         f"{share(res, c15, 'shipped-sum')} on old (old {z('shipped-sum')}). Eq. 4 on both halves (`seg-both`, seed "
         f"0) collapses new to {z('seg-both', g='new')}.",
+        f"- **Each class's surer half of the fake pixels** (`surer-half`, `--option confidence_quantile=0.5`: the "
+        f"rearranged CE only where the teacher's confidence reaches its class's median in the batch, after PLOP) "
+        f"trades old for new: on {c15} old {o('surer-half')} and new {o('surer-half', g='new')} against "
+        f"{o('fake')} and {o('fake', g='new')} (all {o('surer-half', g='all')} against {o('fake', g='all')}; "
+        f"recovered {share(res, c15, 'surer-half')}); on {c19} all {o('surer-half', c19, 'all')} against "
+        f"{o('fake', c19, 'all')}. With 5x the images it recovers no more (`surer-half-5x`, seed 0: old "
+        f"{z('surer-half-5x')}). The README's Results compare it on every Table 1 cell; it stays an option.",
         f"- **19-1 forgets little at this scale** (old {o('none', c19)} without replay, {o('real', c19)} with real "
         "exemplars), so its recovered share rests on a difference of a few tenths of a point and has a wide spread.",
         f"- **At the shipped scale** ({big}, seed 0): old {o('none', big)} without replay, {o('real', big)} with "

@@ -39,11 +39,8 @@ def _replay(**spec: Any) -> dict[str, Any]:
     return tables.fair_batch({"method": "hrhf", **spec})
 
 
-#: The rearranged CE on every replayed pixel: the shipped HRHF options before ``confidence_quantile``.
-REARRANGED = {"seg_on": "rearranged", "confidence_quantile": 0.0}
-#: The shipped HRHF options for fake replay, written out so that a row records exactly what it ran: the rearranged CE
-#: on each class's surer half of the replayed pixels.
-SHIPPED = {"seg_on": "rearranged", "confidence_quantile": 0.5}
+#: The shipped HRHF options for fake replay, written out so that a row records exactly what it ran.
+SHIPPED = {"seg_on": "rearranged"}
 #: Seed 002's HRHF as published: eq. 4 on the real half only, eq. 3 on every image.
 PAPER = {"seg_on": "real"}
 
@@ -73,21 +70,20 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "init-real": ("paper + inversion from the step's real images (lr 0.25)", _fake({"init": "real"})),
     "init-real-lr05": ("paper + inversion from the step's real images, lr 0.05",
                        _fake({"init": "real", "lr": 0.05})),
-    "init-real-lr05-rearranged": ("rearranged + inversion from the step's real images, lr 0.05",
-                                  _fake({"init": "real", "lr": 0.05}, REARRANGED)),
-    "rearranged": ("the rearranged CE on every fake pixel (`--option confidence_quantile=0`, the default before)",
-                   _fake(base=REARRANGED)),
-    "shipped-w05": ("rearranged, the replayed images' terms weighted 0.5", _fake(base=REARRANGED, replay_weight=0.5)),
-    "shipped-sum": ("rearranged, eq. 4's real-half mean and the fake half's rearranged CE added (not pooled)",
-                    _fake(base=REARRANGED, pool_halves=False)),
+    "init-real-lr05-rearranged": ("shipped + inversion from the step's real images, lr 0.05",
+                                  _fake({"init": "real", "lr": 0.05}, SHIPPED)),
+    "shipped-w05": ("shipped, the replayed images' terms weighted 0.5", _fake(base=SHIPPED, replay_weight=0.5)),
+    "shipped-sum": ("shipped, eq. 4's real-half mean and the fake half's rearranged CE added (not pooled)",
+                    _fake(base=SHIPPED, pool_halves=False)),
     "shipped-sum-w2": ("shipped-sum with the fake half's terms (KD and CE) weighted 2x",
-                       _fake(base=REARRANGED, pool_halves=False, replay_weight=2.0)),
-    "shipped-2-1": ("rearranged, 8 real + 4 fake images per batch (ratio 2:1)",
-                    tables.fair_batch({**_fake(base=REARRANGED), "distill": {"ratio": "2:1"}})),
-    "fake-5x-1-2": ("rearranged, 5x the images, 8 real + 16 fake images per step (ratio 1:2)",
-                    tables.fair_batch({**_fake({"num_images": 5 * N}, REARRANGED), "distill": {"ratio": "1:2"}})),
-    "rearranged-5x": ("rearranged, 5x the images (the default before)",
-                      _fake({"num_images": 5 * N}, REARRANGED)),
+                       _fake(base=SHIPPED, pool_halves=False, replay_weight=2.0)),
+    "shipped-2-1": ("shipped, 8 real + 4 fake images per batch (ratio 2:1)",
+                    tables.fair_batch({**_fake(base=SHIPPED), "distill": {"ratio": "2:1"}})),
+    "fake-5x-1-2": ("fake-5x with 8 real + 16 fake images per step (ratio 1:2)",
+                    tables.fair_batch({**_fake({"num_images": 5 * N}, SHIPPED), "distill": {"ratio": "1:2"}})),
+    "surer-half": ("shipped, the rearranged CE on each class's surer half of the fake pixels "
+                   "(`--option confidence_quantile=0.5`)", _fake(base=SHIPPED, confidence_quantile=0.5)),
+    "surer-half-5x": ("surer-half with 5x the images", _fake({"num_images": 5 * N}, SHIPPED, confidence_quantile=0.5)),
 }
 
 

@@ -189,7 +189,7 @@ def test_classwise_confidence_mask_keeps_each_classs_upper_quantile(logits, q):
 def test_hrhf_confidence_quantile_takes_the_rearranged_ce_on_the_kept_pixels_only(logits):
     batch = _batch(logits)
     s, t, y = batch.student, batch.teacher, batch.labels
-    out = create_method("hrhf").loss(batch)  # the default
+    out = create_method("hrhf", confidence_quantile=0.5).loss(batch)
     keep = confidence_quantile_by_pixel(t[1:], 0.5)
     real_pixels = int((y[0] != 255).sum())
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
