@@ -369,7 +369,8 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         result = evaluate(student, test, device, steps=protocol_steps(proto, step, student.class_names), group=group)
         metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
         metrics["val"]["per_class"] = result["per_class"]
-    config = {"teacher": str(teacher_path), **({"teacher_arch": arch} if arch else {}), "data": str(data), "replay": str(replay) if replay else None,
+    config = {"teacher": str(teacher_path), **({"teacher_arch": arch} if arch else {}), "data": str(data),
+              "replay": str(replay) if replay else None,
               "protocol": proto.name, "step": step, "setting": setting, "method": method,
               "method_options": method_options or {}, "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None,
               "distill": cfg.to_dict(), "device": str(device), "processes": group.world}
