@@ -91,7 +91,8 @@ def emit(result: Any, as_json: bool, text: Callable[[Any], str]) -> None:
               help="CPU threads for torch (default: torch's own choice, one per core). On a machine shared with "
                    "other jobs, 1 is often many times faster; results repeat exactly only for the same count.")
 @click.version_option(package_name="seginv")
-def cli(debug: bool, threads: int | None) -> None:
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
     """seginv: teach a segmentation model new classes without its old data.
 
     \b
@@ -104,6 +105,12 @@ def cli(debug: bool, threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+    from .distributed import TORCHRUN_COMMANDS, launched
+
+    if launched() and ctx.invoked_subcommand not in TORCHRUN_COMMANDS:
+        raise SeginvError(f"`seginv {ctx.invoked_subcommand}` does not run as several processes: under torchrun every "
+                          "process would do the same work and write the same files.",
+                          f"Run it as one process; {', '.join(TORCHRUN_COMMANDS)} run under torchrun.")
 
 
 # ----------------------------------------------------------------------------------------------------- data

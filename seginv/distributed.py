@@ -89,6 +89,8 @@ class Group:
 
 
 SINGLE = Group()
+#: the commands that share their work among torchrun's processes; the others refuse to start under it
+TORCHRUN_COMMANDS = ("synthesize", "train", "distill")
 
 
 class RankSlice(Sampler[list[int]]):

@@ -69,10 +69,12 @@ def test_unlisted_shards_of_another_run_are_not_adopted(one_process, tmp_path, m
     assert json.loads(text)["resumed_shards"] == 4 and files(root) == one_process
 
 
-def test_nproc_inside_torchrun_is_refused(monkeypatch, capsys, tmp_path):
+def test_nproc_inside_torchrun_and_commands_without_torchrun_are_refused(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "2")
     code, _, err = seginv(monkeypatch, capsys, *RUN, "--out", tmp_path / "r", "--nproc", "2")
     assert code != 0 and "--nproc was given inside a torchrun job" in err
+    code, _, err = seginv(monkeypatch, capsys, "run", "recipe.yaml")
+    assert code != 0 and "`seginv run` does not run as several processes" in err and not (tmp_path / "r").exists()
 
 
 # ------------------------------------------------------------------------------------- training on 2 ranks
