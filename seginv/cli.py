@@ -46,13 +46,13 @@ LOG_OPTIONS = [
 ]
 
 
-log_options = _stack(LOG_OPTIONS)
+log_options = _stack(LOG_OPTIONS)  # NAME.log.csv and NAME.log.jsonl are written beside NAME.pt in any case
 speed_options = _stack([
     click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
                  help="Autocast of the forward passes (fp16: CUDA only, with a gradient scaler); BatchNorm "
                       "statistics, losses and metrics stay fp32."),
     click.option("--channels-last", is_flag=True, help="NHWC memory layout for the model and its inputs."),
-])  # NAME.log.csv and NAME.log.jsonl are written beside NAME.pt in any case
+])
 
 
 def _best(r: dict[str, Any]) -> str:

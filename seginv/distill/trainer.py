@@ -29,9 +29,9 @@ from ..distributed import SINGLE, Group, shuffled_loader
 from ..errors import SeginvError
 from ..fileio import atomic_path
 from ..models import SegModel
+from ..precision import autocast, grad_scaler
 from ..replay.manifest import differences
 from ..runlog import TrainLog
-from ..precision import autocast, grad_scaler
 from ..runtime import progress
 from ..training import (
     TrainConfig,
