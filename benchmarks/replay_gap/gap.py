@@ -190,6 +190,17 @@ def old_mean(res: dict[str, Any], cell: str, run: str, group: str = "old") -> st
     return "not run" if not f else f"{100 * statistics.fmean(f[group]):.1f}"
 
 
+def seeds(res: dict[str, Any], cell: str, run: str) -> list[int]:
+    return list(res.get(cell, {}).get(run, {}).get("seeds", []))
+
+
+def old_on(res: dict[str, Any], cell: str, run: str, chosen: list[int]) -> str:
+    """The mean old-class mIoU of ``run`` over the seeds ``chosen`` (to compare rows run on fewer seeds)."""
+    f = res.get(cell, {}).get(run)
+    values = [f["old"][f["seeds"].index(s)] for s in chosen if f and s in f["seeds"]]
+    return "not run" if not values else f"{100 * statistics.fmean(values):.1f}"
+
+
 def share(res: dict[str, Any], cell: str, run: str) -> str:
     r = res["recovered"].get(cell, {}).get(run)
     return "not run" if not r else f"{100 * r['mean']:.0f}%"
@@ -220,7 +231,11 @@ def findings(res: dict[str, Any]) -> list[str]:
         f"from {o('fake')} to {o('fake-5x')} on {c15}, short of real exemplars ({o('real')}); on {c19} "
         f"{o('fake-5x', c19)} against {o('real', c19)}. Twice the fake images per step on top (`fake-5x-1-2`, 8 real "
         f"+ 16 fake, seeds {res.get(c15, {}).get('fake-5x-1-2', {}).get('seeds', [])}) gives old "
-        f"{o('fake-5x-1-2')} and new {o('fake-5x-1-2', g='new')}.",
+        f"{o('fake-5x-1-2')} and new {o('fake-5x-1-2', g='new')}. Weighting the replayed images' terms 2x on top "
+        f"(`fake-5x-w2`, seeds {seeds(res, c15, 'fake-5x-w2')}) gives old {o('fake-5x-w2')} against real exemplars' "
+        f"{old_on(res, c15, 'real', seeds(res, c15, 'fake-5x-w2'))} on the same seeds, new "
+        f"{o('fake-5x-w2', g='new')}; with {plan.N} images the same weight adds nothing (`shipped-w2`, seed 0: old "
+        f"{z('shipped-w2')}).",
         f"- **The price is paid in new classes.** On {c15}, new-class mIoU is {o('fake', g='new')} with the "
         f"shipped loss against {o('none', g='new')} without replay and {o('real', g='new')} with real exemplars; "
         f"all-class mIoU still rises from {o('none', g='all')} to {o('fake', g='all')} (real: "
