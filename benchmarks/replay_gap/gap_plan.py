@@ -84,6 +84,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "shipped-w2": ("shipped, the replayed images' terms weighted 2x", _fake(base=SHIPPED, replay_weight=2.0)),
     "fake-5x-w2": ("fake-5x, the replayed images' terms weighted 2x",
                    _fake({"num_images": 5 * N}, SHIPPED, replay_weight=2.0)),
+    "fake-5x-w3": ("fake-5x, the replayed images' terms weighted 3x",
+                   _fake({"num_images": 5 * N}, SHIPPED, replay_weight=3.0)),
     "surer-half": ("shipped, the rearranged CE on each class's surer half of the fake pixels "
                    "(`--option confidence_quantile=0.5`)", _fake(base=SHIPPED, confidence_quantile=0.5)),
     "surer-half-5x": ("surer-half with 5x the images", _fake({"num_images": 5 * N}, SHIPPED, confidence_quantile=0.5)),
