@@ -234,8 +234,9 @@ def findings(res: dict[str, Any]) -> list[str]:
         f"{o('fake-5x-1-2')} and new {o('fake-5x-1-2', g='new')}. Weighting the replayed images' terms 2x on top "
         f"(`fake-5x-w2`, seeds {seeds(res, c15, 'fake-5x-w2')}) gives old {o('fake-5x-w2')} against real exemplars' "
         f"{old_on(res, c15, 'real', seeds(res, c15, 'fake-5x-w2'))} on the same seeds, new "
-        f"{o('fake-5x-w2', g='new')}; with {plan.N} images the same weight adds nothing (`shipped-w2`, seed 0: old "
-        f"{z('shipped-w2')}).",
+        f"{o('fake-5x-w2', g='new')}; 3x gives less (`fake-5x-w3`, seeds {seeds(res, c15, 'fake-5x-w3')}: old "
+        f"{o('fake-5x-w3')} against {old_on(res, c15, 'real', seeds(res, c15, 'fake-5x-w3'))}), and with {plan.N} "
+        f"images the 2x weight adds nothing (`shipped-w2`, seed 0: old {z('shipped-w2')}).",
         f"- **The price is paid in new classes.** On {c15}, new-class mIoU is {o('fake', g='new')} with the "
         f"shipped loss against {o('none', g='new')} without replay and {o('real', g='new')} with real exemplars; "
         f"all-class mIoU still rises from {o('none', g='all')} to {o('fake', g='all')} (real: "
