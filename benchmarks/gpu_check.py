@@ -22,6 +22,7 @@ Prints one line per figure and writes them as JSON to ``--out``:
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import filecmp
 import json
@@ -86,7 +87,7 @@ def synthesis_ratio(model, size: int, batch: int, steps: int, device: torch.devi
 
 def distill_ratio(model, size: int, batch: int, device: torch.device, rounds: int) -> dict:
     teacher = model.to(device).eval()
-    student = load_model(MODEL)[0]
+    student = copy.deepcopy(teacher)
     student.add_classes(["new_a", "new_b"], init="mib")
     student.to(device).train()
     for m in student.modules():  # HRHF's default: BatchNorm frozen

@@ -161,17 +161,16 @@ def synthesize(model: str | os.PathLike[str] | None, out: str | os.PathLike[str]
                class_names: str | os.PathLike[str] | None = None, unsafe_load: bool = False,
                device: torch.device | str = "cpu", resume: bool = False, overwrite: bool = False,
                bar: Any = None, start_images: np.ndarray | None = None,
-               start_source: str | None = None, group: Any = None) -> dict[str, Any]:
+               start_source: str | None = None, group: Group = SINGLE) -> dict[str, Any]:
     """Invert a checkpoint (or foreign weights) into replay shards in ``out``; see :mod:`seginv.synthesis.run`
     (``group``: this process's :class:`~seginv.distributed.Group` under torchrun)."""
-    from .distributed import SINGLE
     from .synthesis.run import synthesize as run_synthesis
 
     m = open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load)
     teacher_sha = sha256_file(model if model is not None else weights)  # type: ignore[arg-type]
     return run_synthesis(m, out, inversion, run, device=device, teacher_sha256=teacher_sha, resume=resume,
                          overwrite=overwrite, bar=bar, start_images=start_images, start_source=start_source,
-                         group=group or SINGLE)
+                         group=group)
 
 
 def _square_pool(count: int, read: Any, size: tuple[int, int], limit: int, seed: int) -> np.ndarray:

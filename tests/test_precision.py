@@ -37,9 +37,9 @@ def test_speed_switches_at_their_defaults_are_not_recorded():
 
 
 def test_bf16_synthesis_stays_close_to_fp32():
-    """Inversion is an optimisation: bf16 rounding sends it down another path, so pixels differ (mean 33 levels after
-    20 steps here); what must hold is the result. Stated tolerance: the batch's final objective within 15% of fp32's
-    and the teacher's masks on the written images agreeing on at least 80% of pixels (measured: 4% and 89%)."""
+    """Inversion is an optimisation: bf16 rounding sends it down another path, so pixels differ; what must hold is
+    the result. Stated tolerance: the batch's final objective within 15% of fp32's and the teacher's masks on the
+    written images agreeing on at least 80% of pixels."""
     import dataclasses
 
     import numpy as np
