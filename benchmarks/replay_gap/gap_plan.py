@@ -89,6 +89,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "surer-half": ("shipped, the rearranged CE on each class's surer half of the fake pixels "
                    "(`--option confidence_quantile=0.5`)", _fake(base=SHIPPED, confidence_quantile=0.5)),
     "surer-half-5x": ("surer-half with 5x the images", _fake({"num_images": 5 * N}, SHIPPED, confidence_quantile=0.5)),
+    "fake-5x-w2-feat10": ("fake-5x-w2 + the encoder features of the replayed images distilled, weight 10 "
+                          "(`--option replay_features=10`)",
+                          _fake({"num_images": 5 * N}, SHIPPED, replay_weight=2.0, replay_features=10.0)),
+    "fake-5x-w2-feat100": ("fake-5x-w2 + the encoder features of the replayed images distilled, weight 100 "
+                           "(ILT's weight)",
+                           _fake({"num_images": 5 * N}, SHIPPED, replay_weight=2.0, replay_features=100.0)),
+    "fake-5x-w2-s400": ("fake-5x-w2 with 400 synthesis steps instead of 100",
+                        _fake({"num_images": 5 * N, "steps": 400}, SHIPPED, replay_weight=2.0)),
 }
 
 

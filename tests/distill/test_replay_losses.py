@@ -119,10 +119,27 @@ def test_hrhf_replay_weight_and_rearranged_ce_by_hand(logits):
                                            ({"temperature": 0.0}, "temperature must be > 0"),
                                            ({"min_confidence": 1.5}, "min_confidence must be in"),
                                            ({"confidence_quantile": 1.0}, "confidence_quantile must be in"),
-                                           ({"replay_softmax": "new"}, "unknown replay_softmax")])
+                                           ({"replay_softmax": "new"}, "unknown replay_softmax"),
+                                           ({"replay_features": -1.0}, "replay_features must be >= 0")])
 def test_hrhf_refuses_bad_options(opts, message):
     with pytest.raises(SeginvError, match=message):
         create_method("hrhf", **opts)
+
+
+def test_hrhf_replay_features_add_the_feature_l2_of_the_replayed_images_only(logits):
+    batch = _batch(logits)
+    g = torch.Generator().manual_seed(3)
+    sf, tf = torch.randn(3, 6, 3, 5, generator=g), torch.randn(3, 6, 3, 5, generator=g)
+    batch.student_features, batch.teacher_features = sf, tf
+    base = create_method("hrhf").loss(batch)
+    method = create_method("hrhf", replay_features=10.0)
+    assert method.needs_features and not create_method("hrhf").needs_features
+    out = method.loss(batch)
+    de = ((sf[1:] - tf[1:]) ** 2).sum() / sf[1:].numel()  # seed 001 eq. 4 on the two replayed images
+    assert out["de"].item() == pytest.approx(de.item(), rel=1e-6)
+    assert out["total"].item() == pytest.approx(base["total"].item() + 10.0 * de.item(), rel=1e-6)
+    batch.is_replay = torch.zeros(3, dtype=torch.bool)  # no replayed image: no feature term
+    assert "de" not in method.loss(batch)
 
 
 def test_kd_temperature_must_be_positive(logits):

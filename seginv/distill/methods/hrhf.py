@@ -21,7 +21,10 @@ Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``
   from the teacher's (what it has forgotten), so replay corrects forgetting without sharpening what is kept;
 - ``replay_softmax``: the replayed half's CE over the rearranged distribution (``rearranged``, new classes merged
   into the background) or over the old classes only (``old``, :func:`~seginv.distill.losses.old_softmax_ce`), where
-  replay leaves the new classes' logits alone.
+  replay leaves the new classes' logits alone;
+- ``replay_features``: the weight of an encoder-feature distillation on the replayed images only (seed 001 eq. 4's
+  squared L2 per feature element, :func:`~seginv.distill.losses.feature_distillation`; 0 = none), which holds the
+  old encoder's features on the images made from it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 
 from ...data.classes import IGNORE
 from ...errors import SeginvError
-from ..losses import (classwise_confidence_mask, hrhf_loss, merge_labels, merged_ce, old_softmax_ce, rearranged_ce,
+from ..losses import (classwise_confidence_mask, feature_distillation, hrhf_loss, merge_labels, merged_ce, old_softmax_ce, rearranged_ce,
                       rearranged_kd_per_image, rearranged_log_probs)
 from . import Batch, register_method
 
@@ -49,7 +52,7 @@ class HalfRealHalfFake:
     def __init__(self, lam: float = 1.0, seg_on: str = "rearranged", replay_weight: float = 1.0,
                  temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
                  confidence_quantile: float = 0.0, replay_softmax: str = "rearranged",
-                 forgotten_only: bool = False) -> None:
+                 forgotten_only: bool = False, replay_features: float = 0.0) -> None:
         if not 0 <= min_confidence <= 1:
             raise SeginvError(f"min_confidence must be in [0, 1], not {min_confidence}.")
         if not 0 <= confidence_quantile < 1:
@@ -66,10 +69,14 @@ class HalfRealHalfFake:
             raise SeginvError(f"temperature must be > 0, not {temperature}.")
         self.lam, self.seg_on, self.replay_weight, self.temperature = lam, seg_on, replay_weight, temperature
         self.pool_halves = bool(pool_halves)
+        if not replay_features >= 0:
+            raise SeginvError(f"replay_features must be >= 0, not {replay_features}.")
+        self.replay_features = float(replay_features)
+        self.needs_features = self.replay_features > 0
 
     def _as_paper(self, batch: Batch) -> bool:
         """Whether eq. 3-5 as published compute this batch's loss (always so for a batch without replay)."""
-        if self.temperature != 1.0 or not self.pool_halves:
+        if self.temperature != 1.0 or not self.pool_halves or self.replay_features:
             return False
         return not bool(batch.is_replay.any()) or (self.seg_on != "rearranged" and self.replay_weight == 1.0)
 
@@ -113,7 +120,12 @@ class HalfRealHalfFake:
             seg = seg + sum(w * c * m for w, c, m in parts) / max(sum(c for _, c, _ in parts), 1)
         else:  # each half's mean, added: the real half keeps eq. 4's full weight
             seg = seg + sum(w * m for w, _, m in parts)
-        return {"total": self.lam * kd + seg, "kd": kd, "seg": seg}
+        terms = {"total": self.lam * kd + seg, "kd": kd, "seg": seg}
+        if self.replay_features and bool(replay.any()):
+            assert batch.student_features is not None and batch.teacher_features is not None
+            terms["de"] = feature_distillation(batch.student_features[replay], batch.teacher_features[replay])
+            terms["total"] = terms["total"] + self.replay_features * terms["de"]
+        return terms
 
 
 @register_method("hrhf-paper")
@@ -126,6 +138,6 @@ class HalfRealHalfFakePaper(HalfRealHalfFake):
     def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
                  temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
                  confidence_quantile: float = 0.0, replay_softmax: str = "rearranged",
-                 forgotten_only: bool = False) -> None:
+                 forgotten_only: bool = False, replay_features: float = 0.0) -> None:
         super().__init__(lam, seg_on, replay_weight, temperature, pool_halves, min_confidence, confidence_quantile,
-                         replay_softmax, forgotten_only)
+                         replay_softmax, forgotten_only, replay_features)
