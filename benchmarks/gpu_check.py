@@ -16,7 +16,10 @@ Prints one line per figure and writes them as JSON to ``--out``:
    on a CPU, interpreter and torch included (each configuration in its own process);
 5. processes: ``seginv synthesize`` as 2 processes x 1 thread against 1 process x 2 threads (on the CPU): images
    per second of each, and whether each output is byte-identical to 1 process x 1 thread's (the bytes depend on
-   the threads per process, whose float sums differ, not on the number of processes).
+   the threads per process, whose float sums differ, not on the number of processes);
+6. compile and channels-last: one inversion step with the teacher compiled (inductor; ``--quick``: aot_eager, which
+   traces without generating code) and with NHWC layout, each / the eager NCHW step, the first batch's extra
+   seconds (the compilation) and the largest pixel difference from eager.
 """
 
 from __future__ import annotations
@@ -71,8 +74,9 @@ def timed(fn, device: torch.device, rounds: int) -> float:
     return statistics.median(times)
 
 
-def inverter(model, size: int, batch: int, steps: int, device: torch.device, precision: str = "fp32"):
-    cfg = dataclasses.replace(InversionConfig(), size=(size, size), batch_size=batch, steps=steps, precision=precision)
+def inverter(model, size: int, batch: int, steps: int, device: torch.device, precision: str = "fp32", **speed):
+    cfg = dataclasses.replace(InversionConfig(), size=(size, size), batch_size=batch, steps=steps, precision=precision,
+                              **speed)
     fg = [c for c in range(model.num_classes) if c != 0]
     plan = plan_targets(batch, model.num_classes, fg, background=0, seed=0)
     return Inverter(model, cfg, device), plan
@@ -183,6 +187,25 @@ def processes(num_images: int, steps: int, size: int) -> dict:
     return out
 
 
+def compile_speed(size: int, batch: int, steps: int, device: torch.device, backend: str) -> dict:
+    """Eager NCHW, compiled and channels-last inversion of the same batch, each with a fresh copy of the teacher."""
+    out, pixels = {"size": size, "batch": batch, "backend": backend}, {}
+    for name, speed in (("eager", {}), ("compiled", {"compile": backend}), ("channels_last", {"channels_last": True})):
+        model = load_model(MODEL)[0].to(device).eval()
+        inv, plan = inverter(model, size, batch, steps, device, **speed)
+        sync(device)
+        t = time.perf_counter()
+        pixels[name] = inv.run(plan.targets, plan.r, seed=0).pixels.astype(np.int16)
+        sync(device)
+        first = time.perf_counter() - t
+        out[f"{name}_step_s"] = statistics.median(engine_step(inv, plan, steps) for _ in range(3))
+        out[f"{name}_first_batch_extra_s"] = first - out[f"{name}_step_s"] * steps
+    for name in ("compiled", "channels_last"):
+        out[f"{name}_ratio"] = out[f"{name}_step_s"] / out["eager_step_s"]
+        out[f"{name}_max_pixel_diff"] = int(np.abs(pixels[name] - pixels["eager"]).max())
+    return out
+
+
 def same_files(a: Path, b: Path) -> bool:
     names = sorted(p.name for p in a.iterdir() if not p.name.startswith("."))
     return names == sorted(p.name for p in b.iterdir() if not p.name.startswith(".")) and \
@@ -210,8 +233,9 @@ def main() -> None:
                               for arch in ("deeplab-mini", "deeplabv3_resnet50") for precision in ("fp32", "bf16")}
     res["peak_memory_at"] = f"{size}x{size}, batch {batch}"
     res["processes"] = processes(2 if q else 16, 1 if q else 20, 32)
+    res["compile"] = compile_speed(32 if q else 256, 2 if q else 16, steps, device, "aot_eager" if q else "inductor")
     res["seconds"] = time.perf_counter() - started
-    for key in ("synthesis", "distill", "bf16", "peak_memory_mib", "processes"):
+    for key in ("synthesis", "distill", "bf16", "peak_memory_mib", "processes", "compile"):
         print(f"{key}: {json.dumps(res[key])}", flush=True)
     print(f"total {res['seconds']:.0f} s on {res['device']}")
     if args.out:

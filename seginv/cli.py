@@ -52,6 +52,9 @@ speed_options = _stack([
                  help="Autocast of the forward passes (fp16: CUDA only, with a gradient scaler); BatchNorm "
                       "statistics, losses and metrics stay fp32."),
     click.option("--channels-last", is_flag=True, help="NHWC memory layout for the model and its inputs."),
+    click.option("--compile", "compile_backend", flag_value="inductor", default=None,
+                 help="torch.compile the models with inductor (the first steps pay the compilation; on CPU it needs a "
+                      "C++ compiler)."),
 ])
 
 
@@ -272,7 +275,8 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
 @JSON
 def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: str, arch: str, width: int | None,
           epochs: int, batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, fmt: str,
-          workers: int, importance: bool, precision: str, channels_last: bool, sync_bn: bool, val_every: int,
+          workers: int, importance: bool, precision: str, channels_last: bool, compile_backend: str | None,
+          sync_bn: bool, val_every: int,
           tensorboard: bool, device: str, seed: int, as_json: bool) -> None:
     """Train step 0 of a protocol (or --joint) and write a self-describing checkpoint.
 
@@ -289,7 +293,7 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                       crop_size=crop_size, workers=workers, seed=seed, importance=importance, precision=precision,
-                      channels_last=channels_last)
+                      channels_last=channels_last, compile=compile_backend)
     kwargs = {"width": width} if width else {}
     dev = local_device(resolve_device(device))
     with group(dev) as g:
@@ -441,6 +445,9 @@ def _names(value: str | None, option: str) -> tuple[str, ...] | None:
 @click.option("--color-jitter/--no-color-jitter", "color", default=None, help="Random colour jitter (kornia) [off].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast for the model's forward; "
               "statistics and losses stay fp32 [fp32].")
+@click.option("--channels-last", is_flag=True, default=None, help="NHWC memory layout for the model and the images.")
+@click.option("--compile", "compile", flag_value="inductor", default=None,
+              help="torch.compile the model with inductor (the first batch pays the compilation).")
 @click.option("--start-from", type=click.Path(exists=True, file_okay=False),
               help="Start each image from a real photo of this folder (.jpg/.png, searched recursively; e.g. the new "
                    "classes' training images) instead of noise; use with a small --lr such as 0.05.")
@@ -583,7 +590,8 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
             out: str, method: str, ratio: str, lam: float, seg_on: str | None, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
-            resume: bool, no_verify: bool, importance: bool, precision: str, channels_last: bool, val_every: int,
+            resume: bool, no_verify: bool, importance: bool, precision: str, channels_last: bool,
+            compile_backend: str | None, val_every: int,
             tensorboard: bool, fmt: str, workers: int,
             device: str, seed: int, as_json: bool) -> None:
     """Teach a model new classes from new data, keeping the old ones with replay and distillation.
@@ -613,7 +621,8 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
     opts.update(_options(options))
     cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                           weight_decay=weight_decay, crop_size=crop_size, workers=workers, seed=seed,
-                                          importance=importance, precision=precision, channels_last=channels_last),
+                                          importance=importance, precision=precision, channels_last=channels_last,
+                                          compile=compile_backend),
                         ratio=_ratio(ratio), bn=bn, checkpoint_every=checkpoint_every)
     names = _names(new_classes, "--new-classes")
     dev = local_device(resolve_device(device))
@@ -707,9 +716,11 @@ def methods_list(as_json: bool) -> None:
 @click.option("--seeds", help="Comma-separated seeds (replaces the recipe's seeds).")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [the recipe's, else auto].")
 @click.option("--check", is_flag=True, help="Only validate the recipe and print what it would run.")
+@click.option("--nproc", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes to share every step's work (starts torchrun).")
 @JSON
 def run_command(recipe: str, out: str | None, data: str | None, step0: str | None, seeds: str | None,
-                device: str | None, check: bool, as_json: bool) -> None:
+                device: str | None, check: bool, nproc: int, as_json: bool) -> None:
     """Run a whole protocol from a recipe: step 0, then per step synthesize -> distill -> evaluate, for each run
     (method and replay) and seed; writes per-step checkpoints, replay shards and results.md/.csv/.json.
 
@@ -717,9 +728,15 @@ def run_command(recipe: str, out: str | None, data: str | None, step0: str | Non
     seginv run recipes/scenes-15-5-overlapped.yaml
     seginv run recipes/voc-15-1-overlapped.yaml --data VOCdevkit/VOC2012 --step0 voc-15.pt --device cuda
     seginv run my.yaml --check
+    torchrun --nproc-per-node 4 -m seginv run recipes/voc-15-1-overlapped.yaml --device cuda --data VOC2012/
     """
+    from .distributed import group, local_device, relaunch
     from .pipeline import run_recipe
     from .recipes import load_recipe
+    from .runtime import resolve_device
+
+    if nproc > 1 and not check:
+        sys.exit(relaunch(nproc, _without_option(sys.argv[1:], "--nproc")))
 
     seed_list = [int(s) for s in seeds.split(",")] if seeds else None
     r = load_recipe(recipe, data=data, step0_model=step0, device=device, seeds=seed_list)
@@ -727,8 +744,12 @@ def run_command(recipe: str, out: str | None, data: str | None, step0: str | Non
         emit(r.to_dict(), as_json, lambda d: json.dumps(d, indent=2))
         return
     target = Path(out) if out else Path("runs") / r.name
-    res = run_recipe(r, target, command=command_line(), log=lambda s: click.echo(s, err=True))
-    emit(res, as_json, lambda d: (target / "results.md").read_text())
+    dev = local_device(resolve_device(r.device))
+    with group(dev) as g:
+        res = run_recipe(r, target, command=command_line(), log=lambda s: click.echo(s, err=True), group=g,
+                         device=dev)
+    if g.main:
+        emit(res, as_json, lambda d: (target / "results.md").read_text())
 
 
 # ---------------------------------------------------------------------------------------------------- demo

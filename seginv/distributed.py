@@ -11,16 +11,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 from .errors import SeginvError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,27 @@ class Group:
             raise SeginvError(f"the processes' models diverged (weight sums {every}).",
                               "Please report this with the command; rerun in one process meanwhile.")
 
+    def on_main(self, fn: Callable[[], T]) -> T:
+        """``fn()`` run by rank 0 alone (what there is one of: a check, a lock, a file), its result given to every
+        rank; when it fails, every rank stops with the error, so that none waits for the others forever."""
+        if self.world == 1:
+            return fn()
+        box: list[Any] = [None]
+        failure: BaseException | None = None
+        if self.main:
+            try:
+                box = [("ok", fn())]
+            except Exception as e:  # noqa: BLE001  (handed to every rank, then raised here as it was)
+                failure = e
+                box = [("error", e if isinstance(e, SeginvError) else f"{type(e).__name__}: {e}")]
+        dist.broadcast_object_list(box, 0)
+        kind, value = box[0]
+        if failure is not None:
+            raise failure
+        if kind == "error":
+            raise value if isinstance(value, SeginvError) else SeginvError(f"process 0 stopped: {value}.")
+        return value
+
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order (on every rank)."""
         if self.world == 1:
@@ -90,7 +113,7 @@ class Group:
 
 SINGLE = Group()
 #: the commands that share their work among torchrun's processes; the others refuse to start under it
-TORCHRUN_COMMANDS = ("synthesize", "train", "distill")
+TORCHRUN_COMMANDS = ("synthesize", "train", "distill", "run")
 
 
 class RankSlice(Sampler[list[int]]):

@@ -14,10 +14,15 @@ Layout of the output directory::
 A step is finished when its record exists; a rerun skips it, after checking that the recipe still asks for the
 same thing (a changed setting is refused, naming it). A step cut short resumes: synthesis keeps its complete
 shards, distillation continues from its last ``checkpoint_every`` state.
+
+Under torchrun every process runs the pipeline: they share step 0's training, each synthesis (by shards) and each
+distillation (by batches); rank 0 alone holds the lock and writes the data, the exemplar memories, the records and
+the results, and the others wait for it at each of those.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .data.scenes import ScenesConfig, write_scenes
+from .distributed import SINGLE, Group
 from .errors import SeginvError
 from .fileio import atomic_path, sha256_file
 from .locks import LOCK, folder_lock
@@ -67,10 +73,12 @@ def _metrics(val: dict[str, Any]) -> dict[str, Any]:
 
 class Pipeline:
     def __init__(self, recipe: Recipe, out: str | os.PathLike[str], *, command: str | None = None,
-                 log: Callable[[str], None] = print) -> None:
-        self.recipe, self.out, self.command, self.log = recipe, Path(out), command, log
+                 log: Callable[[str], None] = print, group: Group = SINGLE,
+                 device: Any = None) -> None:
+        self.recipe, self.out, self.command, self.group = recipe, Path(out), command, group
+        self.log = log if group.main else (lambda _: None)
         self.proto = get_protocol(recipe.protocol)
-        self.device = resolve_device(recipe.device)
+        self.device = device if device is not None else resolve_device(recipe.device)
         self.fmt = recipe.data.get("format", "auto")
 
     # ---------------------------------------------------------------------------------------------- inputs
@@ -80,6 +88,9 @@ class Pipeline:
             if not path.is_dir():
                 raise SeginvError(f"data directory {path} does not exist.", "Pass --data DIR (the dataset's root).")
             return path
+        return self.group.on_main(self._scenes)
+
+    def _scenes(self) -> Path:
         path, cfg = self.out / "data", ScenesConfig(**self.recipe.data["scenes"])
         summary = path / "scenes.json"
         if summary.is_file():
@@ -105,7 +116,10 @@ class Pipeline:
                 self.log(f"training step 0 of {self.proto.name} into {path}")
                 train(data, self.proto.name, path, setting=self.recipe.setting, arch=arch, arch_kwargs=arch_kwargs,
                       cfg=train_config(t, "step0.train"), device=self.device, fmt=self.fmt, evaluate_after=False,
-                      command=self.command)
+                      command=self.command, group=self.group)
+        return path, self.group.on_main(lambda: self._step0_record(path, data))
+
+    def _step0_record(self, path: Path, data: Path) -> dict[str, Any]:
         config = {"model_sha256": sha256_file(path), "data": str(data)}
         record_path = self.out / "step0.json"
         record = _finished(record_path, config)
@@ -118,7 +132,7 @@ class Pipeline:
             val = evaluate_model(model, data, protocol=self.proto.name, step=0, fmt=self.fmt, device=self.device)
             record = {"config": config, "checkpoint": str(path), "metrics": _metrics(val)}
             _write_json(record_path, record)
-        return path, record
+        return record
 
     # ----------------------------------------------------------------------------------------------- steps
     def replay(self, run: RunSpec, teacher: Path, teacher_sha: str, seed: int, data: Path,
@@ -130,7 +144,8 @@ class Pipeline:
             key = _key({**mem, "seed": seed, "setting": self.recipe.setting})
             where = self.out / "replay" / f"memory-step{step - 1}-{key}"
             started = time.perf_counter()
-            from_dataset(data, self.proto.name, where, step=step - 1, seed=seed, fmt=self.fmt, resume=True, **mem)
+            self.group.on_main(lambda: from_dataset(data, self.proto.name, where, step=step - 1, seed=seed,
+                                                    fmt=self.fmt, resume=True, **mem))
             return str(where), time.perf_counter() - started
         inv, cfg = run.inversion(), run.run_config(seed)
         key = _key({"inv": inv.to_dict(), "run": cfg.__dict__})
@@ -139,9 +154,11 @@ class Pipeline:
         pool = None
         if inv.init == "real":  # start from the new step's real images
             pool = start_images(data, self.proto.name, step, self.recipe.setting, inv.size, fmt=self.fmt, seed=seed)
-        with progress(total=cfg.num_images, desc=f"synthesize {where.name}", unit="img") as bar:
+        with progress(total=cfg.num_images, desc=f"synthesize {where.name}", unit="img",
+                      disable=not self.group.main) as bar:
             r = synthesize(teacher, where, inversion=inv, run=cfg, device=self.device, resume=True, bar=bar,
-                           start_images=pool, start_source=f"{self.proto.name} step {step} training images")
+                           start_images=pool, start_source=f"{self.proto.name} step {step} training images",
+                           group=self.group)
         if r["resumed_shards"] < r["shards"]:
             self.log(f"  synthesized {r['count']} images into {where} in {r['seconds']:.0f} s")
         return str(where), time.perf_counter() - started
@@ -160,12 +177,14 @@ class Pipeline:
         replay, synth_seconds = self.replay(run, teacher, teacher_sha, seed, data, t)
         r = distill(teacher, ckpt, data, replay=replay, protocol=self.proto.name, setting=self.recipe.setting,
                     method=run.method, method_options=run.options, cfg=run.distill_config(seed), init=run.init, ial=run.ial,
-                    device=self.device, fmt=self.fmt, resume=True, command=self.command)
+                    device=self.device, fmt=self.fmt, resume=True, command=self.command, group=self.group)
         m = _metrics(r["metrics"]["val"])
         record = {"config": config, "checkpoint": str(ckpt), "replay": replay, "metrics": m,
                   "seconds": {"synthesis": round(synth_seconds, 1), "distill": round(r["seconds"], 1)},
                   "iterations": r["metrics"]["train"]["iterations"], "environment": compute_environment(str(self.device))}
-        _write_json(record_path, record)
+        if self.group.world > 1:
+            record["processes"] = self.group.world
+        self.group.on_main(lambda: _write_json(record_path, record))  # the others go on once the step is written
         self.log(f"  old {m['old']:.4f}  new {m['new']:.4f}  all {m['all']:.4f}")
         return ckpt, record
 
@@ -194,12 +213,13 @@ class Pipeline:
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
-        self.check_out()
-        with folder_lock(self.out, "the run"):
+        self.group.on_main(self.check_out)
+        with contextlib.ExitStack() as held:
+            self.group.on_main(lambda: held.enter_context(folder_lock(self.out, "the run")) and None)
             return self._run(started)
 
     def _run(self, started: float) -> dict[str, Any]:
-        _write_json(self.out / "recipe.json", self.recipe.to_dict())
+        self.group.on_main(lambda: _write_json(self.out / "recipe.json", self.recipe.to_dict()))
         data = self.data()
         step0_path, step0 = self.step0(data)
         rows = []
@@ -210,11 +230,13 @@ class Pipeline:
                     teacher, record = self.step(run, seed, t, teacher, data)
                     rows.append({"run": run.name, "method": run.method, "replay": run.replay, "seed": seed, "step": t,
                                  **{k: record[k] for k in ("metrics", "seconds", "iterations")}})
-        return write_results(self.out, self.recipe, self.proto, step0, rows, command=self.command,
-                             device=str(self.device), seconds=time.perf_counter() - started)
+        return self.group.on_main(lambda: write_results(self.out, self.recipe, self.proto, step0, rows,
+                                                        command=self.command, device=str(self.device),
+                                                        seconds=time.perf_counter() - started))
 
 
 def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, command: str | None = None,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) ``recipe`` into ``out``; returns what ``results.json`` holds."""
-    return Pipeline(recipe, out, command=command, log=log).run()
+               log: Callable[[str], None] = print, group: Group = SINGLE, device: Any = None) -> dict[str, Any]:
+    """Run (or resume) ``recipe`` into ``out``; returns what ``results.json`` holds. Under torchrun, ``group``
+    is this process's place and ``device`` its device (the recipe's, resolved, otherwise)."""
+    return Pipeline(recipe, out, command=command, log=log, group=group, device=device).run()

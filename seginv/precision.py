@@ -1,6 +1,6 @@
-"""Mixed precision for every command that trains or inverts: autocast for the forward passes, a gradient scaler for
-fp16, and the rule that BatchNorm statistics, losses and metrics stay fp32 (callers cast logits with ``.float()``
-before any loss)."""
+"""The speed switches of every command that trains or inverts: autocast for the forward passes, a gradient scaler
+for fp16, and the rule that BatchNorm statistics, losses and metrics stay fp32 (callers cast logits with
+``.float()`` before any loss); and torch.compile's backends."""
 
 from __future__ import annotations
 
@@ -31,3 +31,16 @@ def autocast(precision: str, device: torch.device) -> Any:
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
     """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+def check_compile(backend: str | None) -> None:
+    """Refuse a torch.compile backend this torch does not have (None = no compilation)."""
+    if backend is None:
+        return
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known or "TESTING" in backend:
+        raise SeginvError(f"unknown torch.compile backend {backend!r}.",
+                          f"Use inductor (torch's compiler), aot_eager (traces only) or one of "
+                          f"{', '.join(torch._dynamo.list_backends())}.")

@@ -18,7 +18,7 @@ from .data.transforms import TrainTransform
 from .distill.regularizers import ImportanceTracker
 from .distributed import SINGLE, Group, shuffled_loader
 from .errors import SeginvError
-from .precision import PRECISIONS, autocast, check_precision, grad_scaler
+from .precision import PRECISIONS, autocast, check_compile, check_precision, grad_scaler
 from .models import SegModel
 from .runlog import TrainLog
 from .runtime import progress
@@ -39,6 +39,7 @@ class TrainConfig:
     importance: bool = False  # measure and store parameter importance (for EWC/PI/RWalk at the next step)
     precision: str = "fp32"  # autocast of the forward passes: fp32, bf16, fp16 (CUDA); losses stay fp32
     channels_last: bool = False  # NHWC memory layout for model and inputs (faster convolutions on some hardware)
+    compile: str | None = None  # torch.compile backend for the models (None: eager; "inductor": torch's compiler)
 
     def __post_init__(self) -> None:
         finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
@@ -59,6 +60,7 @@ class TrainConfig:
         for ok, msg, where in checks:
             if not ok:
                 raise SeginvError(f"invalid training setting: {msg}.", f"Fix {where}.")
+        check_compile(self.compile)
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting; the speed switches only when they are not at their defaults, so that records written
@@ -71,14 +73,19 @@ class TrainConfig:
         return d
 
 
-SPEED_DEFAULTS = {"precision": "fp32", "channels_last": False}
+SPEED_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": None}
 
 
 def on_device(model: torch.nn.Module, device: torch.device, cfg: TrainConfig) -> torch.nn.Module:
-    """``model`` on ``device``, in channels-last layout when ``cfg`` asks; checks the precision fits the device."""
+    """``model`` on ``device``, in channels-last layout and compiled when ``cfg`` asks (in place: its state_dict
+    keeps its keys); checks the precision fits the device."""
     check_precision(cfg.precision, device)
     model.to(device)
-    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if cfg.compile and getattr(model, "_compiled_call_impl", None) is None:
+        model.compile(backend=cfg.compile)
+    return model
 
 
 def as_input(images: torch.Tensor, device: torch.device, cfg: TrainConfig) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """seginv under torchrun (2 CPU processes, gloo): sharded synthesis writes the same bytes as one process and resumes
 across process counts (shards written but not yet listed are adopted only when they are exactly this run's);
-synced gradients and summed confusion matrices equal one process's; a 2-rank distill matches a 1-process one."""
+synced gradients and summed confusion matrices equal one process's; a 2-rank distill and a 2-rank `seginv run`
+match a 1-process one."""
 
 import json
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from seginv.replay.manifest import read_manifest
 from tests.test_faults import MODEL, SYNTH, seginv
@@ -156,6 +158,42 @@ def test_distill_on_two_ranks_matches_one_process(tiny_scenes, tmp_path, monkeyp
     assert not (tmp_path / "two.pt.state").exists() and (tmp_path / "two.pt").is_file()
 
 
+def test_a_recipe_on_two_ranks_matches_one_process_and_resumes(tiny_scenes, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "tiny", "protocol": "voc-15-5", "setting": "overlapped", "data": {"path": str(tiny_scenes)},
+        "step0": {"model": MODEL}, "device": "cpu",
+        "synthesis": {"num_images": 4, "batch_size": 2, "shard_size": 1, "steps": 2, "size": 32},
+        "distill": {"epochs": 1, "batch_size": 4, "crop_size": 32},
+        "runs": {"fake": {"method": "hrhf"}, "real": {"method": "hrhf", "replay": "memory",
+                                                      "memory": {"per_class": 1, "size": 32}}}}))
+    base = [sys.executable, "-m", "seginv", "run", str(recipe), "--json", "--out"]
+    one = subprocess.run([*base, str(tmp_path / "one")], capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([*base, str(tmp_path / "two"), "--nproc", "2"], capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = json.loads(one.stdout), json.loads(two.stdout)  # rank 0 alone prints
+    assert [(r["run"], r["iterations"]) for r in a["rows"]] == [(r["run"], r["iterations"]) for r in b["rows"]]
+    for ra, rb in zip(a["rows"], b["rows"]):  # each rank draws its own crops: close, not equal
+        assert rb["metrics"]["all"] == pytest.approx(ra["metrics"]["all"], abs=0.05)
+    # one protocol step: the replay inverted from the step-0 model and the exemplar memory, the same bytes
+    replays = sorted(d.name for d in (tmp_path / "one" / "replay").iterdir())
+    assert len(replays) == 2 and replays == sorted(d.name for d in (tmp_path / "two" / "replay").iterdir())
+    for name in replays:
+        assert files(tmp_path / "one" / "replay" / name) == files(tmp_path / "two" / "replay" / name), name
+    record = json.loads((tmp_path / "two" / "runs" / "fake" / "seed0" / "step1.json").read_text())
+    assert record["processes"] == 2 and not list((tmp_path / "two").glob("**/*.state"))
+    again = subprocess.run([*base, str(tmp_path / "two"), "--nproc", "2"], capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0 and again.stderr.count("finished before, kept") == 2, again.stderr[-3000:]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    refused = subprocess.run([*base, str(tmp_path / "other"), "--nproc", "2"], capture_output=True, text=True,
+                             timeout=300)  # rank 0's check stops both processes
+    assert refused.returncode != 0 and "holds no seginv run" in refused.stderr
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
 def test_the_accelerator_check_runs_on_cpu(tmp_path):
     """benchmarks/gpu_check.py at toy sizes, so that the script a lent GPU runs cannot rot."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
@@ -166,3 +204,5 @@ def test_the_accelerator_check_runs_on_cpu(tmp_path):
     assert all(s["ratio"] > 0 for s in res["synthesis"]) and res["distill"]["ratio"] > 0
     assert 0.9 < res["bf16"]["argmax_agreement"] <= 1 and len(res["peak_memory_mib"]) == 4
     assert res["processes"]["2x1_same_bytes_as_1x1"]
+    # aot_eager traces the teacher, with the BatchNorm prior's hooks, through torch.compile: eager's pixels
+    assert res["compile"]["compiled_max_pixel_diff"] <= 1 and res["compile"]["channels_last_max_pixel_diff"] <= 1

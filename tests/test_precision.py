@@ -1,5 +1,6 @@
-"""The speed switches of the commands that train: bf16 autocast and channels-last give the fp32 run's losses
-closely, fp16 is refused off CUDA, and at their defaults they leave a run's recorded settings as they were."""
+"""The speed switches of the commands that train: bf16 autocast, channels-last and torch.compile give the fp32
+run's losses closely, fp16 is refused off CUDA, and at their defaults they leave a run's recorded settings as they
+were (synthesis's compile and channels-last paths are checked by benchmarks/gpu_check.py's quick run)."""
 
 import json
 
@@ -57,3 +58,37 @@ def test_bf16_synthesis_stays_close_to_fp32():
         out[precision] = Inverter(model, cfg, torch.device("cpu")).run(plan.targets, plan.r, seed=0)
     assert float(out["bf16"].loss.mean()) == pytest.approx(float(out["fp32"].loss.mean()), rel=0.15)
     assert float(np.mean(out["bf16"].masks == out["fp32"].masks)) >= 0.8
+
+
+def test_speed_switches_of_synthesis_are_recorded_only_when_set():
+    from seginv.synthesis.engine import InversionConfig
+
+    assert not {"channels_last", "compile"} & set(InversionConfig().to_dict())
+    assert InversionConfig(channels_last=True, compile="aot_eager").to_dict()["compile"] == "aot_eager"
+
+
+@pytest.mark.parametrize("make", ["train", "synthesis"])
+def test_an_unknown_compile_backend_is_refused(make):
+    from seginv.errors import SeginvError
+    from seginv.synthesis.engine import InversionConfig
+
+    with pytest.raises(SeginvError, match="unknown torch.compile backend 'fast'.*inductor"):
+        TrainConfig(compile="fast") if make == "train" else InversionConfig(compile="fast")
+
+
+def test_a_compiled_distillation_matches_eager_and_saves_plain_keys(tiny_scenes, tmp_path):
+    import torch
+
+    from seginv.distill.trainer import DistillConfig
+    from seginv.workflows import distill
+
+    def run(name, **speed):
+        cfg = DistillConfig(train=TrainConfig(epochs=1, batch_size=8, crop_size=32, **speed))
+        return distill(MODEL, tmp_path / f"{name}.pt", tiny_scenes, protocol="voc-15-5", method="hrhf", cfg=cfg,
+                       evaluate_after=False)
+
+    eager, compiled = run("eager"), run("compiled", compile="aot_eager")
+    assert compiled["metrics"]["train"]["loss_per_epoch"][0] == pytest.approx(
+        eager["metrics"]["train"]["loss_per_epoch"][0], rel=1e-4)
+    keys = lambda p: set(torch.load(p, map_location="cpu", weights_only=False)["state_dict"])  # noqa: E731
+    assert keys(tmp_path / "compiled.pt") == keys(tmp_path / "eager.pt")

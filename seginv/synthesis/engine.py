@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import normalize
 from ..errors import SeginvError
-from ..precision import PRECISIONS, autocast, check_precision
+from ..precision import PRECISIONS, autocast, check_compile, check_precision
 from ..models import SegModel
 from .aggregation import AGGREGATIONS, aggregate
 from .augment import Augment, AugmentConfig
@@ -59,6 +59,8 @@ class InversionConfig:
     precision: str = "fp32"
     init: str = "noise"  # "noise": x ~ N(0, 1); "real": given real images plus init_noise * N(0, 1)
     init_noise: float = 0.0
+    channels_last: bool = False  # NHWC layout for the teacher and the images
+    compile: str | None = None  # torch.compile backend for the teacher (None: eager; "inductor": torch's default)
 
     def __post_init__(self) -> None:
         checks = [
@@ -78,6 +80,7 @@ class InversionConfig:
         for ok, msg in checks:
             if not ok:
                 raise SeginvError(f"invalid synthesis setting: {msg}.", "See `seginv synthesize --help`.")
+        check_compile(self.compile)
 
     @property
     def r_plan(self) -> tuple[float, ...]:
@@ -85,8 +88,13 @@ class InversionConfig:
         return {"avg": (0.0,), "max": (math.inf,)}.get(self.aggregation, self.r_choices)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting; the speed switches only when they are not at their defaults, so that manifests written
+        before they existed still describe the same synthesis."""
         d = asdict(self)
         d["size"], d["betas"], d["r_choices"] = list(self.size), list(self.betas), list(self.r_choices)
+        for key, default in (("channels_last", False), ("compile", None)):
+            if d[key] == default:
+                del d[key]
         return d
 
 
@@ -152,6 +160,10 @@ class Inverter:
         self.lo, self.hi = pixel_bounds(model, device)
         self.augment = Augment(cfg.augment, model.mean, model.std)
         self.bn_stats = BatchNormInputStats(self.model)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            self.model.compile(backend=cfg.compile)
         if cfg.bn > 0 and len(self.bn_stats) == 0:
             warnings.warn(f"{model.arch} has no BatchNorm layers: synthesizing without the BN-statistics prior.",
                           stacklevel=2)
@@ -181,7 +193,10 @@ class Inverter:
                     raise ValueError(f"expected start images of shape {(b, *cfg.size, 3)}. Got: {start.shape}")
                 x = normalize(torch.as_tensor(start, device=dev).permute(0, 3, 1, 2), self.model.mean,
                               self.model.std) + cfg.init_noise * x
-            x = x.clamp(min=self.lo, max=self.hi).requires_grad_(True)
+            x = x.clamp(min=self.lo, max=self.hi)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x.requires_grad_(True)
             opt = torch.optim.Adam([x], lr=cfg.lr, betas=cfg.betas)
             terms: dict[str, torch.Tensor] = {}
             step = 0
