@@ -60,7 +60,10 @@ speed_options = _stack([
 
 def _best(r: dict[str, Any]) -> str:
     b = r["metrics"].get("best")
-    return f"; best mIoU {b['miou']:.4f} at epoch {b['epoch'] + 1} -> {b['checkpoint']}" if b else ""
+    if not b or "epoch" not in b:
+        return ""
+    key = "mAP" if "map" in b else "mIoU"
+    return f"; best {key} {b[key.lower()]:.4f} at epoch {b['epoch'] + 1} -> {b['checkpoint']}"
 
 
 def command_line() -> str:
@@ -227,6 +230,7 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
         prov = d["provenance"] or {}
         version = f" v{d['version']}" if d["version"] is not None else ""
         lines = [f"{d['file']}  ({d['format']}{version}, sha256 {d['sha256'][:16]}...)",
+                 f"task        {d['task']}",
                  f"arch        {d['arch']} {json.dumps(d['arch_kwargs']) if d['arch_kwargs'] else ''}",
                  f"parameters  {d['parameters']:,}",
                  f"classes     {d['num_classes']} (background: {d['background']})"]
@@ -303,9 +307,10 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
     if not g.main:
         return
     val = r["metrics"].get("val", {})
+    key, old = ("mAP", "map_old") if "map" in val else ("mIoU", "old")
     emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
-                               f"val mIoU {val.get('miou', float('nan')):.4f} (old {val.get('old') or float('nan'):.4f})"
-                               + _best(r))
+                               f"val {key} {val.get(key.lower(), float('nan')):.4f} "
+                               f"(old {val.get(old) or float('nan'):.4f})" + _best(r))
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -339,6 +344,10 @@ def evaluate(model: str | None, arch: str | None, weights: str | None, class_nam
 
     def text(r: dict[str, Any]) -> str:
         f = lambda v: "  n/a " if v is None else f"{100 * v:6.2f}"  # noqa: E731
+        if "map" in r:  # a multi-label classifier
+            lines = [f"{r['images']} images   mAP all {f(r['map'])}   old {f(r['map_old'])}   new {f(r['map_new'])}"
+                     f"   CF1 {f(r['cf1'])}   OF1 {f(r['of1'])}   FPR {f(r['fpr'])}", "", f"{'class':<16} AP"]
+            return "\n".join(lines + [f"{name:<16}{f(v)}" for name, v in r["per_class_ap"].items()])
         lines = [f"{r['images']} images   mIoU all {f(r['miou'])}   old {f(r['old'])}   new {f(r['new'])}", "",
                  f"{'class':<16} IoU"]
         lines += [f"{name:<16}{f(v)}" for name, v in r["per_class"].items()]
@@ -368,9 +377,10 @@ def predict(model: str | None, arch: str | None, weights: str | None, class_name
     """
     from .predict import predict_images
     from .runtime import resolve_device
-    from .workflows import open_model
+    from .workflows import open_model, require_task
 
     m = open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load)
+    require_task(m, "segmentation", model or weights, "predict")
     r = predict_images(m, inputs, out, device=resolve_device(device), batch_size=batch_size, with_overlay=overlay,
                        overwrite=overwrite)
     top = sorted(r["pixel_share"].items(), key=lambda kv: -kv[1])[:5]

@@ -9,6 +9,12 @@ step; ``disjoint`` keeps only those whose classes all belong to the current or e
 Training labels keep the current step's classes; every other class becomes background (ignored, 255, for protocols
 without a background class, as seed 000 trains only on labelled pixels). Test labels keep all classes seen so far;
 classes not yet learned become 255.
+
+Multi-label protocols (``task="multilabel"``, seed 004's MLCIL setting) name their scenario {Bx-Cy}: x classes in
+the base task, y in each later one, in the lexicographical order of the class names (seed 004, "Experiments
+Setup", following KRT and CSC). A task's training images are those holding at least one of its classes, labelled
+with its classes only (task-level partial labels); testing after task t scores every class of tasks 1..t on every
+test image.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data.classes import ADE20K_CLASSES, IGNORE, VOC_CLASSES
+from .data.classes import ADE20K_CLASSES, COCO_CLASSES, IGNORE, VOC_CLASSES
 from .errors import SeginvError, did_you_mean
 
 SETTINGS = ("overlapped", "disjoint")
@@ -34,6 +40,7 @@ class Protocol:
     citation: str = ""
     step_cities: tuple[tuple[str, ...], ...] | None = None
     test_cities: tuple[str, ...] | None = None
+    task: str = "segmentation"
 
     @property
     def num_steps(self) -> int:
@@ -64,6 +71,8 @@ class Protocol:
             "citation": self.citation,
             "steps": [{"step": k, "classes": self.names(list(s))} for k, s in enumerate(self.steps)],
         }
+        if self.task != "segmentation":
+            d["task"] = self.task
         if self.step_cities:
             for k, cities in enumerate(self.step_cities):
                 d["steps"][k]["cities"] = list(cities)
@@ -82,6 +91,19 @@ def _contiguous(name: str, dataset: str, names: list[str], sizes: list[int], **k
 
 MIB = "Cermelli et al., Modeling the Background for Incremental Learning in Semantic Segmentation, CVPR 2020"
 SEED000 = "Klingner et al., Class-Incremental Learning for Semantic Segmentation Re-Using Neither Old Data Nor Old Labels, ITSC 2020 (Table I)"
+
+SEED004 = ("Du et al., Rebalancing Multi-Label Class-Incremental Learning (seed 004), Experiments Setup; scenarios "
+           "and class order after KRT (Dong et al., ICCV 2023) and CSC (Du et al., ECCV 2024)")
+VOC_OBJECTS = sorted(VOC_CLASSES[1:])  # VOC 2007's 20 classes; their usual order is already lexicographical
+COCO_OBJECTS = sorted(COCO_CLASSES)
+
+
+def _multilabel(name: str, dataset: str, names: list[str], base: int, each: int) -> Protocol:
+    sizes = ([base] if base else []) + [each] * ((len(names) - base) // each)
+    return _contiguous(name, dataset, names, sizes, background=False, task="multilabel", citation=SEED004,
+                       description=f"multi-label: {base} classes, then {len(sizes) - 1} tasks of {each}" if base
+                       else f"multi-label: {len(sizes)} tasks of {each} classes")
+
 
 CITYSCAPES_S = (
     ("road", "sidewalk", "sky", "terrain", "vegetation"),
@@ -119,6 +141,10 @@ PROTOCOLS: dict[str, Protocol] = {
                     description="S1 (5 classes, D1 cities) -> S2 (+6, D2 cities) -> S3 (+8, D3 cities); "
                     "test on Frankfurt, Lindau, Muenster",
                     step_cities=CITYSCAPES_CITIES, test_cities=CITYSCAPES_TEST_CITIES),
+        _multilabel("voc-b4-c2", "voc", VOC_OBJECTS, 4, 2),
+        _multilabel("voc-b5-c3", "voc", VOC_OBJECTS, 5, 3),
+        _multilabel("coco-b20-c4", "coco", COCO_OBJECTS, 20, 4),
+        _multilabel("coco-b0-c5", "coco", COCO_OBJECTS, 0, 5),
     ]
 }
 

@@ -134,17 +134,24 @@ def attach_transform(dataset: Dataset, transform: Any) -> None:
     base.transform = transform
 
 
+def pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE)
+
+
 def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device: torch.device, *,
                      log_to: str | Path | None = None, tensorboard: bool = False,
                      validate: Callable[[SegModel, int, int], dict[str, Any]] | None = None,
-                     val_every: int = 0, group: Group = SINGLE) -> dict[str, Any]:
+                     val_every: int = 0, group: Group = SINGLE, transform: Any = None,
+                     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = pixel_cross_entropy) -> dict[str, Any]:
     """Cross-entropy training (ignore 255) with a poly learning rate; returns the loss history and wall time.
+    ``transform`` and ``loss`` replace the random crops and the pixel cross-entropy (a classifier's whole images
+    and binary cross-entropy on image labels); the loss takes fp32 logits and the batch's labels.
 
     ``log_to``: the checkpoint whose logs (:mod:`seginv.runlog`) to write; ``validate(model, step, epoch)`` runs
     after every ``val_every`` epochs (and after the last) and returns the metrics to log. Under torchrun
     (``group``) each rank trains on its part of every global batch of ``cfg.batch_size`` and gradients are averaged;
     BatchNorm statistics are each rank's own unless the model's BatchNorm layers were made SyncBatchNorm."""
-    attach_transform(dataset, TrainTransform(cfg.crop_size, model.mean, model.std, scale=tuple(cfg.scale)))
+    attach_transform(dataset, transform or TrainTransform(cfg.crop_size, model.mean, model.std, scale=tuple(cfg.scale)))
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = shuffled_loader(dataset, cfg.batch_size, gen, cfg.workers, group, persistent=True)
     on_device(model, device, cfg).train()
@@ -163,10 +170,10 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
             images, labels = as_input(images, device, cfg), labels.to(device, non_blocking=True)
             with autocast(cfg.precision, device):
                 logits = model(images)
-            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
+            objective = loss(logits.float(), labels)
             if tracker is not None:
                 tracker.snapshot()
-            value = group.mean(optimizer_step(opt, loss, f"epoch {epoch}", sync=lambda: group.sync_gradients(model),
+            value = group.mean(optimizer_step(opt, objective, f"epoch {epoch}", sync=lambda: group.sync_gradients(model),
                                               scaler=scaler))
             running, n, it = running + value, n + 1, it + 1
             if tracker is not None:

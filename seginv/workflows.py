@@ -12,9 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data.image_labels import multilabel_test_split, multilabel_train_split
 from .data.splits import test_split, train_split
+from .data.transforms import ImageTransform
+from .distill.multilabel_losses import binary_cross_entropy
 from .errors import SeginvError
-from .evaluation import evaluate
+from .evaluation import evaluate, evaluate_classifier
 from .fileio import sha256_file
 from .models import SegModel, create_model
 from .models.checkpoint import (
@@ -31,16 +34,29 @@ from .distributed import SINGLE, Group
 from .training import TrainConfig, train_supervised
 
 
+def score(model: SegModel, test: Any, device: torch.device, steps: Any, group: Group = SINGLE) -> dict[str, Any]:
+    """The validation summary of either task: mIoU (all, old, new) of a segmentation model; mAP (all, old, new),
+    CF1, OF1 and FPR of a multi-label classifier."""
+    if model.task == "multilabel":
+        r = evaluate_classifier(model, test, device, steps=steps, group=group)
+        return {k: r[k] for k in ("map", "map_old", "map_new", "cf1", "of1", "fpr", "images")}
+    r = evaluate(model, test, device, steps=steps, group=group)
+    return {k: r[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
+
+
 def best_keeper(test: Any, steps: Any, device: torch.device, path: Path, parent: str | os.PathLike[str] | None,
                 command: str | None, group: Group = SINGLE) -> tuple[Any, dict[str, Any]]:
-    """``(validate, best)``: ``validate(model, step, epoch)`` scores ``model`` on ``test`` and, when its mIoU over
-    every class seen is the best so far, saves it to ``path``; ``best`` holds that score and where it was reached."""
-    best: dict[str, Any] = {"metric": "miou (val, every class seen)"}
+    """``(validate, best)``: ``validate(model, step, epoch)`` scores ``model`` on ``test`` and, when its mIoU (a
+    classifier: mAP) over every class seen is the best so far, saves it to ``path``; ``best`` holds that score and
+    where it was reached."""
+    best: dict[str, Any] = {}
 
     def validate(model: SegModel, step: int, epoch: int) -> dict[str, Any]:
-        r = evaluate(model, test, device, steps=steps, group=group)
-        m = {k: r[k] for k in ("miou", "old", "new")}
-        if m["miou"] is not None and m["miou"] > best.get("miou", -1.0):
+        key = "map" if model.task == "multilabel" else "miou"
+        best.setdefault("metric", f"{key} (val, every class seen)")
+        m = {k: v for k, v in score(model, test, device, steps, group).items()
+             if k in ("miou", "old", "new", "map", "map_old", "map_new")}
+        if m[key] is not None and m[key] > best.get(key, -1.0):
             best.update(m, step=step, epoch=epoch, checkpoint=str(path))
             if group.main:
                 save_checkpoint(copy.deepcopy(model).cpu(), path,
@@ -49,6 +65,25 @@ def best_keeper(test: Any, steps: Any, device: torch.device, path: Path, parent:
         return m
 
     return validate, best
+
+
+def require_task(model: SegModel, task: str, source: Any, command: str) -> SegModel:
+    """``model``, refused with a one-line error when it is not a ``task`` model (a classifier given to a
+    segmentation command, or the reverse)."""
+    if getattr(model, "task", "segmentation") != task:
+        what = {"multilabel": "a multi-label classifier", "segmentation": "a segmentation model"}
+        raise SeginvError(f"{source} is {what[model.task]}; `seginv {command}` takes {what[task]}.",
+                          f"Give it {what[task]} (`seginv info FILE` says which a checkpoint holds).")
+    return model
+
+
+def same_task(proto: Protocol, model: SegModel, who: str) -> Protocol:
+    """``proto``, refused when its task (segmentation or multi-label) is not ``model``'s."""
+    if proto.task != model.task:
+        words = {"multilabel": "multi-label", "segmentation": "segmentation"}
+        raise SeginvError(f"{proto.name} is a {words[proto.task]} protocol and {who} a {words[model.task]} model.",
+                          f"Pick a protocol of {who}'s task (`seginv protocols`).")
+    return proto
 
 
 def open_model(model: str | os.PathLike[str] | None = None, *, arch: str | None = None,
@@ -97,13 +132,26 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
         raise SeginvError(f"checkpoint name {out} should end in .pt or .safetensors.")
     seed_everything(cfg.seed)
     started = time.perf_counter()
-    dataset = train_split(data, proto, proto.num_steps - 1 if joint else 0, setting, joint=joint, fmt=fmt, cache=True)
-    ids = list(range(len(proto.class_names))) if joint else proto.current(0)
-    model = create_model(arch, proto.names(ids), [ids], background=proto.background, **(arch_kwargs or {}))
     last = proto.num_steps - 1 if joint else 0
+    ids = list(range(len(proto.class_names))) if joint else proto.current(0)
+    model = create_model(arch, proto.names(ids), [ids], background=proto.background, task=proto.task,
+                         **(arch_kwargs or {}))
+    extra: dict[str, Any] = {}
+    if proto.task == "multilabel":  # whole images, binary cross-entropy on the task's labels (seed 004 eq. 1)
+        dataset: Any = multilabel_train_split(data, proto, last, joint=joint, fmt=fmt)
+        extra = {"transform": ImageTransform(cfg.crop_size, model.mean, model.std, flip=True),
+                 "loss": lambda logits, labels: binary_cross_entropy(logits, labels[:, : len(ids)], ids)}
+    else:
+        dataset = train_split(data, proto, last, setting, joint=joint, fmt=fmt, cache=True)
+
+    def test_set() -> Any:
+        if proto.task == "multilabel":
+            return multilabel_test_split(data, proto, last, fmt=fmt)
+        return test_split(data, proto, last, model.class_names, fmt=fmt, cache=True)
+
     validate, best = None, None
     if val_every:
-        test = test_split(data, proto, last, model.class_names, fmt=fmt, cache=True)
+        test = test_set()
         validate, best = best_keeper(test, protocol_steps(proto, last, model.class_names), device,
                                      log_paths(out)["best"], None, command, group)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -114,12 +162,10 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     group.broadcast(model)
     history = train_supervised(model, dataset, cfg, device, log_to=out, tensorboard=tensorboard, validate=validate,
-                               val_every=val_every, group=group)
+                               val_every=val_every, group=group, **extra)
     metrics: dict[str, Any] = {"train": history, **({"best": best} if best else {})}
     if evaluate_after:
-        test = test_split(data, proto, last, model.class_names, fmt=fmt, cache=True)
-        result = evaluate(model, test, device, steps=protocol_steps(proto, last, model.class_names), group=group)
-        metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
+        metrics["val"] = score(model, test_set(), device, protocol_steps(proto, last, model.class_names), group)
     config = {"data": str(data), "protocol": protocol, "setting": setting, "step": step, "joint": joint, "arch": arch,
               "arch_kwargs": arch_kwargs or {}, "train": cfg.to_dict(), "device": str(device), "processes": group.world}
     sha = save_checkpoint(model.cpu(), out, make_provenance(config, metrics=metrics, command=command)) \
@@ -137,7 +183,7 @@ def evaluate_model(model: SegModel, data: str | os.PathLike[str], *, protocol: s
     same groups as an incremental one); without, old = the model's step-0 classes, new = those of its later steps.
     """
     device = torch.device(device)
-    proto = get_protocol(protocol) if protocol else None
+    proto = same_task(get_protocol(protocol), model, "the model") if protocol else None
     if proto is not None:
         step = len(model.steps) - 1 if step is None else step
         proto.check_step(step)
@@ -147,11 +193,33 @@ def evaluate_model(model: SegModel, data: str | os.PathLike[str], *, protocol: s
                               f"The model knows step(s) 0..{len(model.steps) - 1}; pass a matching --step.")
     elif step is not None:
         raise SeginvError("--step needs --protocol.")
+    if model.task == "multilabel":
+        return _evaluate_classifier(model, data, proto, step, split, fmt, device, batch_size)
     dataset = test_split(data, proto, step or 0, model.class_names, fmt=fmt, split=split)
     steps = protocol_steps(proto, step, model.class_names) if proto is not None else None
     result = evaluate(model, dataset, device, steps=steps, batch_size=batch_size, crop=crop)
     result["classes"] = model.class_names
     if proto is not None:
+        result.update(protocol=proto.name, step=step)
+    return result
+
+
+def _evaluate_classifier(model: SegModel, data: str | os.PathLike[str], proto: Protocol | None, step: int | None,
+                         split: str, fmt: str, device: torch.device, batch_size: int) -> dict[str, Any]:
+    """:func:`evaluate_model` for a multi-label classifier: mAP, CF1, OF1, FPR, per-class AP; image labels come
+    from the data's masks (:mod:`seginv.data.image_labels`) for the protocol's classes, or the model's."""
+    if proto is None:  # the model's own classes, its steps as the tasks
+        proto = Protocol("model", "", tuple(model.class_names), tuple(tuple(s) for s in model.steps),
+                         background=False, task="multilabel")
+        step = len(model.steps) - 1
+    if proto.names(proto.seen(step)) != model.class_names[: len(proto.seen(step))]:
+        raise SeginvError(f"the model's classes {model.class_names} do not begin with {proto.name}'s classes up to "
+                          f"task {step}.", "Evaluate with the protocol it was trained on and a task it has learned.")
+    dataset = multilabel_test_split(data, proto, step, split=split, fmt=fmt)
+    result = evaluate_classifier(model, dataset, device, steps=protocol_steps(proto, step, model.class_names),
+                                 batch_size=batch_size)
+    result["classes"] = model.class_names
+    if proto.name != "model":
         result.update(protocol=proto.name, step=step)
     return result
 
@@ -166,7 +234,8 @@ def synthesize(model: str | os.PathLike[str] | None, out: str | os.PathLike[str]
     (``group``: this process's :class:`~seginv.distributed.Group` under torchrun)."""
     from .synthesis.run import synthesize as run_synthesis
 
-    m = open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load)
+    m = require_task(open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load),
+                     "segmentation", model or weights, "synthesize")
     teacher_sha = sha256_file(model if model is not None else weights)  # type: ignore[arg-type]
     return run_synthesis(m, out, inversion, run, device=device, teacher_sha256=teacher_sha, resume=resume,
                          overwrite=overwrite, bar=bar, start_images=start_images, start_source=start_source,
@@ -235,7 +304,7 @@ def incremental_protocol(teacher: SegModel, protocol: str | None, new_classes: l
         ids = tuple(range(len(teacher.class_names), len(names)))
         return Protocol("custom", "any", names, tuple(tuple(s) for s in teacher.steps) + (ids,),
                         background=teacher.background, description=f"teacher + {', '.join(new_classes)}"), step
-    proto = get_protocol(protocol)
+    proto = same_task(get_protocol(protocol), teacher, "the teacher")
     if step >= proto.num_steps:
         raise SeginvError(f"the teacher has learned {step} step(s), all of {proto.name}.", "Nothing is left to learn.")
     before = proto.names(proto.seen(step - 1))
@@ -296,6 +365,7 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         teacher = open_model(arch=arch, weights=teacher_path, class_names=class_names)
     else:
         teacher = load_model(teacher_path, unsafe_load=unsafe_load)[0]
+    require_task(teacher, "segmentation", teacher_path, "distill")
     proto, step = incremental_protocol(teacher, protocol, new_classes)
     out.parent.mkdir(parents=True, exist_ok=True)  # the resumable state is written beside the checkpoint
     check_setting(setting)

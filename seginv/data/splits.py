@@ -13,6 +13,9 @@ from .datasets import SegmentationDataset, open_dataset
 
 def _open(root: str | os.PathLike[str], split: str, protocol: Protocol | None, cities: tuple[str, ...] | None,
           fmt: str, cache: bool) -> SegmentationDataset:
+    if protocol is not None and protocol.task != "segmentation":
+        raise SeginvError(f"{protocol.name} is a multi-label protocol; segmentation takes a segmentation one.",
+                          "Train a classifier with `seginv train --task multilabel`, or see `seginv protocols`.")
     ds = open_dataset(root, split, fmt, cities=cities, cache=cache)
     if protocol is not None and not set(protocol.class_names) & set(ds.class_names):
         raise SeginvError(f"the dataset in {root} ({ds.name}) shares no class with protocol {protocol.name}.",

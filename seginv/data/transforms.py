@@ -70,6 +70,22 @@ def _mask_outside(lab: torch.Tensor, height: int, width: int, top: int, left: in
     return lab.masked_fill(out, 255)
 
 
+class ImageTransform:
+    """A classifier's input: the whole image (resized to ``size`` x ``size`` unless ``size`` is None), flipped at
+    random when ``flip``, normalised (image-level labels hold for the whole image, so nothing is cropped away)."""
+
+    def __init__(self, size: int | None, mean: tuple[float, ...], std: tuple[float, ...], flip: bool = False) -> None:
+        self.size, self.mean, self.std, self.flip = size, mean, std, flip
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        img = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)
+        if self.size is not None and img.shape[1:] != (self.size, self.size):
+            img = TF.resize(img, [self.size, self.size], InterpolationMode.BILINEAR, antialias=True)
+        if self.flip and bool(torch.rand(1) < 0.5):
+            img = img.flip(-1)
+        return normalize(img, self.mean, self.std)
+
+
 class EvalTransform:
     """Full image (or a centre crop of ``crop`` pixels, MiB's evaluation option), normalised."""
 

@@ -16,12 +16,19 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+TASKS = ("segmentation", "multilabel")
+
+
 class SegModel(nn.Module):
     """encoder -> decoder -> incremental head -> bilinear upsampling to the input size.
 
     The encoder returns a list of feature maps (coarsest last); ``forward_features`` returns the last one, which is
     what feature distillation (ILT's L''D) compares. ``class_names[0]`` is the background when ``background`` is true.
     ``steps[k]`` lists the class ids learned at step k; the head has one 1x1 convolution per step.
+
+    ``task="multilabel"`` makes the same network an image classifier (seed 004's setting): the decoder's features
+    are averaged over the image before the head, so each step's head is a linear layer and the output is ``(B, C)``
+    scores, one independent sigmoid per class (no background class). This pooling is the only difference.
     """
 
     def __init__(
@@ -37,9 +44,15 @@ class SegModel(nn.Module):
         background: bool = True,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
+        task: str = "segmentation",
     ) -> None:
         super().__init__()
         _check_steps(class_names, steps)
+        if task not in TASKS:
+            raise SeginvError(f"unknown task {task!r}.", f"Use one of {', '.join(TASKS)}.")
+        if task == "multilabel" and background:
+            raise SeginvError("a multi-label classifier has no background class.", "Build it with background=False.")
+        self.task = task
         self.encoder = encoder
         self.decoder = decoder
         self.head = IncrementalHead(decoder_channels, [len(s) for s in steps])
@@ -65,8 +78,12 @@ class SegModel(nn.Module):
         """Logits ``(B, C, H, W)`` at input resolution; with ``return_features`` also the encoder output.
 
         ``upsample=False`` returns the logits at the head's own (output) resolution, as SegInversion pools them.
+        A multi-label model returns ``(B, C)`` image scores whatever ``upsample`` says.
         """
         feats = self.encoder(x)
+        if self.task == "multilabel":
+            logits = self.head(self.decoder(feats).mean((2, 3), keepdim=True)).flatten(1)
+            return (logits, feats[-1]) if return_features else logits
         logits = self.head(self.decoder(feats))
         if upsample and logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -89,7 +106,8 @@ class SegModel(nn.Module):
         return ids
 
     def describe(self) -> dict[str, Any]:
-        """Everything but the weights that a checkpoint needs to rebuild this model."""
+        """Everything but the weights that a checkpoint needs to rebuild this model (``task`` only for a
+        multi-label model: a checkpoint without it is a segmentation model, as every one written before)."""
         return {
             "arch": self.arch,
             "arch_kwargs": dict(self.arch_kwargs),
@@ -97,6 +115,7 @@ class SegModel(nn.Module):
             "steps": [list(s) for s in self.steps],
             "background": self.background,
             "normalization": {"mean": list(self.mean), "std": list(self.std), "value_range": [0.0, 1.0]},
+            **({"task": self.task} if self.task != "segmentation" else {}),
         }
 
 
@@ -117,6 +136,7 @@ def create_model(
     steps: list[list[int]] | None = None,
     *,
     background: bool = True,
+    task: str = "segmentation",
     **arch_kwargs: Any,
 ) -> SegModel:
     """Build an architecture from the registry with one head per step (default: all classes in step 0).
@@ -129,7 +149,8 @@ def create_model(
     steps = steps if steps is not None else [list(range(len(class_names)))]
     _check_steps(class_names, steps)
     parts = get_builder(arch)(num_classes=len(steps[0]), **arch_kwargs)
-    return assemble_model(parts, class_names, steps, arch=arch, arch_kwargs=arch_kwargs, background=background)
+    return assemble_model(parts, class_names, steps, arch=arch, arch_kwargs=arch_kwargs, background=background,
+                          task=task)
 
 
 def assemble_model(
@@ -140,6 +161,7 @@ def assemble_model(
     arch: str,
     arch_kwargs: dict[str, Any],
     background: bool = True,
+    task: str = "segmentation",
 ) -> SegModel:
     """Wrap a builder's :class:`~seginv.models.parts.ModelParts` into a :class:`SegModel` with one head per step."""
     model = SegModel(
@@ -153,6 +175,7 @@ def assemble_model(
         background=background,
         mean=parts.mean,
         std=parts.std,
+        task=task,
     )
     if parts.head_weight is not None:
         with torch.no_grad():

@@ -8,7 +8,8 @@ A seginv checkpoint is a plain dict that ``torch.load(f, weights_only=True)`` re
      "provenance": {"command", "config", "parent_sha256", "metrics", "created", "seginv_version", "torch_version",
                     "threads"},
      "state_dict": {name: tensor},
-     "importance": {"fisher" | "pi" | "rwalk": {name: tensor}}}   # optional, see seginv.distill.regularizers
+     "importance": {"fisher" | "pi" | "rwalk": {name: tensor}},  # optional, see seginv.distill.regularizers
+     "task": "multilabel"}                                        # only for a multi-label classifier
 
 ``.safetensors`` files hold the state_dict (and the importance, as ``importance/<kind>/<name>`` tensors) with
 everything else as JSON under the metadata key ``seginv``.
@@ -33,7 +34,7 @@ import torch
 from .. import __version__
 from ..errors import SeginvError
 from ..fileio import atomic_path, sha256_file
-from .base import SegModel, assemble_model, create_model
+from .base import TASKS, SegModel, assemble_model, create_model
 from .torchvision_adapters import clean_foreign_state_dict, load_torchvision_parts
 
 FORMAT = "seginv.checkpoint"
@@ -171,6 +172,7 @@ def _check_version(path: Path, obj: dict[str, Any]) -> None:
                                                                       for i in st) for st in steps),
          "steps is not a list of lists of class ids"),
         (isinstance(obj.get("background", True), bool), "background is not true or false"),
+        (obj.get("task", "segmentation") in TASKS, f"task is not one of {', '.join(TASKS)}"),
         (isinstance(obj.get("arch_kwargs") or {}, dict), "arch_kwargs is not a mapping"),
         (isinstance(obj.get("provenance") or {}, dict), "provenance is not a mapping"),
         (isinstance(norm, dict) and all(isinstance(norm.get(k), list) and len(norm[k]) == 3
@@ -206,7 +208,8 @@ def model_from_checkpoint(obj: dict[str, Any], path: Path) -> SegModel:
     try:
         norm = obj.get("normalization") or {}
         model = create_model(obj["arch"], list(obj["class_names"]), [list(s) for s in obj["steps"]],
-                             background=bool(obj.get("background", True)), **(obj.get("arch_kwargs") or {}))
+                             background=bool(obj.get("background", True)), task=obj.get("task", "segmentation"),
+                             **(obj.get("arch_kwargs") or {}))
         if norm:
             model.mean, model.std = tuple(norm["mean"]), tuple(norm["std"])
     except SeginvError as e:
@@ -280,6 +283,7 @@ def describe_file(path: str | os.PathLike[str], unsafe_load: bool = False, *,
         "sha256": sha256_file(path),
         "format": meta.get("format"),
         "version": meta.get("version"),
+        "task": model.task,
         **{k: d[k] for k in ("arch", "arch_kwargs", "background", "normalization")},
         "classes_per_step": [[model.class_names[i] for i in s] for s in model.steps],
         "num_classes": model.num_classes,
