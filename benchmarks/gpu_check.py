@@ -1,24 +1,26 @@
 """The accelerator check: every speed and memory figure of docs/performance.md, measured side by side in one run.
 
     bash benchmarks/gpu_check.sh                                   # on a GPU: under 8 minutes on one H100/H200
+    python benchmarks/gpu_check.py --device cpu                    # the same figures at the sizes a CPU runs
     python benchmarks/gpu_check.py --device cpu --quick            # the same code paths at toy sizes (tests run it)
 
 Prints one line per figure and writes them as JSON to ``--out``:
 
-1. synthesis: one inversion step / the bare teacher forward+backward to the pixels, at two sizes (64 and 256;
-   ``--quick``: 32 and 64);
+Sizes are the ``gpu`` profile's below; :data:`PROFILES` holds the ``cpu`` and ``quick`` ones.
+
+1. synthesis: one inversion step / the bare teacher forward+backward to the pixels, at two sizes (64 and 256);
 2. distillation: one HRHF step (teacher forward on real + fake, student forward, eq. 3-5, backward, AdamW) / one
    plain supervised step (student forward, cross-entropy, backward, AdamW) on the same batch;
 3. bf16 against fp32: synthesis speed ratio, the largest and mean difference of the written pixels (uint8), and the
    eval mIoU of the same model with and without bf16 autocast;
-4. peak memory of synthesis at 512x512, batch 16 (``--quick``: 64x64, batch 2) for deeplab-mini and torchvision's
+4. peak memory of synthesis at 512x512, batch 16, for deeplab-mini and torchvision's
    deeplabv3_resnet50 (random weights), fp32 and bf16: the CUDA allocator's peak on a GPU, the process's peak RSS
    on a CPU, interpreter and torch included (each configuration in its own process);
 5. processes: ``seginv synthesize`` as 2 processes x 1 thread against 1 process x 2 threads (on the CPU): images
    per second of each, and whether each output is byte-identical to 1 process x 1 thread's (the bytes depend on
    the threads per process, whose float sums differ, not on the number of processes);
-6. compile and channels-last: one inversion step with the teacher compiled (inductor; ``--quick``: aot_eager, which
-   traces without generating code) and with NHWC layout, each / the eager NCHW step, the first batch's extra
+6. compile and channels-last: one inversion step with the teacher compiled (inductor; the quick profile uses
+   aot_eager, which traces without generating code) and with NHWC layout, each / the eager NCHW step, the first batch's extra
    seconds (the compilation) and the largest pixel difference from eager.
 """
 
@@ -212,28 +214,43 @@ def same_files(a: Path, b: Path) -> bool:
         all(filecmp.cmp(a / n, b / n, shallow=False) for n in names)
 
 
+#: Sizes per profile: ``gpu`` is the issue's (what one H100/H200 runs in under 8 minutes); ``cpu`` the largest a
+#: 2-core, 24 GiB machine runs in about half an hour (512x512 synthesis of deeplabv3_resnet50 at batch 16 needs more
+#: memory than it has, so the memory figures take batch 2 there); ``quick`` checks that every path runs.
+PROFILES = {
+    "gpu": {"synthesis": (64, 256), "batch": 16, "steps": 20, "distill": (256, 8, 10), "bf16": (256, 16),
+            "memory": (512, 16), "processes": (16, 20), "compile": (256, 16, "inductor")},
+    "cpu": {"synthesis": (64, 128), "batch": 16, "steps": 10, "distill": (64, 8, 10), "bf16": (64, 16),
+            "memory": (512, 2), "processes": (16, 20), "compile": (64, 16, "inductor")},
+    "quick": {"synthesis": (32, 64), "batch": 2, "steps": 3, "distill": (32, 2, 2), "bf16": (32, 2),
+              "memory": (64, 2), "processes": (2, 1), "compile": (32, 2, "aot_eager")},
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--quick", action="store_true", help="toy sizes: checks that every path runs, not speed")
+    ap.add_argument("--profile", choices=sorted(PROFILES), help="sizes (default: gpu on CUDA, cpu otherwise)")
+    ap.add_argument("--quick", action="store_true", help="the quick profile: checks that every path runs, not speed")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = ap.parse_args()
     device = torch.device(args.device)
-    q = args.quick
+    name = "quick" if args.quick else args.profile or ("gpu" if device.type == "cuda" else "cpu")
+    p = PROFILES[name]
     model = load_model(MODEL)[0].to(device).eval()
     started = time.perf_counter()
     res = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": q}
-    steps = 3 if q else 20
-    res["synthesis"] = [synthesis_ratio(model, s, 2 if q else 16, steps, device) for s in ((32, 64) if q else (64, 256))]
-    res["distill"] = distill_ratio(model, 32 if q else 256, 2 if q else 8, device, 2 if q else 10)
-    res["bf16"] = bf16_agreement(model, 32 if q else 256, 2 if q else 16, steps, device)
-    size, batch = (64, 2) if q else (512, 16)
+           "torch": torch.__version__, "threads": torch.get_num_threads(), "profile": name}
+    steps = p["steps"]
+    res["synthesis"] = [synthesis_ratio(model, s, p["batch"], steps, device) for s in p["synthesis"]]
+    res["distill"] = distill_ratio(model, *p["distill"][:2], device, p["distill"][2])
+    res["bf16"] = bf16_agreement(model, *p["bf16"], steps, device)
+    size, batch = p["memory"]
     res["peak_memory_mib"] = {f"{arch} {precision}": peak_memory(arch, size, batch, precision, args.device)
                               for arch in ("deeplab-mini", "deeplabv3_resnet50") for precision in ("fp32", "bf16")}
     res["peak_memory_at"] = f"{size}x{size}, batch {batch}"
-    res["processes"] = processes(2 if q else 16, 1 if q else 20, 32)
-    res["compile"] = compile_speed(32 if q else 256, 2 if q else 16, steps, device, "aot_eager" if q else "inductor")
+    res["processes"] = processes(*p["processes"], 32)
+    res["compile"] = compile_speed(*p["compile"][:2], steps, device, p["compile"][2])
     res["seconds"] = time.perf_counter() - started
     for key in ("synthesis", "distill", "bf16", "peak_memory_mib", "processes", "compile"):
         print(f"{key}: {json.dumps(res[key])}", flush=True)

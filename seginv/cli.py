@@ -649,7 +649,8 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
     emit(r, as_json, lambda r: (f"resumed at iteration {resumed} of {r['metrics']['train']['iterations']}; "
                                 if resumed is not None else "")
          + f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
-           f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}" + _best(r))
+         + (f"val mAP all {f(val.get('map'))} old {f(val.get('map_old'))} new {f(val.get('map_new'))}" if "map" in val
+              else f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}") + _best(r))
 
 
 # -------------------------------------------------------------------------------------------------- replay
@@ -696,21 +697,24 @@ def methods() -> None:
 @methods.command("list")
 @JSON
 def methods_list(as_json: bool) -> None:
-    """Each method with a one-line description, its options and defaults, and its citation.
+    """Each method, by task (segmentation, multi-label), with a one-line description, its options and defaults, and
+    its citation.
 
     \b
     seginv methods list
     """
-    from .distill.methods import list_methods
+    from .distill.methods import TASKS, list_methods
 
-    r = list_methods()
+    r = {task: list_methods(task) for task in TASKS}
 
     def text(d: dict[str, Any]) -> str:
         lines = []
-        for name, m in d.items():
-            opts = ", ".join(f"{k}={v}" for k, v in m["options"].items())
-            lines += [f"{name:<8} {m['description']}", f"{'':<8} options: {opts or 'none'}; new heads: {m['init']}",
-                      f"{'':<8} {m['citation']}"]
+        for task, methods in d.items():
+            lines += [f"# {task} (`seginv distill` picks them by the teacher's task)"]
+            for name, m in methods.items():
+                opts = ", ".join(f"{k}={v}" for k, v in m["options"].items())
+                lines += [f"{name:<8} {m['description']}",
+                          f"{'':<8} options: {opts or 'none'}; new heads: {m['init']}", f"{'':<8} {m['citation']}"]
         return "\n".join(lines)
 
     emit(r, as_json, text)

@@ -164,6 +164,9 @@ def parse_recipe(raw: Any, base: str | os.PathLike[str] = ".", *, data: str | No
         raise SeginvError(f"{where}: name {top['name']!r} may hold letters, digits, '-' and '_' only (it names the "
                           "folder runs/<name>).", "Rename it, e.g. name: my-run.")
     proto = get_protocol(str(top["protocol"]))
+    if proto.task != "segmentation":
+        raise SeginvError(f"{where}: {proto.name} is a multi-label protocol; recipes run segmentation protocols.",
+                          "Run a classifier's tasks with `seginv train` and `seginv distill` (README, Multi-label).")
     if proto.num_steps < 2:
         raise SeginvError(f"{where}: protocol {proto.name} has no incremental step.")
     setting = check_setting(str(top.get("setting", "overlapped")))
@@ -221,7 +224,7 @@ def parse_recipe(raw: Any, base: str | os.PathLike[str] = ".", *, data: str | No
             distill={**dist, **_known(_mapping(spec.get("distill"), f"{w}.distill"), _DISTILL, f"{w}.distill")},
             ial=_resolve(str(spec["ial"]), base) if spec.get("ial") else None,
             memory=dict(_known(_mapping(spec.get("memory"), f"{w}.memory"), _MEMORY, f"{w}.memory")))
-        _build(run, w)
+        _build(run, w, proto.task)
         runs.append(run)
 
     seed_list = seeds if seeds is not None else top.get("seeds", [0])
@@ -245,10 +248,10 @@ def train_config(train: dict[str, Any], where: str) -> TrainConfig:
         raise SeginvError(f"{where}: {e}.") from None
 
 
-def _build(run: RunSpec, where: str) -> None:
+def _build(run: RunSpec, where: str, task: str = "segmentation") -> None:
     """Build every configuration of ``run`` once so that a bad value fails now, naming where it is."""
     try:
-        method = create_method(run.method, **run.options)
+        method = create_method(run.method, task=task, **run.options)
         if run.ial is not None:
             from .distill.ial import load_ial
 

@@ -303,7 +303,8 @@ def incremental_protocol(teacher: SegModel, protocol: str | None, new_classes: l
         names = tuple(teacher.class_names) + tuple(new_classes)
         ids = tuple(range(len(teacher.class_names), len(names)))
         return Protocol("custom", "any", names, tuple(tuple(s) for s in teacher.steps) + (ids,),
-                        background=teacher.background, description=f"teacher + {', '.join(new_classes)}"), step
+                        background=teacher.background, description=f"teacher + {', '.join(new_classes)}",
+                        task=teacher.task), step
     proto = same_task(get_protocol(protocol), teacher, "the teacher")
     if step >= proto.num_steps:
         raise SeginvError(f"the teacher has learned {step} step(s), all of {proto.name}.", "Nothing is left to learn.")
@@ -365,12 +366,15 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         teacher = open_model(arch=arch, weights=teacher_path, class_names=class_names)
     else:
         teacher = load_model(teacher_path, unsafe_load=unsafe_load)[0]
-    require_task(teacher, "segmentation", teacher_path, "distill")
     proto, step = incremental_protocol(teacher, protocol, new_classes)
     out.parent.mkdir(parents=True, exist_ok=True)  # the resumable state is written beside the checkpoint
     check_setting(setting)
-    m = create_method(method, **(method_options or {}))
+    m = create_method(method, task=teacher.task, **(method_options or {}))
     init = init or getattr(m, "init", "mib")
+    multilabel = teacher.task == "multilabel"
+    if multilabel and (replay is not None or ial is not None):
+        raise SeginvError("multi-label distillation takes no --replay or --ial yet.",
+                          "Run it without; replay for classifiers is the next part of the multi-label family.")
     replay_ds: Any = None
     if str(replay) == "noise":  # seed 002 Table 2's +Noise ablation
         from .replay.noise import NoiseDataset
@@ -406,7 +410,9 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
                           "and pass --replay MEM.")
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
-    real = train_split(data, proto, step, setting, joint=bool(getattr(m, "joint_data", False)), fmt=fmt, cache=True)
+    joint = bool(getattr(m, "joint_data", False))
+    real = multilabel_train_split(data, proto, step, joint=joint, fmt=fmt) if multilabel else \
+        train_split(data, proto, step, setting, joint=joint, fmt=fmt, cache=True)
     if getattr(m, "needs_new_teacher", False):
         m.new_teacher = _new_class_teacher(teacher, proto, step, data, setting, cfg.train, device, fmt)
     student = copy.deepcopy(teacher)
@@ -423,10 +429,14 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     settings = {"teacher_sha256": sha256_file(teacher_path), "data": str(data), "replay": str(replay) if replay else None,
                 "protocol": proto.name, "step": step, "setting": setting, "method_options": method_options or {},
                 "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None}
+    def test_set() -> Any:
+        if multilabel:
+            return multilabel_test_split(data, proto, step, fmt=fmt)
+        return test_split(data, proto, step, student.class_names, fmt=fmt, cache=True)
+
     validate, best = None, None
     if val_every:
-        test = test_split(data, proto, step, student.class_names, fmt=fmt, cache=True)
-        validate, best = best_keeper(test, protocol_steps(proto, step, student.class_names), device,
+        validate, best = best_keeper(test_set(), protocol_steps(proto, step, student.class_names), device,
                                      log_paths(out)["best"], teacher_path, command, group)
     group.broadcast(student)
     history = run_distill(teacher, student, real, replay_ds, m, cfg, device,
@@ -434,10 +444,14 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
                           log_to=out, tensorboard=tensorboard, validate=validate, val_every=val_every, group=group)
     metrics: dict[str, Any] = {"train": history, **({"best": best} if best else {})}
     if evaluate_after:
-        test = test_split(data, proto, step, student.class_names, fmt=fmt, cache=True)
-        result = evaluate(student, test, device, steps=protocol_steps(proto, step, student.class_names), group=group)
-        metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
-        metrics["val"]["per_class"] = result["per_class"]
+        steps = protocol_steps(proto, step, student.class_names)
+        if multilabel:
+            result = evaluate_classifier(student, test_set(), device, steps=steps, group=group)
+            metrics["val"] = {k: v for k, v in result.items()}
+        else:
+            result = evaluate(student, test_set(), device, steps=steps, group=group)
+            metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
+            metrics["val"]["per_class"] = result["per_class"]
     config = {"teacher": str(teacher_path), **({"teacher_arch": arch} if arch else {}), "data": str(data),
               "replay": str(replay) if replay else None,
               "protocol": proto.name, "step": step, "setting": setting, "method": method,

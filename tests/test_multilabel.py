@@ -1,6 +1,7 @@
 """The multi-label task kind: seed 004's protocols, image labels from masks with partial labels per task, a
-classifier trained and evaluated by the same commands as a segmentation model, and clear errors where a model or
-a protocol of one task meets a command of the other."""
+classifier trained, evaluated and taught new tasks (ft, lwf, akd, joint) by the same commands as a segmentation
+model, the methods' losses as eq. 1-9 combine them, and clear errors where a model, a method or a protocol of one
+task meets a command of the other."""
 
 import json
 
@@ -105,14 +106,78 @@ def test_segmentation_commands_refuse_a_classifier(classifier, tiny_scenes, tmp_
     one_line_error(code, err, "is a multi-label classifier", needle)
 
 
-def test_distill_refuses_a_classifier_and_segmentation_refuses_a_multilabel_protocol(classifier, tiny_scenes,
-                                                                                    tmp_path, monkeypatch, capsys):
+def test_a_protocol_of_the_other_task_is_refused(classifier, tiny_scenes, tmp_path, monkeypatch, capsys):
     code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", classifier, "--data", tiny_scenes,
-                          "--protocol", "voc-b4-c2", "--out", tmp_path / "d.pt")
-    one_line_error(code, err, "is a multi-label classifier", "`seginv distill` takes a segmentation model")
+                          "--protocol", "voc-15-5", "--method", "lwf", "--out", tmp_path / "d.pt")
+    one_line_error(code, err, "voc-15-5 is a segmentation protocol and the teacher a multi-label model")
+    from seginv.recipes import parse_recipe
+
+    with pytest.raises(SeginvError, match="voc-b4-c2 is a multi-label protocol; recipes run segmentation"):
+        parse_recipe({"name": "ml", "protocol": "voc-b4-c2", "runs": {"akd": {"method": "akd"}}}, tmp_path)
     code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", MODEL, "--data", tiny_scenes,
                           "--protocol", "voc-b4-c2", "--out", tmp_path / "d.pt")
     one_line_error(code, err, "voc-b4-c2 is a multi-label protocol and the teacher a segmentation model")
     code, _, err = seginv(monkeypatch, capsys, "evaluate", "--model", classifier, "--data", tiny_scenes,
                           "--protocol", "voc-15-5")
     one_line_error(code, err, "voc-15-5 is a segmentation protocol and the model a multi-label model")
+
+
+def _ml_batch():
+    g = torch.Generator().manual_seed(5)
+    student, teacher = torch.randn(4, 6, generator=g), torch.randn(4, 4, generator=g)
+    labels = torch.zeros(4, 9)
+    labels[0, 4], labels[1, 5], labels[2, 4:6] = 1, 1, 1  # real images: the current task's classes (4, 5) only
+    labels[3, [0, 2]] = 1  # a replayed image: old labels
+    from seginv.distill.methods import Batch
+
+    return Batch(student, teacher, labels, torch.tensor([False, False, False, True]))
+
+
+def test_multilabel_methods_combine_the_pinned_losses_as_seed_004_writes_them():
+    from seginv.distill.methods import create_method
+    from seginv.distill.methods.multilabel import ExperienceReplay, RebLL
+    from seginv.distill.multilabel_losses import (asymmetric_negative, asymmetric_positive, binary_cross_entropy,
+                                                  decay_exponent)
+
+    b = _ml_batch()
+    s, y, real, rep = b.student, b.labels[:, :6], slice(0, 3), slice(3, 4)
+    soft = torch.zeros(4, 6)
+    soft[:, :4] = torch.sigmoid(b.teacher)
+    old, new = [0, 1, 2, 3], [4, 5]
+    bce = binary_cross_entropy(s[real], y[real], new)
+    kd = binary_cross_entropy(s, soft, old)
+    g_a, g_b = decay_exponent(1.2, 6), decay_exponent(0.7, 6)
+    cls, akd = asymmetric_positive(s[real], y[real], new, g_a), asymmetric_positive(s, soft, old, g_a)
+    er = asymmetric_negative(s[rep], y[rep], old, g_b)
+    got = {name: create_method(name, task="multilabel").loss(b)["total"].item() for name in ("ft", "lwf", "akd", "joint")}
+    assert got["ft"] == pytest.approx(bce.item(), rel=1e-6)
+    assert got["lwf"] == pytest.approx((bce + kd).item(), rel=1e-6)
+    assert got["akd"] == pytest.approx((0.15 * cls + 0.85 * akd).item(), rel=1e-6)  # eq. 9 as written
+    assert got["joint"] == pytest.approx(binary_cross_entropy(s, y, range(6)).item(), rel=1e-6)
+    assert RebLL().loss(b)["total"].item() == pytest.approx((0.15 * cls + 0.85 * akd + 0.3 * er).item(), rel=1e-6)
+    assert ExperienceReplay().loss(b)["total"].item() == pytest.approx(
+        (bce + binary_cross_entropy(s[rep], y[rep], old)).item(), rel=1e-6)
+    with pytest.raises(SeginvError, match="unknown method 'akd'. It is a multilabel method"):
+        create_method("akd")
+    with pytest.raises(SeginvError, match="lambda_akd must be in"):
+        create_method("akd", task="multilabel", lambda_akd=2.0)
+
+
+def test_a_classifier_learns_a_task_with_akd_and_the_methods_are_listed(classifier, tiny_scenes, tmp_path,
+                                                                       monkeypatch, capsys):
+    code, out, err = seginv(monkeypatch, capsys, "distill", "--teacher", classifier, "--data", tiny_scenes,
+                            "--protocol", "voc-b4-c2", "--method", "akd", "--epochs", "1", "--batch-size", "8",
+                            "--crop-size", "32", "--out", tmp_path / "m1.pt", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["classes"][-2:] == ["bottle", "bus"] and r["metrics"]["val"]["map_new"] is not None
+    assert load_model(tmp_path / "m1.pt")[0].task == "multilabel"
+    code, out, _ = seginv(monkeypatch, capsys, "methods", "list", "--json")
+    assert {"ft", "lwf", "akd", "joint"} <= set(json.loads(out)["multilabel"])
+    code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", classifier, "--data", tiny_scenes,
+                          "--protocol", "voc-b4-c2", "--method", "hrhf", "--out", tmp_path / "m2.pt")
+    one_line_error(code, err, "unknown method 'hrhf'. It is a segmentation method")
+    code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", classifier, "--data", tiny_scenes,
+                          "--protocol", "voc-b4-c2", "--method", "lwf", "--replay", "noise", "--out",
+                          tmp_path / "m3.pt")
+    one_line_error(code, err, "multi-label distillation takes no --replay")

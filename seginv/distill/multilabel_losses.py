@@ -39,7 +39,7 @@ def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor, classes: Se
     """Eq. 1 (and eq. 2 with the old model's sigmoid as ``target``): ``-y log y_hat - (1 - y) log(1 - y_hat)``
     summed over ``classes``, averaged over images."""
     x, y = _columns(logits, target, classes)
-    if x.shape[1] == 0:
+    if x.numel() == 0:  # no class, or no image (a batch without replayed images)
         return logits.sum() * 0.0
     return F.binary_cross_entropy_with_logits(x, y, reduction="none").sum(1).mean()
 
@@ -50,7 +50,7 @@ def asymmetric_positive(logits: torch.Tensor, target: torch.Tensor, classes: Seq
     ``-y (1 - y_hat)^gamma log y_hat - (1 - y) log(1 - y_hat)``, the positive part down-weighted where the model is
     already confident, with ``gamma`` = :func:`decay_exponent` ``(alpha, |C^{1:t}|)``."""
     x, y = _columns(logits, target, classes)
-    if x.shape[1] == 0:
+    if x.numel() == 0:  # no class, or no image (a batch without replayed images)
         return logits.sum() * 0.0
     log_p, log_not_p = F.logsigmoid(x), F.logsigmoid(-x)
     positive = torch.exp(gamma * log_not_p) * log_p  # (1 - y_hat)^gamma log y_hat
@@ -63,7 +63,7 @@ def asymmetric_negative(logits: torch.Tensor, target: torch.Tensor, classes: Seq
     part down-weighted (relabeling makes most memory labels negative), with ``gamma`` = :func:`decay_exponent`
     ``(beta, |C^{1:t}|)``."""
     x, y = _columns(logits, target, classes)
-    if x.shape[1] == 0:
+    if x.numel() == 0:  # no class, or no image (a batch without replayed images)
         return logits.sum() * 0.0
     log_p, log_not_p = F.logsigmoid(x), F.logsigmoid(-x)
     negative = torch.exp(gamma * log_p) * log_not_p  # y_hat^gamma log(1 - y_hat)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.transforms import TrainTransform
+from ..data.transforms import ImageTransform, TrainTransform
 from ..distributed import SINGLE, Group, shuffled_loader
 from ..errors import SeginvError
 from ..fileio import atomic_path
@@ -126,7 +126,9 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     state = _read_state(state_path, resume, settings)
     t = cfg.train
     n_real, n_fake = cfg.split(replay is not None)
-    transform = TrainTransform(t.crop_size, student.mean, student.std, scale=tuple(t.scale))
+    multilabel = student.task == "multilabel"
+    transform = ImageTransform(t.crop_size, student.mean, student.std, flip=True) if multilabel else \
+        TrainTransform(t.crop_size, student.mean, student.std, scale=tuple(t.scale))
     attach_transform(real, transform)
     gen = torch.Generator().manual_seed(t.seed)
     loader = shuffled_loader(real, n_real, gen, t.workers, group)
@@ -186,8 +188,14 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             t_logits, t_feats = t_out if features else (t_out, None)
             t_logits = t_logits.float()  # losses and pseudo-labels in fp32 whatever the forward's precision
             if fake is not None:  # exemplars keep their labels; fake images take the teacher's argmax
-                replay_labels = fake_labels.to(device) if exemplars else t_logits[len(images):].argmax(1)
-                labels = torch.cat([labels, replay_labels])
+                if exemplars:
+                    replay_labels = fake_labels.to(device)
+                elif multilabel:  # (a classifier's: its sigmoid above 0.5, in the old classes' columns)
+                    replay_labels = torch.zeros(len(fake), labels.shape[1], device=device)
+                    replay_labels[:, : t_logits.shape[1]] = (torch.sigmoid(t_logits[len(images):]) > 0.5).float()
+                else:
+                    replay_labels = t_logits[len(images):].argmax(1)
+                labels = torch.cat([labels, replay_labels.to(labels.dtype)])
             is_replay = torch.arange(len(labels), device=device) >= len(images)
             with autocast(t.precision, device):
                 s_out = _student_forward(student, images, fake, cfg.bn, features)

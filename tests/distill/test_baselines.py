@@ -145,7 +145,7 @@ def test_cli_lists_methods_and_passes_method_options(tiny_scenes, teacher, tmp_p
     runner = CliRunner()
     r = runner.invoke(cli, ["methods", "list", "--json"])
     listed = json.loads(r.output)
-    assert r.exit_code == 0 and listed["ilt"]["options"] == {"kd": 100.0, "de": 100.0, "freeze_encoder": False,
+    assert r.exit_code == 0 and listed["segmentation"]["ilt"]["options"] == {"kd": 100.0, "de": 100.0, "freeze_encoder": False,
                                                                 "kd_softmax": "old"}
     assert "Klingner" in runner.invoke(cli, ["methods", "list"]).output
     args = ["distill", "--teacher", str(teacher), "--data", str(tiny_scenes), "--protocol", "voc-15-5", "--epochs", "1",

@@ -10,7 +10,11 @@ before the optimiser is built (to freeze parameters, keep anchors), ``penalty(st
 added to every iteration's loss, and ``tracks_importance`` (the student's parameter importance is measured and
 stored, see :mod:`seginv.distill.regularizers`), ``needs_images`` (the batch carries its inputs),
 ``needs_memory`` (replay must be real exemplars) and ``needs_new_teacher`` (the workflow trains a model on the new
-classes alone and sets it as ``new_teacher``).
+classes alone and sets it as ``new_teacher``), ``needs_replay`` (the method has a term on replayed images).
+
+Multi-label methods (``task="multilabel"``, :mod:`.multilabel`) get ``(B, C)`` image scores instead, and
+``(B, C_all)`` float labels: on real images the current task's classes (partial labels), on replayed images the
+teacher's sigmoid above 0.5 for the old classes (or an exemplar's own labels).
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from ...errors import SeginvError, did_you_mean
 
 @dataclass
 class Batch:
-    student: torch.Tensor  # (B, C, H, W) student logits
-    teacher: torch.Tensor  # (B, C_old, H, W) teacher logits
-    labels: torch.Tensor  # (B, H, W) int64, student ids, 255 = ignore
+    student: torch.Tensor  # (B, C, H, W) student logits (multi-label: (B, C))
+    teacher: torch.Tensor  # (B, C_old, H, W) teacher logits (multi-label: (B, C_old))
+    labels: torch.Tensor  # (B, H, W) int64, student ids, 255 = ignore (multi-label: (B, C_all) float)
     is_replay: torch.Tensor  # (B,) bool
     student_features: torch.Tensor | None = None  # (B, D, h, w) encoder outputs, when the method needs them
     teacher_features: torch.Tensor | None = None
@@ -44,36 +48,44 @@ class Method(Protocol):
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]: ...
 
 
-_METHODS: dict[str, Callable[..., Method]] = {}
+_METHODS: dict[tuple[str, str], Callable[..., Method]] = {}
+TASKS = ("segmentation", "multilabel")
 
 
-def register_method(name: str) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
+def register_method(name: str, task: str = "segmentation") -> Callable[[Callable[..., Method]], Callable[..., Method]]:
+    """Register a method under ``name`` for one task kind (the two kinds may share names: ``ft``, ``lwf``,
+    ``joint``)."""
     def add(factory: Callable[..., Method]) -> Callable[..., Method]:
-        if name in _METHODS:
-            raise ValueError(f"method {name!r} is already registered")
-        _METHODS[name] = factory
+        if (task, name) in _METHODS:
+            raise ValueError(f"method {name!r} is already registered for {task}")
+        _METHODS[(task, name)] = factory
         return factory
 
     return add
 
 
-def create_method(name: str, **options: Any) -> Method:
-    if name not in _METHODS:
-        raise SeginvError(f"unknown method {name!r}.{did_you_mean(name, sorted(_METHODS))}",
-                          f"Known: {', '.join(sorted(_METHODS))}.")
-    factory = _METHODS[name]
-    known = [p for p in inspect.signature(factory).parameters if p != "self"]
-    unknown = sorted(set(options) - set(known))
+def create_method(name: str, task: str = "segmentation", **options: Any) -> Method:
+    known = sorted(n for t, n in _METHODS if t == task)
+    if (task, name) not in _METHODS:
+        other = [t for t, n in _METHODS if n == name]
+        where = f" It is a {other[0]} method; this model's task is {task}." if other else ""
+        raise SeginvError(f"unknown method {name!r}.{where}{did_you_mean(name, known) if not other else ''}",
+                          f"Known: {', '.join(known)}.")
+    factory = _METHODS[(task, name)]
+    params = [p for p in inspect.signature(factory).parameters if p != "self"]
+    unknown = sorted(set(options) - set(params))
     if unknown:
         raise SeginvError(f"method {name} has no option(s) {', '.join(unknown)}.",
-                          f"Its options: {', '.join(known) or 'none'}.")
+                          f"Its options: {', '.join(params) or 'none'}.")
     return factory(**options)
 
 
-def list_methods() -> dict[str, dict[str, Any]]:
-    """Name -> description, citation, options with their defaults, and the new-head init."""
+def list_methods(task: str = "segmentation") -> dict[str, dict[str, Any]]:
+    """Name -> description, citation, options with their defaults, and the new-head init, for one task kind."""
     out = {}
-    for name, factory in sorted(_METHODS.items()):
+    for (kind, name), factory in sorted(_METHODS.items()):
+        if kind != task:
+            continue
         m = factory()
         params = inspect.signature(factory).parameters.values()
         out[name] = {"description": m.description, "citation": m.citation, "init": getattr(m, "init", "mib"),
@@ -81,4 +93,4 @@ def list_methods() -> dict[str, dict[str, Any]]:
     return out
 
 
-from . import cil, fe, ft, hrhf, ilt, joint, lwf, lwf_mc, lwm, mib, regularized  # noqa: E402,F401  (registration)
+from . import cil, fe, ft, hrhf, ilt, joint, lwf, lwf_mc, lwm, mib, multilabel, regularized  # noqa: E402,F401
