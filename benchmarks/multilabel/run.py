@@ -1,0 +1,183 @@
+"""Seed 004's Table 1 on Scenes: multi-label class-incremental learning with the methods seginv has for classifiers.
+
+    python benchmarks/multilabel/run.py list                  # every row, done or not
+    python benchmarks/multilabel/run.py run                   # every row (resumes: finished tasks are kept)
+    python benchmarks/multilabel/run.py run 'voc-b4-c2/akd/*'  # rows matching a pattern
+    python benchmarks/multilabel/run.py report                # docs/results-multilabel.md and .json
+
+A row is one method on one protocol with one seed, e.g. ``voc-b4-c2/akd/seed0``: the protocol's base-task model
+(one per protocol, seed 0, shared by every row) taught each later task with ``seginv distill``'s code, evaluated
+after every task on every test image with the classes seen so far. Rows live in ``<cache>/multilabel/`` and resume
+task by task. Run with a fixed thread count (``OMP_NUM_THREADS=1``): results are bit-identical only for the same one.
+It shares ``--cache`` with ``benchmarks/tables`` (the Scenes data at 32x32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks" / "tables"))
+import plan as tables  # noqa: E402  (the Scenes data of benchmarks/tables)
+
+from seginv.data.scenes import ScenesConfig, write_scenes  # noqa: E402
+from seginv.distill.methods import list_methods  # noqa: E402
+from seginv.distill.trainer import DistillConfig  # noqa: E402
+from seginv.protocols import get_protocol  # noqa: E402
+from seginv.report import machine  # noqa: E402
+from seginv.training import TrainConfig  # noqa: E402
+from seginv.workflows import distill, train  # noqa: E402
+
+CMD = "python benchmarks/multilabel/run.py"
+PROTOCOLS = ("voc-b4-c2", "voc-b5-c3")
+METHODS = ("ft", "lwf", "akd", "joint")  # seed 004 Table 1's rows seginv has for classifiers, its order
+SEEDS = (0, 1, 2)
+STEP0 = {"epochs": 20, "batch_size": 16, "lr": 0.003, "crop_size": 32, "seed": 0}
+DISTILL = {"epochs": 10, "batch_size": 16, "lr": 0.001, "crop_size": 32}
+JOINT_EPOCHS = 3  # joint reads every training image at every task, 4-8x an incremental task's images
+SCALE = (f"Scenes at 32x32 pixels ({tables.SCENES['train']} training, {tables.SCENES['val']} validation images); "
+         "image labels from the masks (a class is present when it covers at least 1% of the pixels); deeplab-mini "
+         f"with its features averaged before one linear head per task; base task {STEP0['epochs']} epochs at lr "
+         f"{STEP0['lr']}, later tasks {DISTILL['epochs']} epochs ({JOINT_EPOCHS} for joint, which reads every image) "
+         f"at lr {DISTILL['lr']}, AdamW, batch {DISTILL['batch_size']}, whole images with random flips.")
+
+
+def rows() -> list[str]:
+    return [f"{p}/{m}/seed{s}" for s in SEEDS for p in PROTOCOLS for m in METHODS]
+
+
+def data_dir(cache: Path) -> Path:
+    path = cache / "data"
+    if not (path / "scenes.json").is_file():
+        write_scenes(path, ScenesConfig(**tables.SCENES), workers=2)
+    return path
+
+
+def base_model(cache: Path, protocol: str, data: Path) -> Path:
+    path = cache / "multilabel" / protocol / "step0.pt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        r = train(data, protocol, path, cfg=TrainConfig(**STEP0), command=CMD)
+        (path.parent / "step0.json").write_text(json.dumps({"metrics": r["metrics"]["val"]}, indent=1) + "\n")
+    return path
+
+
+def run_row(cache: Path, row: str) -> None:
+    protocol, method, seed = row.split("/")
+    data = data_dir(cache)
+    teacher = base_model(cache, protocol, data)
+    folder = cache / "multilabel" / protocol / method / seed
+    folder.mkdir(parents=True, exist_ok=True)
+    epochs = JOINT_EPOCHS if method == "joint" else DISTILL["epochs"]
+    cfg = DistillConfig(train=TrainConfig(**{**DISTILL, "epochs": epochs, "seed": int(seed[4:])}))
+    config = {"distill": cfg.to_dict(), "method": method,
+              "options": list_methods("multilabel")[method]["options"]}
+    for t in range(1, get_protocol(protocol).num_steps):
+        out, record = folder / f"step{t}.pt", folder / f"step{t}.json"
+        if record.is_file() and json.loads(record.read_text())["config"] != json.loads(json.dumps(config)):
+            sys.exit(f"{record} was made with other settings; delete {folder} to redo the row.")
+        if not record.is_file():
+            r = distill(teacher, out, data, protocol=protocol, method=method, cfg=cfg, resume=True, command=CMD)
+            record.write_text(json.dumps({"metrics": r["metrics"]["val"], "seconds": round(r["seconds"], 1),
+                                          "iterations": r["metrics"]["train"]["iterations"],
+                                          "config": config}, indent=1) + "\n")
+            v = r["metrics"]["val"]
+            print(f"  {row} task {t}: mAP {v['map']:.4f} (old {v['map_old']:.4f}, new {v['map_new']:.4f})",
+                  flush=True)
+        teacher = out
+
+
+def results(cache: Path, row: str) -> dict[str, Any] | None:
+    """The row's metrics after the last task, and the average over tasks of the mAP (base task included), or None
+    while it is unfinished."""
+    protocol, method, seed = row.split("/")
+    base = cache / "multilabel" / protocol / "step0.json"
+    steps = [cache / "multilabel" / protocol / method / seed / f"step{t}.json"
+             for t in range(1, get_protocol(protocol).num_steps)]
+    if not base.is_file() or not all(p.is_file() for p in steps):
+        return None
+    maps = [json.loads(base.read_text())["metrics"]["map"]] + [json.loads(p.read_text())["metrics"]["map"]
+                                                                for p in steps]
+    last = json.loads(steps[-1].read_text())["metrics"]
+    return {"map": last["map"], "cf1": last["cf1"], "of1": last["of1"], "fpr": last["fpr"],
+            "avg_map": statistics.mean(maps), "curve": maps}
+
+
+def report(cache: Path) -> None:
+    table: dict[str, Any] = {}
+    for row in rows():
+        protocol, method, seed = row.split("/")
+        r = results(cache, row)
+        if r is None:
+            continue
+        cell = table.setdefault(protocol, {}).setdefault(method, {k: [] for k in ("map", "cf1", "of1", "fpr",
+                                                                                     "avg_map")})
+        for k in cell:
+            cell[k].append(r[k])
+        cell.setdefault("seeds", []).append(int(seed[4:]))
+    how = {"command": f"{CMD} run && {CMD} report", "scale": SCALE, "machine": machine("cpu"),
+           "threads": "OMP_NUM_THREADS=1, two rows at a time"}
+    out = {"table1": table, "how": how}
+    (ROOT / "docs" / "results-multilabel.json").write_text(json.dumps(out, indent=1) + "\n")
+    (ROOT / "docs" / "results-multilabel.md").write_text(markdown(out))
+    print(markdown(out))
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return ""
+    m = 100 * statistics.mean(values)
+    return f"{m:.1f} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else f"{m:.1f}"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    how = res["how"]
+    lines = ["# Multi-label class-incremental learning on Scenes (seed 004, Table 1)", "",
+             f"Built by `{how['command']}` ({how['machine']}; {how['threads']}). {how['scale']}", "",
+             "Last Acc: mAP, CF1 and OF1 (threshold 0.5) and FPR after the last task on every test image with every "
+             "class; Avg.Acc: the mean over tasks, the base task included, of the mAP after each task on the "
+             "classes seen by then. Mean ± standard deviation over the seeds listed.", ""]
+    for protocol, methods in res["table1"].items():
+        p = get_protocol(protocol)
+        lines += [f"## {protocol} ({p.num_steps} tasks: {len(p.steps[0])} classes, then "
+                  f"{p.num_steps - 1} of {len(p.steps[1])})", "",
+                  "| method | seeds | mAP | CF1 | OF1 | FPR | Avg. mAP |", "|---|---|---|---|---|---|---|"]
+        for m in METHODS:
+            if m in methods:
+                c = methods[m]
+                lines.append(f"| {m} | {c['seeds']} | {_cell(c['map'])} | {_cell(c['cf1'])} | {_cell(c['of1'])} | "
+                             f"{_cell(c['fpr'])} | {_cell(c['avg_map'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["list", "run", "report"])
+    ap.add_argument("patterns", nargs="*", default=["*"])
+    ap.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "cache")
+    args = ap.parse_args()
+    chosen = [r for r in rows() if any(fnmatch.fnmatch(r, p) for p in args.patterns)]
+    if args.command == "list":
+        for r in chosen:
+            print(f"{'done' if results(args.cache, r) else '    '}  {r}")
+    elif args.command == "run":
+        for r in chosen:
+            if results(args.cache, r) is None:
+                started = time.perf_counter()
+                print(f"=== {r}", flush=True)
+                run_row(args.cache, r)
+                print(f"=== {r}: {time.perf_counter() - started:.0f} s", flush=True)
+    else:
+        report(args.cache)
+
+
+if __name__ == "__main__":
+    main()
