@@ -43,7 +43,7 @@ def test_a_task_sees_its_images_with_its_labels_only(tiny_scenes):
     p = get_protocol("voc-b4-c2")
     full = multilabel_train_split(tiny_scenes, p, 3, joint=True)  # every class of tasks 0..3, every image
     part = multilabel_train_split(tiny_scenes, p, 3)
-    assert len(full) == len(full.images) and 0 < len(part) < len(full)
+    assert len(full) == len(full.labels) == 96 and 0 < len(part) < len(full)
     current = p.current(3)
     others = [c for c in range(20) if c not in current]
     for i in range(len(part)):
@@ -181,3 +181,67 @@ def test_a_classifier_learns_a_task_with_akd_and_the_methods_are_listed(classifi
                           "--protocol", "voc-b4-c2", "--method", "lwf", "--replay", "noise", "--out",
                           tmp_path / "m3.pt")
     one_line_error(code, err, "multi-label distillation takes no --replay")
+
+
+def _jpg(path):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((12, 16, 3), 90, np.uint8)).save(path)
+
+
+def voc2007(root, objects):
+    """VOCdevkit/VOC2007 with ImageSets/Main/train.txt, Annotations/*.xml and JPEGImages/*.jpg."""
+    base = root / "VOCdevkit" / "VOC2007"
+    (base / "Annotations").mkdir(parents=True)
+    (base / "ImageSets" / "Main").mkdir(parents=True)
+    (base / "ImageSets" / "Main" / "train.txt").write_text("".join(f"{i}\n" for i in objects))
+    for image_id, names in objects.items():
+        objs = "".join(f"<object><name>{n}</name><difficult>0</difficult></object>" for n in names)
+        (base / "Annotations" / f"{image_id}.xml").write_text(f"<annotation><filename>{image_id}.jpg</filename>"
+                                                              f"{objs}</annotation>")
+        _jpg(base / "JPEGImages" / f"{image_id}.jpg")
+    return root
+
+
+def coco2014(root, annotations, categories=((1, "person"), (18, "dog"), (62, "chair"))):
+    (root / "annotations").mkdir(parents=True)
+    images = sorted({i for i, _ in annotations} | {99})  # image 99 has no instance
+    d = {"images": [{"id": i, "file_name": f"COCO_train2014_{i:012d}.jpg"} for i in images],
+         "annotations": [{"id": k, "image_id": i, "category_id": c} for k, (i, c) in enumerate(annotations)],
+         "categories": [{"id": c, "name": n} for c, n in categories]}
+    (root / "annotations" / "instances_train2014.json").write_text(json.dumps(d))
+    for i in images:
+        _jpg(root / "train2014" / f"COCO_train2014_{i:012d}.jpg")
+    return root
+
+
+def test_voc2007_and_coco2014_annotations_give_image_labels(tmp_path):
+    from seginv.data.image_labels import detect_labels
+
+    voc = voc2007(tmp_path / "voc", {"000005": ["chair", "chair", "person"], "000007": ["car"]})
+    assert detect_labels(voc, "train") == "voc-xml"
+    p = get_protocol("voc-b5-c3")
+    ds = multilabel_train_split(voc, p, 4, joint=True)  # tasks 0..4 know chair (8), car (6) and person (14)
+    assert len(ds) == 2 and ds.read(0).shape == (12, 16, 3)
+    assert np.flatnonzero(ds.labels[0]).tolist() == [p.class_names.index("chair"), p.class_names.index("person")]
+    coco = coco2014(tmp_path / "coco", [(3, 1), (3, 18), (3, 18), (4, 62)])
+    assert detect_labels(coco, "train") == "coco"
+    c = get_protocol("coco-b0-c5")
+    ds = multilabel_train_split(coco, c, c.num_steps - 1, joint=True)
+    assert len(ds) == 2  # image 99 has no instance and is left out
+    named = lambda row: [c.class_names[k] for k in np.flatnonzero(row)]  # noqa: E731
+    assert named(ds.labels[0]) == ["dog", "person"] and named(ds.labels[1]) == ["chair"]
+
+
+def test_bad_classification_annotations_are_named(tmp_path, monkeypatch, capsys):
+    voc = voc2007(tmp_path / "voc", {"000005": ["person"], "000009": []})
+    with pytest.raises(SeginvError, match=r"000009.xml lists no object"):
+        multilabel_train_split(voc, get_protocol("voc-b5-c3"), 0, joint=True)
+    coco = coco2014(tmp_path / "coco", [(3, 1), (4, 7)])
+    with pytest.raises(SeginvError, match=r"annotations of category id\(s\) \[7\], which its categories do not list"):
+        multilabel_train_split(coco, get_protocol("coco-b0-c5"), 0)
+    other = coco2014(tmp_path / "other", [(3, 1)], categories=((1, "person"), (2, "unicorn")))
+    code, _, err = seginv(monkeypatch, capsys, "train", "--data", other, "--protocol", "coco-b0-c5", "--out",
+                          tmp_path / "m.pt")
+    one_line_error(code, err, "has categories COCO does not: unicorn")
