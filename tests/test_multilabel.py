@@ -245,3 +245,28 @@ def test_bad_classification_annotations_are_named(tmp_path, monkeypatch, capsys)
     code, _, err = seginv(monkeypatch, capsys, "train", "--data", other, "--protocol", "coco-b0-c5", "--out",
                           tmp_path / "m.pt")
     one_line_error(code, err, "has categories COCO does not: unicorn")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_torchvision_classifiers_load_as_multilabel_models_that_score_what_torchvision_scores(name, tmp_path,
+                                                                                            monkeypatch, capsys):
+    from seginv.models.torchvision_classifiers import build_classifier
+    from seginv.workflows import open_model
+
+    tv = build_classifier(name, 5).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so that a wrong conversion shows
+        for m in tv.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    torch.save(tv.state_dict(), tmp_path / "w.pth")
+    (tmp_path / "names.txt").write_text("cat\ndog\nsheep\nsofa\ntrain\n")
+    m = open_model(arch=f"torchvision:{name}", weights=tmp_path / "w.pth", class_names=tmp_path / "names.txt").eval()
+    x = torch.randn(2, 3, 64, 48)
+    assert m.task == "multilabel" and not m.background
+    assert torch.allclose(m(x), tv(x), atol=1e-4)
+    code, out, _ = seginv(monkeypatch, capsys, "info", "--arch", f"torchvision:{name}", "--weights",
+                          tmp_path / "w.pth", "--class-names", tmp_path / "names.txt", "--json")
+    assert code == 0 and json.loads(out)["task"] == "multilabel"
+    with pytest.raises(SeginvError, match="is an image classifier; it cannot be a segmentation model"):
+        create_model(f"torchvision:{name}", ["background", "cat"])

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..errors import SeginvError
 from .heads import IncrementalHead
-from .registry import get_builder
+from .registry import get_builder, model_tasks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -148,7 +148,11 @@ def create_model(
     """
     steps = steps if steps is not None else [list(range(len(class_names)))]
     _check_steps(class_names, steps)
-    parts = get_builder(arch)(num_classes=len(steps[0]), **arch_kwargs)
+    builder = get_builder(arch)
+    if task not in model_tasks(arch):
+        raise SeginvError(f"{arch} is an image classifier; it cannot be a {task} model.",
+                          "Use it with a multi-label protocol, or pick a segmentation architecture.")
+    parts = builder(num_classes=len(steps[0]), **arch_kwargs)
     return assemble_model(parts, class_names, steps, arch=arch, arch_kwargs=arch_kwargs, background=background,
                           task=task)
 

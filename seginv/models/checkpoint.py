@@ -35,6 +35,7 @@ from .. import __version__
 from ..errors import SeginvError
 from ..fileio import atomic_path, sha256_file
 from .base import TASKS, SegModel, assemble_model, create_model
+from .registry import model_tasks
 from .torchvision_adapters import clean_foreign_state_dict, load_torchvision_parts
 
 FORMAT = "seginv.checkpoint"
@@ -246,11 +247,14 @@ def load_foreign(weights: str | os.PathLike[str], arch: str, class_names: list[s
         raise SeginvError(f"{weights} is a seginv checkpoint.", "Pass it as --model without --arch/--class-names.")
     name = arch.split(":", 1)[1]
     parts = load_torchvision_parts(name, clean_foreign_state_dict(raw))
+    classifier = model_tasks(arch) == ("multilabel",)
     if parts.head_weight is not None and parts.head_weight.shape[0] != len(class_names):
+        first = "" if classifier else ", background first"
         raise SeginvError(f"{weights} predicts {parts.head_weight.shape[0]} classes but the class-name file lists "
-                          f"{len(class_names)}.", "List exactly one name per output channel, background first.")
+                          f"{len(class_names)}.", f"List exactly one name per output{first}.")
     return assemble_model(parts, class_names, [list(range(len(class_names)))], arch=arch, arch_kwargs={},
-                          background=background)
+                          background=background and not classifier,
+                          task="multilabel" if classifier else "segmentation")
 
 
 def load_model(path: str | os.PathLike[str], *, unsafe_load: bool = False) -> tuple[SegModel, dict[str, Any]]:

@@ -8,10 +8,14 @@ from ..errors import SeginvError
 
 _MODELS: dict[str, Callable[..., Any]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_TASKS: dict[str, tuple[str, ...]] = {}
 
 
-def register_model(name: str, description: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a builder ``fn(num_classes, **kwargs) -> (encoder, decoder, decoder_channels, head_init)``.
+def register_model(name: str, description: str = "",
+                   tasks: tuple[str, ...] = ("segmentation", "multilabel")) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a builder ``fn(num_classes, **kwargs) -> (encoder, decoder, decoder_channels, head_init)``, for the
+    task kinds it serves (a segmentation network is also a classifier once its features are pooled; an image
+    classifier is only that).
 
     Duplicate names raise, so two modules cannot silently shadow each other.
     """
@@ -21,6 +25,7 @@ def register_model(name: str, description: str = "") -> Callable[[Callable[..., 
             raise ValueError(f"model {name!r} is already registered")
         _MODELS[name] = fn
         _DESCRIPTIONS[name] = description or (fn.__doc__ or "").strip().splitlines()[0]
+        _TASKS[name] = tuple(tasks)
         return fn
 
     return deco
@@ -33,6 +38,12 @@ def get_builder(name: str) -> Callable[..., Any]:
             f"Known: {', '.join(sorted(_MODELS))}.",
         )
     return _MODELS[name]
+
+
+def model_tasks(name: str) -> tuple[str, ...]:
+    """The task kinds architecture ``name`` serves."""
+    get_builder(name)
+    return _TASKS[name]
 
 
 def list_models() -> dict[str, str]:

@@ -119,15 +119,21 @@ def foreign_num_classes(name: str, state_dict: dict[str, torch.Tensor]) -> int:
 
 
 def load_torchvision_parts(name: str, state_dict: dict[str, torch.Tensor]) -> ModelParts:
-    """Build torchvision's ``name`` sized from ``state_dict``, load it strictly, and convert it."""
-    model = build_torchvision(name, foreign_num_classes(name, state_dict))
+    """Build torchvision's ``name`` (a segmentation model or an image classifier) sized from ``state_dict``, load
+    it strictly, and convert it."""
+    from .torchvision_classifiers import (CLASSIFIER_ARCHS, build_classifier, classifier_num_classes,
+                                          classifier_to_parts)
+
+    classifier = name in CLASSIFIER_ARCHS
+    model = build_classifier(name, classifier_num_classes(name, state_dict)) if classifier else \
+        build_torchvision(name, foreign_num_classes(name, state_dict))
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise SeginvError(f"the weights do not match torchvision's {name}: {' '.join(first[:3])[:300]}",
                           "Check --arch against the model that saved the file.") from None
-    return torchvision_to_parts(model)
+    return classifier_to_parts(model) if classifier else torchvision_to_parts(model)
 
 
 def _register(name: str) -> None:
