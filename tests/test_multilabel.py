@@ -157,6 +157,11 @@ def test_multilabel_methods_combine_the_pinned_losses_as_seed_004_writes_them():
     assert RebLL().loss(b)["total"].item() == pytest.approx((0.15 * cls + 0.85 * akd + 0.3 * er).item(), rel=1e-6)
     assert ExperienceReplay().loss(b)["total"].item() == pytest.approx(
         (bce + binary_cross_entropy(s[rep], y[rep], old)).item(), rel=1e-6)
+    fixed = asymmetric_positive(s[real], y[real], new, 2.0), asymmetric_positive(s, soft, old, 2.0)
+    assert create_method("akd", task="multilabel", alpha=2.0, adaptive=False).loss(b)["total"].item() == \
+        pytest.approx((0.15 * fixed[0] + 0.85 * fixed[1]).item(), rel=1e-6)  # Table 6's fixed factor
+    assert create_method("akd", task="multilabel", lambda_akd=1.0).loss(b)["total"].item() == \
+        pytest.approx(cls.item(), rel=1e-6)  # Table 4's "AKD (L_cls)"
     with pytest.raises(SeginvError, match="unknown method 'akd'. It is a multilabel method"):
         create_method("akd")
     with pytest.raises(SeginvError, match="lambda_akd must be in"):

@@ -9,7 +9,9 @@ of the replayed images, labelled by the teacher's sigmoid above 0.5 (fake replay
 an exemplar's own labels.
 
 Weights: eq. 9, ``L = lambda_akd L_cls + (1 - lambda_akd) L_akd + lambda_er L_er``, with seed 004's values
-(alpha 1.2, beta 0.7, lambda_akd 0.15, lambda_er 0.30; "Hyperparameter Analysis"). The paper calls lambda_akd the
+(alpha 1.2, beta 0.7, lambda_akd 0.15, lambda_er 0.30; "Hyperparameter Analysis"); ``adaptive=False`` takes the
+exponent as the fixed factor itself (Table 6's comparison), and ``lambda_akd=1`` leaves L_cls alone (Table 4's
+"AKD (L_cls)"). The paper calls lambda_akd the
 strength of the distillation loss, while eq. 9 gives L_akd the weight ``1 - lambda_akd``; seginv follows eq. 9 as
 written (L_cls 0.15, L_akd 0.85). LwF is Table 4's "KD": ``L_bce + L_kd`` with weight 1 each; ER is Table 5's
 "Replay (L_bce)": ``L_bce`` on the real images' current classes plus ``L_bce`` on the replayed images' old classes.
@@ -88,15 +90,20 @@ class AsymmetricKD:
     citation = f"{CITATION}, eq. 3-6 and 9 (without L_er)"
     init = "random"
 
-    def __init__(self, alpha: float = 1.2, lambda_akd: float = 0.15) -> None:
+    def __init__(self, alpha: float = 1.2, lambda_akd: float = 0.15, adaptive: bool = True) -> None:
         _check_weights(alpha=alpha)
         if not 0 <= lambda_akd <= 1:
             raise SeginvError(f"lambda_akd must be in [0, 1], not {lambda_akd}.")
-        self.alpha, self.lambda_akd = float(alpha), float(lambda_akd)
+        self.alpha, self.lambda_akd, self.adaptive = float(alpha), float(lambda_akd), bool(adaptive)
+
+    def _gamma(self, factor: float, batch: Batch) -> float:
+        """Eq. 4/6/8's exponent: ``factor * log |C^{1:t}|``, or ``factor`` itself when not ``adaptive`` (seed 004
+        Table 6's fixed decay factor)."""
+        return decay_exponent(factor, batch.student.shape[1]) if self.adaptive else factor
 
     def terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         old, new, real, _ = _parts(batch)
-        gamma = decay_exponent(self.alpha, batch.student.shape[1])
+        gamma = self._gamma(self.alpha, batch)
         cls = asymmetric_positive(batch.student[real], _labels(batch)[real], new, gamma)
         akd = asymmetric_positive(batch.student, _old_targets(batch), old, gamma)
         return {"total": self.lambda_akd * cls + (1 - self.lambda_akd) * akd, "cls": cls, "akd": akd}
@@ -126,15 +133,15 @@ class RebLL(AsymmetricKD):  # registered with multi-label replay
     needs_replay = True
 
     def __init__(self, alpha: float = 1.2, beta: float = 0.7, lambda_akd: float = 0.15,
-                 lambda_er: float = 0.30) -> None:
-        super().__init__(alpha, lambda_akd)
+                 lambda_er: float = 0.30, adaptive: bool = True) -> None:
+        super().__init__(alpha, lambda_akd, adaptive)
         _check_weights(beta=beta, lambda_er=lambda_er)
         self.beta, self.lambda_er = float(beta), float(lambda_er)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self.terms(batch)
         old, _, _, replay = _parts(batch)
-        gamma = decay_exponent(self.beta, batch.student.shape[1])
+        gamma = self._gamma(self.beta, batch)
         er = asymmetric_negative(batch.student[replay], _labels(batch)[replay], old, gamma)
         return {**out, "total": out["total"] + self.lambda_er * er, "er": er}
 
