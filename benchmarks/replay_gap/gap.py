@@ -237,13 +237,16 @@ def findings(res: dict[str, Any]) -> list[str]:
         f"{o('fake-5x-w2', g='new')}; 3x gives less (`fake-5x-w3`, seeds {seeds(res, c15, 'fake-5x-w3')}: old "
         f"{o('fake-5x-w3')} against {old_on(res, c15, 'real', seeds(res, c15, 'fake-5x-w3'))}), and with {plan.N} "
         f"images the 2x weight adds nothing (`shipped-w2`, seed 0: old {z('shipped-w2')}).",
-        f"- **Neither the encoder's features nor longer inversion closes the rest.** Distilling the encoder "
+        f"- **Distilling the encoder's features does not help; longer inversion is measured on one seed.** "
+        f"Distilling the encoder "
         f"features of the replayed images on top of `fake-5x-w2` (`--option replay_features=10`, "
         f"`fake-5x-w2-feat10`, seeds {seeds(res, c15, 'fake-5x-w2-feat10')}) gives old {o('fake-5x-w2-feat10')} "
         f"against {old_on(res, c15, 'fake-5x-w2', seeds(res, c15, 'fake-5x-w2-feat10'))} without it on the same "
         f"seeds; at ILT's weight of 100 (`fake-5x-w2-feat100`, seed 0) {z('fake-5x-w2-feat100')} against "
         f"{z('fake-5x-w2')}. Inverting with 400 steps instead of 100 (`fake-5x-w2-s400`, seed 0) gives "
-        f"{z('fake-5x-w2-s400')} against {z('fake-5x-w2')}, for four times the synthesis time.",
+        f"{z('fake-5x-w2-s400')} against {z('fake-5x-w2')} (real exemplars on seed 0: {z('real')}), for four times "
+        f"the synthesis time; `fake-5x-w2` falls short of real exemplars on seed 2 only, so whether 400 steps "
+        f"close the gap needs seeds 1 and 2.",
         f"- **The price is paid in new classes.** On {c15}, new-class mIoU is {o('fake', g='new')} with the "
         f"shipped loss against {o('none', g='new')} without replay and {o('real', g='new')} with real exemplars; "
         f"all-class mIoU still rises from {o('none', g='all')} to {o('fake', g='all')} (real: "

@@ -31,6 +31,8 @@ class SegModel(nn.Module):
     scores, one independent sigmoid per class (no background class). This pooling is the only difference.
     """
 
+    task = "segmentation"  # the class default also covers models pickled before the task existed
+
     def __init__(
         self,
         encoder: nn.Module,
