@@ -158,7 +158,7 @@ def test_distill_on_two_ranks_matches_one_process(tiny_scenes, tmp_path, monkeyp
     assert not (tmp_path / "two.pt.state").exists() and (tmp_path / "two.pt").is_file()
 
 
-def test_a_recipe_on_two_ranks_matches_one_process_and_resumes(tiny_scenes, tmp_path):
+def test_a_recipe_on_two_ranks_matches_one_process(tiny_scenes, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({
         "name": "tiny", "protocol": "voc-15-5", "setting": "overlapped", "data": {"path": str(tiny_scenes)},
@@ -183,9 +183,6 @@ def test_a_recipe_on_two_ranks_matches_one_process_and_resumes(tiny_scenes, tmp_
         assert files(tmp_path / "one" / "replay" / name) == files(tmp_path / "two" / "replay" / name), name
     record = json.loads((tmp_path / "two" / "runs" / "fake" / "seed0" / "step1.json").read_text())
     assert record["processes"] == 2 and not list((tmp_path / "two").glob("**/*.state"))
-    again = subprocess.run([*base, str(tmp_path / "two"), "--nproc", "2"], capture_output=True, text=True,
-                           timeout=600)
-    assert again.returncode == 0 and again.stderr.count("finished before, kept") == 2, again.stderr[-3000:]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     refused = subprocess.run([*base, str(tmp_path / "other"), "--nproc", "2"], capture_output=True, text=True,
