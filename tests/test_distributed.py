@@ -75,8 +75,8 @@ def test_nproc_inside_torchrun_and_commands_without_torchrun_are_refused(monkeyp
     monkeypatch.setenv("WORLD_SIZE", "2")
     code, _, err = seginv(monkeypatch, capsys, *RUN, "--out", tmp_path / "r", "--nproc", "2")
     assert code != 0 and "--nproc was given inside a torchrun job" in err
-    code, _, err = seginv(monkeypatch, capsys, "run", "recipe.yaml")
-    assert code != 0 and "`seginv run` does not run as several processes" in err and not (tmp_path / "r").exists()
+    code, _, err = seginv(monkeypatch, capsys, "evaluate", "--model", MODEL, "--data", tmp_path)
+    assert code != 0 and "`seginv evaluate` does not run as several processes" in err and not (tmp_path / "r").exists()
 
 
 # ------------------------------------------------------------------------------------- training on 2 ranks

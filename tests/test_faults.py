@@ -177,12 +177,12 @@ def _interrupted_state(teacher, tiny_scenes, out, at=5):
                 raise KeyboardInterrupt
             return super().loss(batch)
 
-    methods._METHODS["ft-cut"] = Interrupted
+    methods._METHODS[("segmentation", "ft-cut")] = Interrupted
     try:
         with pytest.raises(KeyboardInterrupt):
             distill(teacher, out, tiny_scenes, protocol="voc-15-5", method="ft-cut", cfg=_cfg(), evaluate_after=False)
     finally:
-        del methods._METHODS["ft-cut"]
+        del methods._METHODS[("segmentation", "ft-cut")]
     return out.with_name(out.name + ".state")
 
 

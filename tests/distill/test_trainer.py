@@ -122,13 +122,13 @@ def test_resume_continues_from_the_saved_state(tiny_scenes, teacher, tmp_path):
 
     import seginv.distill.methods as methods
 
-    methods._METHODS["ft-interrupted"] = Interrupted
+    methods._METHODS[("segmentation", "ft-interrupted")] = Interrupted
     try:
         with pytest.raises(Stop):
             distill(teacher, tmp_path / "m2.pt", tiny_scenes, protocol="voc-15-5", method="ft-interrupted", cfg=cfg,
                     evaluate_after=False)
     finally:
-        del methods._METHODS["ft-interrupted"]
+        del methods._METHODS[("segmentation", "ft-interrupted")]
     state = torch.load(tmp_path / "m2.pt.state", weights_only=True)
     assert state["iteration"] == 4
     r = distill(teacher, tmp_path / "m2.pt", tiny_scenes, protocol="voc-15-5", method="ft", cfg=cfg,

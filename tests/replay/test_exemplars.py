@@ -76,7 +76,7 @@ class _Record:
 
 def test_exemplars_are_replayed_with_their_labels_and_fake_images_with_the_teachers(tiny_scenes, teacher, tmp_path,  # noqa: F811
                                                                                     monkeypatch):
-    monkeypatch.setitem(methods._METHODS, "record-replay-labels", _Record)
+    monkeypatch.setitem(methods._METHODS, ("segmentation", "record-replay-labels"), _Record)
     from_dataset(tiny_scenes, "voc-15-5", tmp_path / "mem", per_class=3, size=32)
     SEEN.clear()
     distill(teacher, tmp_path / "m.pt", tiny_scenes, protocol="voc-15-5", replay=tmp_path / "mem",
