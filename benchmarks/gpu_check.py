@@ -215,10 +215,9 @@ def same_files(a: Path, b: Path) -> bool:
 
 
 #: Sizes per profile: ``gpu`` is the issue's (what one H100/H200 runs in under 8 minutes); ``cpu`` what a 2-core,
-#: 24 GiB machine runs in about a quarter of an hour (512x512 synthesis of deeplabv3_resnet50 at batch 16 needs more
-#: memory than it has, and bf16 without AVX-512 runs it at a small fraction of fp32's speed: at 512x512, batch 2, one
-#: bf16 batch had not finished after 11 minutes, so the memory figures take 256x256, batch 2 there); ``quick`` checks
-#: that every path runs.
+#: 24 GiB machine runs in about ten minutes (512x512 synthesis of deeplabv3_resnet50 at batch 16 needs more memory
+#: than it has, and bf16 without AVX-512 runs far slower than fp32, so the memory figures take 256x256, batch 2
+#: there); ``quick`` checks that every path runs.
 PROFILES = {
     "gpu": {"synthesis": (64, 256), "batch": 16, "steps": 20, "distill": (256, 8, 10), "bf16": (256, 16),
             "memory": (512, 16), "processes": (16, 20), "compile": (256, 16, "inductor")},

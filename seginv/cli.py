@@ -703,7 +703,8 @@ def methods_list(as_json: bool) -> None:
     \b
     seginv methods list
     """
-    from .distill.methods import TASKS, list_methods
+    from .distill.methods import list_methods
+    from .models.base import TASKS
 
     r = {task: list_methods(task) for task in TASKS}
 

@@ -33,6 +33,16 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | 
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
+def apply_layout_and_compile(model: torch.nn.Module, channels_last: bool, compile: str | None) -> torch.nn.Module:
+    """``model`` in NHWC layout when ``channels_last``, and compiled in place with the ``compile`` backend (once; its
+    state_dict keeps its keys)."""
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if compile and getattr(model, "_compiled_call_impl", None) is None:
+        model.compile(backend=compile)
+    return model
+
+
 def check_compile(backend: str | None) -> None:
     """Refuse a torch.compile backend this torch does not have (None = no compilation)."""
     if backend is None:

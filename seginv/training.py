@@ -18,7 +18,7 @@ from .data.transforms import TrainTransform
 from .distill.regularizers import ImportanceTracker
 from .distributed import SINGLE, Group, shuffled_loader
 from .errors import SeginvError
-from .precision import PRECISIONS, autocast, check_compile, check_precision, grad_scaler
+from .precision import PRECISIONS, apply_layout_and_compile, autocast, check_compile, check_precision, grad_scaler
 from .models import SegModel
 from .runlog import TrainLog
 from .runtime import progress
@@ -80,12 +80,7 @@ def on_device(model: torch.nn.Module, device: torch.device, cfg: TrainConfig) ->
     """``model`` on ``device``, in channels-last layout and compiled when ``cfg`` asks (in place: its state_dict
     keeps its keys); checks the precision fits the device."""
     check_precision(cfg.precision, device)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    if cfg.compile and getattr(model, "_compiled_call_impl", None) is None:
-        model.compile(backend=cfg.compile)
-    return model
+    return apply_layout_and_compile(model.to(device), cfg.channels_last, cfg.compile)
 
 
 def as_input(images: torch.Tensor, device: torch.device, cfg: TrainConfig) -> torch.Tensor:

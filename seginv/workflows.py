@@ -67,10 +67,13 @@ def best_keeper(test: Any, steps: Any, device: torch.device, path: Path, parent:
     return validate, best
 
 
+TASK_WORDS = {"multilabel": "multi-label", "segmentation": "segmentation"}
+
+
 def require_task(model: SegModel, task: str, source: Any, command: str) -> SegModel:
     """``model``, refused with a one-line error when it is not a ``task`` model (a classifier given to a
     segmentation command, or the reverse)."""
-    if getattr(model, "task", "segmentation") != task:
+    if model.task != task:
         what = {"multilabel": "a multi-label classifier", "segmentation": "a segmentation model"}
         raise SeginvError(f"{source} is {what[model.task]}; `seginv {command}` takes {what[task]}.",
                           f"Give it {what[task]} (`seginv info FILE` says which a checkpoint holds).")
@@ -80,10 +83,16 @@ def require_task(model: SegModel, task: str, source: Any, command: str) -> SegMo
 def same_task(proto: Protocol, model: SegModel, who: str) -> Protocol:
     """``proto``, refused when its task (segmentation or multi-label) is not ``model``'s."""
     if proto.task != model.task:
-        words = {"multilabel": "multi-label", "segmentation": "segmentation"}
-        raise SeginvError(f"{proto.name} is a {words[proto.task]} protocol and {who} a {words[model.task]} model.",
-                          f"Pick a protocol of {who}'s task (`seginv protocols`).")
+        raise SeginvError(f"{proto.name} is a {TASK_WORDS[proto.task]} protocol and {who} a "
+                          f"{TASK_WORDS[model.task]} model.", f"Pick a protocol of {who}'s task (`seginv protocols`).")
     return proto
+
+
+def task_test_split(data: str | os.PathLike[str], proto: Protocol, step: int, model: SegModel, fmt: str) -> Any:
+    """The test set of ``proto`` after ``step`` for ``model``'s task: pixel labels, or image labels."""
+    if model.task == "multilabel":
+        return multilabel_test_split(data, proto, step, fmt=fmt)
+    return test_split(data, proto, step, model.class_names, fmt=fmt, cache=True)
 
 
 def open_model(model: str | os.PathLike[str] | None = None, *, arch: str | None = None,
@@ -143,15 +152,9 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
                  "loss": lambda logits, labels: binary_cross_entropy(logits, labels[:, : len(ids)], ids)}
     else:
         dataset = train_split(data, proto, last, setting, joint=joint, fmt=fmt, cache=True)
-
-    def test_set() -> Any:
-        if proto.task == "multilabel":
-            return multilabel_test_split(data, proto, last, fmt=fmt)
-        return test_split(data, proto, last, model.class_names, fmt=fmt, cache=True)
-
+    test = task_test_split(data, proto, last, model, fmt) if val_every or evaluate_after else None
     validate, best = None, None
     if val_every:
-        test = test_set()
         validate, best = best_keeper(test, protocol_steps(proto, last, model.class_names), device,
                                      log_paths(out)["best"], None, command, group)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +168,7 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
                                val_every=val_every, group=group, **extra)
     metrics: dict[str, Any] = {"train": history, **({"best": best} if best else {})}
     if evaluate_after:
-        metrics["val"] = score(model, test_set(), device, protocol_steps(proto, last, model.class_names), group)
+        metrics["val"] = score(model, test, device, protocol_steps(proto, last, model.class_names), group)
     config = {"data": str(data), "protocol": protocol, "setting": setting, "step": step, "joint": joint, "arch": arch,
               "arch_kwargs": arch_kwargs or {}, "train": cfg.to_dict(), "device": str(device), "processes": group.world}
     sha = save_checkpoint(model.cpu(), out, make_provenance(config, metrics=metrics, command=command)) \
@@ -429,14 +432,10 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     settings = {"teacher_sha256": sha256_file(teacher_path), "data": str(data), "replay": str(replay) if replay else None,
                 "protocol": proto.name, "step": step, "setting": setting, "method_options": method_options or {},
                 "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None}
-    def test_set() -> Any:
-        if multilabel:
-            return multilabel_test_split(data, proto, step, fmt=fmt)
-        return test_split(data, proto, step, student.class_names, fmt=fmt, cache=True)
-
+    test = task_test_split(data, proto, step, student, fmt) if val_every or evaluate_after else None
     validate, best = None, None
     if val_every:
-        validate, best = best_keeper(test_set(), protocol_steps(proto, step, student.class_names), device,
+        validate, best = best_keeper(test, protocol_steps(proto, step, student.class_names), device,
                                      log_paths(out)["best"], teacher_path, command, group)
     group.broadcast(student)
     history = run_distill(teacher, student, real, replay_ds, m, cfg, device,
@@ -446,10 +445,9 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     if evaluate_after:
         steps = protocol_steps(proto, step, student.class_names)
         if multilabel:
-            result = evaluate_classifier(student, test_set(), device, steps=steps, group=group)
-            metrics["val"] = {k: v for k, v in result.items()}
+            metrics["val"] = evaluate_classifier(student, test, device, steps=steps, group=group)
         else:
-            result = evaluate(student, test_set(), device, steps=steps, group=group)
+            result = evaluate(student, test, device, steps=steps, group=group)
             metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
             metrics["val"]["per_class"] = result["per_class"]
     config = {"teacher": str(teacher_path), **({"teacher_arch": arch} if arch else {}), "data": str(data),

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks" / "tables"))
 import plan as tables  # noqa: E402  (the Scenes data of benchmarks/tables)
@@ -31,7 +33,7 @@ from seginv.data.scenes import ScenesConfig, write_scenes  # noqa: E402
 from seginv.distill.methods import list_methods  # noqa: E402
 from seginv.distill.trainer import DistillConfig  # noqa: E402
 from seginv.protocols import get_protocol  # noqa: E402
-from seginv.report import machine  # noqa: E402
+from seginv.report import compute_environment, machine  # noqa: E402
 from seginv.training import TrainConfig  # noqa: E402
 from seginv.workflows import distill, train  # noqa: E402
 
@@ -95,7 +97,8 @@ def run_row(cache: Path, row: str) -> None:
                         resume=True, command=CMD)
             record.write_text(json.dumps({"metrics": r["metrics"]["val"], "seconds": round(r["seconds"], 1),
                                           "iterations": r["metrics"]["train"]["iterations"],
-                                          "config": config}, indent=1) + "\n")
+                                          "config": config, "environment": compute_environment("cpu")},
+                                         indent=1) + "\n")
             v = r["metrics"]["val"]
             print(f"  {row} task {t}: mAP {v['map']:.4f} (old {v['map_old']:.4f}, new {v['map_new']:.4f})",
                   flush=True)
@@ -103,28 +106,33 @@ def run_row(cache: Path, row: str) -> None:
 
 
 def results(cache: Path, row: str) -> dict[str, Any] | None:
-    """The row's metrics after the last task, and the average over tasks of the mAP (base task included), or None
-    while it is unfinished."""
+    """The row's metrics after the last task, the average over tasks of the mAP (base task included), its
+    distillation seconds and the torch thread count its last checkpoint records; None while it is unfinished."""
     protocol, method, seed = row.split("/")
     base = cache / "multilabel" / protocol / "step0.json"
     steps = [cache / "multilabel" / protocol / method / seed / f"step{t}.json"
              for t in range(1, get_protocol(protocol).num_steps)]
     if not base.is_file() or not all(p.is_file() for p in steps):
         return None
-    maps = [json.loads(base.read_text())["metrics"]["map"]] + [json.loads(p.read_text())["metrics"]["map"]
-                                                                for p in steps]
-    last = json.loads(steps[-1].read_text())["metrics"]
+    records = [json.loads(p.read_text()) for p in steps]
+    maps = [json.loads(base.read_text())["metrics"]["map"]] + [r["metrics"]["map"] for r in records]
+    last = records[-1]["metrics"]
+    checkpoint = torch.load(steps[-1].with_suffix(".pt"), map_location="cpu", weights_only=True)
     return {"map": last["map"], "cf1": last["cf1"], "of1": last["of1"], "fpr": last["fpr"],
-            "avg_map": statistics.mean(maps), "curve": maps}
+            "avg_map": statistics.mean(maps), "curve": maps, "seconds": sum(r["seconds"] for r in records),
+            "threads": checkpoint["provenance"]["threads"]}
 
 
 def report(cache: Path) -> None:
     table: dict[str, Any] = {}
+    threads, seconds = set(), 0.0
     for row in rows():
         protocol, method, seed = row.split("/")
         r = results(cache, row)
         if r is None:
             continue
+        threads.add(r["threads"])
+        seconds += r["seconds"]
         keys = ("map", "cf1", "of1", "fpr", "avg_map")
         cell = table.setdefault(protocol, {}).setdefault(method, {k: [] for k in (*keys, "seeds")})
         for k in keys:
@@ -136,7 +144,8 @@ def report(cache: Path) -> None:
         for v in VARIANTS:
             table[protocol].pop(v, None)
     how = {"command": f"{CMD} run && {CMD} report", "scale": SCALE, "machine": machine("cpu"),
-           "threads": "OMP_NUM_THREADS=1, two rows at a time; 30 rows of 1.5-3.5 min each, about 45 min in all"}
+           "threads": f"torch threads {sorted(threads)} (from each row's last checkpoint), two rows at a time; "
+                      f"{seconds / 60:.0f} min of distillation summed over the rows"}
     out = {"table1": table, "table4": {k: v for k, v in table4.items() if v},
            "table6": {k: v for k, v in table6.items() if v}, "how": how}
     (ROOT / "docs" / "results-multilabel.json").write_text(json.dumps(out, indent=1) + "\n")

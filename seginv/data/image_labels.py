@@ -3,8 +3,7 @@
 Labels come from what the dataset directory holds (:func:`detect_labels`): MS-COCO 2014's instances json, PASCAL VOC
 2007's classification lists and XML annotations, or segmentation masks (Scenes, or any layout seginv reads for
 segmentation), where a class is present in an image when it covers at least ``min_share`` of the image's pixels
-(:data:`MIN_SHARE`, 1%: on Scenes at 32x32 that is 10 pixels, and 0.9% of the objects of the validation set are
-smaller). Training sets follow the
+(:data:`MIN_SHARE`, 1%: on Scenes at 32x32 that is 10 pixels). Training sets follow the
 partial-label setting of seed 004: task t sees the images holding at least one class of task t, labelled with task
 t's classes only (the other columns are zero and no loss reads them); a test set labels every class seen by task t.
 """

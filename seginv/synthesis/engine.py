@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import normalize
 from ..errors import SeginvError
-from ..precision import PRECISIONS, autocast, check_compile, check_precision
+from ..precision import PRECISIONS, apply_layout_and_compile, autocast, check_compile, check_precision
 from ..models import SegModel
 from .aggregation import AGGREGATIONS, aggregate
 from .augment import Augment, AugmentConfig
@@ -160,10 +160,7 @@ class Inverter:
         self.lo, self.hi = pixel_bounds(model, device)
         self.augment = Augment(cfg.augment, model.mean, model.std)
         self.bn_stats = BatchNormInputStats(self.model)
-        if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        if cfg.compile:
-            self.model.compile(backend=cfg.compile)
+        apply_layout_and_compile(self.model, cfg.channels_last, cfg.compile)
         if cfg.bn > 0 and len(self.bn_stats) == 0:
             warnings.warn(f"{model.arch} has no BatchNorm layers: synthesizing without the BN-statistics prior.",
                           stacklevel=2)

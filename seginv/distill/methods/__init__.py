@@ -10,7 +10,7 @@ before the optimiser is built (to freeze parameters, keep anchors), ``penalty(st
 added to every iteration's loss, and ``tracks_importance`` (the student's parameter importance is measured and
 stored, see :mod:`seginv.distill.regularizers`), ``needs_images`` (the batch carries its inputs),
 ``needs_memory`` (replay must be real exemplars) and ``needs_new_teacher`` (the workflow trains a model on the new
-classes alone and sets it as ``new_teacher``), ``needs_replay`` (the method has a term on replayed images).
+classes alone and sets it as ``new_teacher``).
 
 Multi-label methods (``task="multilabel"``, :mod:`.multilabel`) get ``(B, C)`` image scores instead, and
 ``(B, C_all)`` float labels: on real images the current task's classes (partial labels), on replayed images the
@@ -49,7 +49,6 @@ class Method(Protocol):
 
 
 _METHODS: dict[tuple[str, str], Callable[..., Method]] = {}
-TASKS = ("segmentation", "multilabel")
 
 
 def register_method(name: str, task: str = "segmentation") -> Callable[[Callable[..., Method]], Callable[..., Method]]:

@@ -43,6 +43,12 @@ def _labels(batch: Batch) -> torch.Tensor:
     return batch.labels[:, : batch.student.shape[1]].float()
 
 
+def _current_bce(batch: Batch) -> torch.Tensor:
+    """Eq. 1 on the real images' current classes (their partial labels)."""
+    _, new, real, _ = _parts(batch)
+    return binary_cross_entropy(batch.student[real], _labels(batch)[real], new)
+
+
 def _old_targets(batch: Batch) -> torch.Tensor:
     """The teacher's sigmoid in the old columns, zero elsewhere: eq. 2's and eq. 5's soft targets."""
     t = torch.zeros_like(batch.student, dtype=torch.float32)
@@ -64,8 +70,7 @@ class MultiLabelFineTuning:
     init = "random"
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        _, new, real, _ = _parts(batch)
-        bce = binary_cross_entropy(batch.student[real], _labels(batch)[real], new)
+        bce = _current_bce(batch)
         return {"total": bce, "bce": bce}
 
 
@@ -77,9 +82,8 @@ class MultiLabelLwF:
     init = "random"
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        old, new, real, _ = _parts(batch)
-        bce = binary_cross_entropy(batch.student[real], _labels(batch)[real], new)
-        kd = binary_cross_entropy(batch.student, _old_targets(batch), old)
+        bce = _current_bce(batch)
+        kd = binary_cross_entropy(batch.student, _old_targets(batch), list(range(batch.teacher.shape[1])))
         return {"total": bce + kd, "bce": bce, "kd": kd}
 
 
@@ -117,11 +121,10 @@ class ExperienceReplay:  # registered with multi-label replay (see the module's 
     description = "ER: eq. 1 on the current classes + binary cross-entropy on the replayed images' old labels"
     citation = f"{CITATION}, Table 5, 'Replay (L_bce)'; Rolnick et al., NeurIPS 2019"
     init = "random"
-    needs_replay = True
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        old, new, real, replay = _parts(batch)
-        bce = binary_cross_entropy(batch.student[real], _labels(batch)[real], new)
+        old, _, _, replay = _parts(batch)
+        bce = _current_bce(batch)
         er = binary_cross_entropy(batch.student[replay], _labels(batch)[replay], old)
         return {"total": bce + er, "bce": bce, "er": er}
 
@@ -130,7 +133,6 @@ class RebLL(AsymmetricKD):  # registered with multi-label replay
     name = "rebll"
     description = "RebLL: AKD + eq. 7-8's L_er on relabeled replay (negatives down-weighted), eq. 9"
     citation = f"{CITATION}, eq. 3-9"
-    needs_replay = True
 
     def __init__(self, alpha: float = 1.2, beta: float = 0.7, lambda_akd: float = 0.15,
                  lambda_er: float = 0.30, adaptive: bool = True) -> None:
