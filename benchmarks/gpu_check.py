@@ -50,6 +50,7 @@ from synthesis_speed import engine_step, floor_step  # noqa: E402
 
 from seginv.data.classes import IGNORE  # noqa: E402
 from seginv.distill.methods import Batch, create_method  # noqa: E402
+from seginv.metrics import class_map  # noqa: E402
 from seginv.models import create_model  # noqa: E402
 from seginv.models.checkpoint import load_model  # noqa: E402
 from seginv.synthesis.engine import InversionConfig, Inverter  # noqa: E402
@@ -63,17 +64,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: torch.device, rounds: int) -> float:
-    """Median seconds of ``fn()`` over ``rounds`` after one warm-up."""
-    fn()
-    times = []
-    for _ in range(rounds):
-        sync(device)
-        t = time.perf_counter()
+def timed(fns: dict, device: torch.device, rounds: int) -> dict:
+    """Median seconds of each ``fns[name]()`` over ``rounds``, after one warm-up each; the functions take turns
+    within every round, so a slower spell of a shared machine falls on all of them alike."""
+    times: dict = {name: [] for name in fns}
+    for fn in fns.values():
         fn()
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            sync(device)
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def inverter(model, size: int, batch: int, steps: int, device: torch.device, precision: str = "fp32", **speed):
@@ -86,8 +90,11 @@ def inverter(model, size: int, batch: int, steps: int, device: torch.device, pre
 
 def synthesis_ratio(model, size: int, batch: int, steps: int, device: torch.device) -> dict:
     inv, plan = inverter(model, size, batch, steps, device)
-    engine = statistics.median(engine_step(inv, plan, steps) for _ in range(3))
-    floor = statistics.median(floor_step(model, batch, size, steps, device, upsample=False) for _ in range(3))
+    rounds: dict = {"engine": [], "floor": []}
+    for _ in range(3):  # taking turns, as timed() does
+        rounds["engine"].append(engine_step(inv, plan, steps))
+        rounds["floor"].append(floor_step(model, batch, size, steps, device, upsample=False))
+    engine, floor = (statistics.median(rounds[k]) for k in ("engine", "floor"))
     return {"size": size, "batch": batch, "engine_step_s": engine, "teacher_fwd_bwd_s": floor, "ratio": engine / floor}
 
 
@@ -111,7 +118,7 @@ def distill_ratio(model, size: int, batch: int, device: torch.device, rounds: in
         with torch.no_grad():
             t_logits = teacher(both).float()
         s_logits = student(both).float()
-        all_labels = torch.cat([labels, t_logits[batch:].argmax(1)])
+        all_labels = torch.cat([labels, class_map(t_logits[batch:])])
         replay = torch.arange(2 * batch, device=device) >= batch
         loss = method.loss(Batch(s_logits, t_logits, all_labels, replay))["total"]
         opt.zero_grad(set_to_none=True)
@@ -124,7 +131,7 @@ def distill_ratio(model, size: int, batch: int, device: torch.device, rounds: in
         loss.backward()
         opt.step()
 
-    h, p = timed(hrhf_step, device, rounds), timed(plain_step, device, rounds)
+    h, p = timed({"hrhf": hrhf_step, "plain": plain_step}, device, rounds).values()
     return {"size": size, "batch": f"{batch} real + {batch} fake", "hrhf_step_s": h, "plain_step_s": p, "ratio": h / p}
 
 

@@ -25,6 +25,7 @@ from .data.transforms import normalize
 from .distill.trainer import DistillConfig
 from .errors import SeginvError
 from .fileio import atomic_path
+from .metrics import class_map
 from .models.checkpoint import load_model
 from .replay.preview import mask_grid, replay_sheet, with_legend
 from .runtime import progress
@@ -60,7 +61,7 @@ def _predictions_sheet(models: dict[str, Any], data: Path, device: torch.device,
         for name, m in models.items():
             m.eval()
             with torch.no_grad():
-                preds[name].append(m(normalize(x, m.mean, m.std).to(device)).argmax(1)[0].cpu().numpy().astype(np.uint8))
+                preds[name].append(class_map(m(normalize(x, m.mean, m.std).to(device)))[0].cpu().numpy().astype(np.uint8))
     truth = [np.where(t == 255, 0, t) for t in truth]  # ignored pixels shown as background
     grid = mask_grid(images, [("ground truth", truth), *preds.items()], cell=96)
     return with_legend(grid, names, truth + [p for ps in preds.values() for p in ps])

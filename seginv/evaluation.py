@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Subset
 from .data.datasets import SegmentationDataset
 from .data.transforms import EvalTransform, ImageTransform
 from .distributed import SINGLE, Group
-from .metrics import confusion_matrix, summarize
+from .metrics import class_map, confusion_matrix, summarize
 from .multilabel_metrics import multilabel_metrics
 from .models import SegModel
 from .runtime import progress
@@ -38,7 +38,7 @@ def confusion(model: SegModel, dataset: SegmentationDataset, device: torch.devic
         for items in groups.values():
             images = torch.stack([i for i, _ in items]).to(device)
             labels = torch.stack([lab for _, lab in items]).to(device)
-            cm += confusion_matrix(model(images).argmax(1), labels, model.num_classes)
+            cm += confusion_matrix(class_map(model(images)), labels, model.num_classes)
     return group.sum_(cm).cpu()
 
 

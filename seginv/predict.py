@@ -18,6 +18,7 @@ from .data.classes import voc_palette
 from .data.transforms import normalize
 from .errors import SeginvError
 from .fileio import atomic_path
+from .metrics import class_map
 from .models import SegModel
 from .runtime import progress
 
@@ -108,7 +109,7 @@ def predict_images(model: SegModel, inputs: list[str] | tuple[str, ...], out: st
         for group in _batches(paths, batch_size):
             x = torch.stack([normalize(torch.from_numpy(img.copy()).permute(2, 0, 1), model.mean, model.std)
                              for _, img in group]).to(device)
-            masks = model(x).argmax(1).to(torch.uint8).cpu().numpy()
+            masks = class_map(model(x)).to(torch.uint8).cpu().numpy()
             for (k, image), mask in zip(group, masks):
                 counts += np.bincount(mask.ravel(), minlength=model.num_classes)[: model.num_classes]
                 png = Image.fromarray(mask, mode="P")

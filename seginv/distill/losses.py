@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.classes import IGNORE
+from ..metrics import class_map
 
 
 def _check(student: torch.Tensor, teacher: torch.Tensor) -> int:
@@ -37,7 +38,11 @@ def rearranged_log_probs(student_logits: torch.Tensor, num_old: int) -> torch.Te
     Returns:
         ``(B, num_old, H, W)`` log-probabilities ``log s_hat`` over the old classes; ``s_hat`` sums to 1 per pixel.
     """
-    logp = F.log_softmax(student_logits, dim=1)
+    return _rearrange(F.log_softmax(student_logits, dim=1), num_old)
+
+
+def _rearrange(logp: torch.Tensor, num_old: int) -> torch.Tensor:
+    """Probability Rearrange on log-probabilities ``(B, C, H, W)`` already normalised over all classes."""
     background = torch.logsumexp(torch.cat([logp[:, :1], logp[:, num_old:]], dim=1), dim=1, keepdim=True)
     return torch.cat([background, logp[:, 1:num_old]], dim=1)
 
@@ -82,7 +87,7 @@ def rearranged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     0 when the mask is empty.
     """
     num_old = _check(student_logits, teacher_logits)
-    target = teacher_logits.argmax(1, keepdim=True)
+    target = class_map(teacher_logits, keepdim=True)
     nll = -rearranged_log_probs(student_logits.float(), num_old).gather(1, target).squeeze(1)
     if mask is None:
         return nll.mean()
@@ -96,7 +101,7 @@ def old_softmax_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     and exert no pull on the new classes' logits. Mean over the pixels of ``mask (B, H, W)``; 0 when it is empty.
     """
     num_old = _check(student_logits, teacher_logits)
-    target = teacher_logits.argmax(1, keepdim=True)
+    target = class_map(teacher_logits, keepdim=True)
     nll = -F.log_softmax(student_logits[:, :num_old].float(), dim=1).gather(1, target).squeeze(1)
     if mask is None:
         return nll.mean()
@@ -137,7 +142,7 @@ def merge_labels(labels: torch.Tensor, teacher_logits: torch.Tensor, ignore_inde
         raise ValueError(f"expected labels of shape (B, H, W) = {(teacher_logits.shape[0], *teacher_logits.shape[2:])}. "
                          f"Got: {tuple(labels.shape)}")
     num_old = teacher_logits.shape[1]
-    merged = torch.where(labels >= num_old, labels, teacher_logits.argmax(1))
+    merged = torch.where(labels >= num_old, labels, class_map(teacher_logits))
     return merged.masked_fill(labels == ignore_index, ignore_index)
 
 
@@ -153,6 +158,39 @@ def merged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     """Seed 002 eq. 4: cross-entropy of the student against the merged labels (ignored pixels excluded)."""
     _check(student_logits, teacher_logits)
     return cross_entropy(student_logits, merge_labels(labels, teacher_logits, ignore_index), ignore_index)
+
+
+def hrhf_one_pass(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                  is_replay: torch.Tensor, replay_weight: float = 1.0,
+                  ignore_index: int = IGNORE) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``hrhf`` method's loss at its defaults, from one log-softmax of the whole batch: returns ``(kd, seg)``.
+
+    - ``kd``: eq. 3 per image, the replayed images weighted ``replay_weight``, averaged over the batch;
+    - ``seg``: eq. 4 on the real images (CE against the merged labels, ignored pixels skipped) and the rearranged CE
+      against the teacher's argmax on every pixel of the replayed ones (:func:`rearranged_ce`, weighted
+      ``replay_weight``), as one mean over the pixels both take.
+
+    The same numbers as those functions applied to each half (pinned in the tests), without the per-half copies and
+    two of the three softmaxes: the distillation step's loss costs about a third.
+
+    Args:
+        labels: ``(B, H, W)``; only the real images' labels are read.
+        is_replay: ``(B,)`` bool.
+    """
+    num_old = _check(student_logits, teacher_logits)
+    logp = F.log_softmax(student_logits.float(), dim=1)
+    rearranged = _rearrange(logp, num_old)
+    kd = -(F.softmax(teacher_logits.float(), dim=1) * rearranged).sum(1).flatten(1).mean(1)
+    weights = torch.where(is_replay, replay_weight, 1.0).to(kd.dtype)
+    target = class_map(teacher_logits)
+    real = ~is_replay.view(-1, 1, 1)
+    counted = real & (labels != ignore_index)
+    merged = torch.where(labels >= num_old, labels, target).masked_fill(~counted, 0)  # Label Merge (merge_labels)
+    nll_real = -logp.gather(1, merged.unsqueeze(1)).squeeze(1)
+    nll_replay = -rearranged.gather(1, target.unsqueeze(1)).squeeze(1)
+    per_pixel = torch.where(real, nll_real * counted, replay_weight * nll_replay)
+    count = int(counted.sum()) + int(is_replay.sum()) * labels[0].numel()
+    return (kd * weights).mean(), per_pixel.sum() / max(count, 1)
 
 
 def hrhf_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *, lam: float = 1.0,

@@ -28,6 +28,7 @@ from ..data.transforms import ImageTransform, TrainTransform
 from ..distributed import SINGLE, Group, shuffled_loader
 from ..errors import SeginvError
 from ..fileio import atomic_path
+from ..metrics import class_map
 from ..models import SegModel
 from ..precision import autocast, grad_scaler
 from ..replay.manifest import differences
@@ -194,7 +195,7 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                     replay_labels = torch.zeros(len(fake), labels.shape[1], device=device)
                     replay_labels[:, : t_logits.shape[1]] = (torch.sigmoid(t_logits[len(images):]) > 0.5).float()
                 else:
-                    replay_labels = t_logits[len(images):].argmax(1)
+                    replay_labels = class_map(t_logits[len(images):])
                 labels = torch.cat([labels, replay_labels.to(labels.dtype)])
             is_replay = torch.arange(len(labels), device=device) >= len(images)
             with autocast(t.precision, device):

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import normalize
 from ..errors import SeginvError
+from ..metrics import class_map
 from ..precision import PRECISIONS, apply_layout_and_compile, autocast, check_compile, check_precision
 from ..models import SegModel
 from .aggregation import AGGREGATIONS, aggregate
@@ -247,7 +248,7 @@ class Inverter:
         cls, prior = terms["cls"].detach().float().cpu().numpy(), terms["prior"].detach().float().cpu().numpy()
         return BatchResult(
             pixels=pixels.permute(0, 2, 3, 1).cpu().numpy(),
-            masks=probs.argmax(1).cpu().numpy(),
+            masks=class_map(probs).cpu().numpy(),
             probs=probs.half().cpu().numpy() if save_probs else None,
             loss=(cls + prior + bn).astype(np.float32),
             loss_cls=cls.astype(np.float32),

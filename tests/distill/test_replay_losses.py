@@ -114,6 +114,27 @@ def test_hrhf_replay_weight_and_rearranged_ce_by_hand(logits):
     assert out["total"].item() == pytest.approx(out["kd"].item() + out["seg"].item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("replay", [[False, True, True], [True, False, True], [False, False, False], [True, True, True]])
+@pytest.mark.parametrize("weight", [1.0, 2.5])
+def test_hrhf_one_pass_equals_the_per_half_terms_in_value_and_gradient(logits, replay, weight):
+    s, t = logits
+    labels = _batch(logits).labels.clone()
+    labels[0, 1, :3] = 255  # and an image whose labels are partly ignored
+    results = []
+    for temperature in (1.0, 1 + 1e-9):  # the shipped settings take the one pass; the other the per-half terms
+        student = s.clone().requires_grad_(True)
+        method, batch = create_method("hrhf", replay_weight=weight, temperature=temperature), \
+            Batch(student, t, labels, torch.tensor(replay))
+        assert method._one_pass(batch) == (temperature == 1.0)
+        out = method.loss(batch)
+        out["total"].backward()
+        results.append((out, student.grad))
+    (fast, fast_grad), (general, general_grad) = results
+    for k in ("total", "kd", "seg"):
+        assert fast[k].item() == pytest.approx(general[k].item(), rel=1e-5, abs=1e-7)
+    torch.testing.assert_close(fast_grad, general_grad, rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("opts, message", [({"seg_on": "fake"}, "unknown eq. 4 placement"),
                                            ({"replay_weight": -1.0}, "replay_weight must be >= 0"),
                                            ({"temperature": 0.0}, "temperature must be > 0"),

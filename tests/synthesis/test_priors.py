@@ -6,6 +6,7 @@ from torch import nn
 
 from seginv.synthesis.priors import (
     BatchNormInputStats,
+    ChannelMoments,
     batchnorm_statistics_loss,
     l2_norm,
     total_variation_l1,
@@ -78,3 +79,21 @@ def test_bn_hooks_are_removed_on_exit_and_need_a_layer():
     assert stats.stats == [] and not net[1]._forward_pre_hooks
     with pytest.raises(ValueError, match="at least one BatchNorm layer"):
         batchnorm_statistics_loss([])
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7, 9), (1, 2, 1, 1), (4, 6, 13, 11)])
+def test_channel_moments_match_autograd_through_the_plain_formula(shape):
+    g = torch.Generator().manual_seed(len(shape) + shape[-1])
+    x = torch.randn(*shape, dtype=torch.float64, generator=g).requires_grad_(True)
+    w_mean, w_var = torch.randn(shape[1], dtype=torch.float64, generator=g), torch.randn(shape[1], dtype=torch.float64, generator=g)
+    mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+    mean2, mean_sq = ChannelMoments.apply(x)
+    var2 = mean_sq - mean2.square()
+    torch.testing.assert_close(mean2, mean)
+    torch.testing.assert_close(var2, var)
+    for objective in (lambda m, v: (m * w_mean).sum() + (v * w_var).sum(), lambda m, v: (m * w_mean).sum(),
+                      lambda m, v: (v * w_var).norm()):
+        expected = torch.autograd.grad(objective(mean, var), x, retain_graph=True)[0]
+        got = torch.autograd.grad(objective(mean2, var2), x, retain_graph=True)[0]
+        torch.testing.assert_close(got, expected)
+    assert torch.autograd.gradcheck(ChannelMoments.apply, (x,))

@@ -33,8 +33,9 @@ import torch
 
 from ...data.classes import IGNORE
 from ...errors import SeginvError
-from ..losses import (classwise_confidence_mask, feature_distillation, hrhf_loss, merge_labels, merged_ce, old_softmax_ce, rearranged_ce,
-                      rearranged_kd_per_image, rearranged_log_probs)
+from ...metrics import class_map
+from ..losses import (classwise_confidence_mask, feature_distillation, hrhf_loss, hrhf_one_pass, merge_labels, merged_ce,
+                      old_softmax_ce, rearranged_ce, rearranged_kd_per_image, rearranged_log_probs)
 from . import Batch, register_method
 
 SEG_ON = ("real", "both", "rearranged")
@@ -82,23 +83,26 @@ class HalfRealHalfFake:
 
     def _replay_pixels(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor | None:
         """The replayed pixels the rearranged CE takes (None = every pixel)."""
-        if self.min_confidence == 0 and self.confidence_quantile == 0 and not self.forgotten_only:
+        if self._replay_pixels_all():
             return None
         keep = torch.softmax(teacher.float(), 1).amax(1) >= self.min_confidence
         if self.confidence_quantile > 0:
             keep &= classwise_confidence_mask(teacher, self.confidence_quantile)
         if self.forgotten_only:
-            target = teacher.argmax(1)
-            keep &= rearranged_log_probs(student.detach().float(), teacher.shape[1]).argmax(1) != target
+            target = class_map(teacher)
+            keep &= class_map(rearranged_log_probs(student.detach().float(), teacher.shape[1])) != target
         return keep.to(teacher.dtype)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         labels = batch.labels
         if self.seg_on != "both":  # eq. 4 only where labels are real
             labels = labels.masked_fill(batch.is_replay.view(-1, 1, 1), IGNORE)
+        replay = batch.is_replay
+        if self._one_pass(batch):
+            kd, seg = hrhf_one_pass(batch.student, batch.teacher, labels, replay, self.replay_weight)
+            return self._with_features({"total": self.lam * kd + seg, "kd": kd, "seg": seg}, batch)
         if self._as_paper(batch):
             return hrhf_loss(batch.student, batch.teacher, labels, lam=self.lam, seg_loss=self.seg_loss)
-        replay = batch.is_replay
         weights = torch.where(replay, self.replay_weight, 1.0).to(batch.student.dtype)
         kd = (rearranged_kd_per_image(batch.student, batch.teacher, self.temperature) * weights).mean()
         parts = []  # (weight, labelled pixels, mean loss) per half
@@ -120,7 +124,19 @@ class HalfRealHalfFake:
             seg = seg + sum(w * c * m for w, c, m in parts) / max(sum(c for _, c, _ in parts), 1)
         else:  # each half's mean, added: the real half keeps eq. 4's full weight
             seg = seg + sum(w * m for w, _, m in parts)
-        terms = {"total": self.lam * kd + seg, "kd": kd, "seg": seg}
+        return self._with_features({"total": self.lam * kd + seg, "kd": kd, "seg": seg}, batch)
+
+    def _one_pass(self, batch: Batch) -> bool:
+        """Whether :func:`~seginv.distill.losses.hrhf_one_pass` computes this batch's loss: the shipped settings
+        (rearranged CE on every replayed pixel, T = 1, pooled halves, eq. 4's own cross-entropy)."""
+        return (self.seg_on == "rearranged" and self.replay_softmax == "rearranged" and self.temperature == 1.0
+                and self.pool_halves and self.seg_loss is None and self._replay_pixels_all())
+
+    def _replay_pixels_all(self) -> bool:
+        return self.min_confidence == 0 and self.confidence_quantile == 0 and not self.forgotten_only
+
+    def _with_features(self, terms: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+        replay = batch.is_replay
         if self.replay_features and bool(replay.any()):
             assert batch.student_features is not None and batch.teacher_features is not None
             terms["de"] = feature_distillation(batch.student_features[replay], batch.teacher_features[replay])
