@@ -237,8 +237,7 @@ def synthesize(model: str | os.PathLike[str] | None, out: str | os.PathLike[str]
     (``group``: this process's :class:`~seginv.distributed.Group` under torchrun)."""
     from .synthesis.run import synthesize as run_synthesis
 
-    m = require_task(open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load),
-                     "segmentation", model or weights, "synthesize")
+    m = open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load)
     teacher_sha = sha256_file(model if model is not None else weights)  # type: ignore[arg-type]
     return run_synthesis(m, out, inversion, run, device=device, teacher_sha256=teacher_sha, resume=resume,
                          overwrite=overwrite, bar=bar, start_images=start_images, start_source=start_source,
@@ -375,9 +374,9 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     m = create_method(method, task=teacher.task, **(method_options or {}))
     init = init or getattr(m, "init", "mib")
     multilabel = teacher.task == "multilabel"
-    if multilabel and (replay is not None or ial is not None):
-        raise SeginvError("multi-label distillation takes no --replay or --ial yet.",
-                          "Run it without; replay for classifiers is the next part of the multi-label family.")
+    if multilabel and (str(replay) == "noise" or ial is not None):
+        raise SeginvError(f"multi-label distillation takes no {'--ial' if ial is not None else '--replay noise'}: "
+                          "both are segmentation options.", "Run it without.")
     replay_ds: Any = None
     if str(replay) == "noise":  # seed 002 Table 2's +Noise ablation
         from .replay.noise import NoiseDataset
@@ -393,6 +392,10 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
                 raise SeginvError(f"replay {replay} fails verification: {'; '.join(checked['problems'][:3])}.",
                                   f"Remake it (`seginv synthesize ... --resume` rewrites what is damaged), or pass "
                                   f"--no-verify to train on it as it is.")
+        if replay_ds.task != teacher.task:
+            raise SeginvError(f"replay {replay} holds {TASK_WORDS[replay_ds.task]} samples and the teacher is a "
+                              f"{TASK_WORDS[teacher.task]} model.",
+                              "Give replay made from this teacher (seginv synthesize) or from its task's data.")
         # fake replay is of every class the teacher knows; an exemplar memory may cover only its earlier steps
         expected = teacher.class_names
         if replay_ds.kind == "dataset":
@@ -407,6 +410,10 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
             warnings.warn(f"replay {replay} covers {len(set(covered) & set(old_fg))} of the teacher's {len(old_fg)} "
                           f"old classes; {', '.join(left[:5])}{' ...' if len(left) > 5 else ''} get no replay and "
                           "are kept by distillation alone.", stacklevel=2)
+    if getattr(m, "replays", False) and replay_ds is None:
+        raise SeginvError(f"method {method} trains on replayed images of the old classes, and no --replay is given.",
+                          "Pass --replay DIR: a memory (`seginv replay from-dataset --protocol P --step S-1 --out MEM`) "
+                          "or fake replay (`seginv synthesize --model TEACHER --out DIR`).")
     if getattr(m, "needs_memory", False) and getattr(replay_ds, "kind", None) != "dataset":
         raise SeginvError(f"method {method} replays real exemplars of the old classes, and --replay gives none.",
                           "Make a memory with `seginv replay from-dataset --data OLD_DATA --protocol P --out MEM` "

@@ -4,6 +4,7 @@ model, the methods' losses as eq. 1-9 combine them, and clear errors where a mod
 task meets a command of the other."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -95,15 +96,10 @@ def test_train_info_and_evaluate_take_a_classifier(classifier, tiny_scenes, monk
     assert code == 0 and "mAP all" in out and "CF1" in out
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["synthesize", "--num-images", "1", "--out", "{tmp}/r"], "`seginv synthesize` takes a segmentation model"),
-    (["predict", "{data}", "--out", "{tmp}/p"], "`seginv predict` takes a segmentation model"),
-])
-def test_segmentation_commands_refuse_a_classifier(classifier, tiny_scenes, tmp_path, monkeypatch, capsys, args,
-                                                   needle):
-    args = [a.format(tmp=tmp_path, data=tiny_scenes / "JPEGImages") for a in args]
-    code, _, err = seginv(monkeypatch, capsys, args[0], "--model", classifier, *args[1:])
-    one_line_error(code, err, "is a multi-label classifier", needle)
+def test_predict_refuses_a_classifier(classifier, tiny_scenes, tmp_path, monkeypatch, capsys):
+    code, _, err = seginv(monkeypatch, capsys, "predict", "--model", classifier, tiny_scenes / "JPEGImages", "--out",
+                          tmp_path / "p")
+    one_line_error(code, err, "is a multi-label classifier", "`seginv predict` takes a segmentation model")
 
 
 def test_a_protocol_of_the_other_task_is_refused(classifier, tiny_scenes, tmp_path, monkeypatch, capsys):
@@ -178,14 +174,110 @@ def test_a_classifier_learns_a_task_with_akd_and_the_methods_are_listed(classifi
     assert r["classes"][-2:] == ["bottle", "bus"] and r["metrics"]["val"]["map_new"] is not None
     assert load_model(tmp_path / "m1.pt")[0].task == "multilabel"
     code, out, _ = seginv(monkeypatch, capsys, "methods", "list", "--json")
-    assert {"ft", "lwf", "akd", "joint"} <= set(json.loads(out)["multilabel"])
+    assert {"ft", "lwf", "akd", "er", "rebll", "joint"} <= set(json.loads(out)["multilabel"])
     code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", classifier, "--data", tiny_scenes,
                           "--protocol", "voc-b4-c2", "--method", "hrhf", "--out", tmp_path / "m2.pt")
     one_line_error(code, err, "unknown method 'hrhf'. It is a segmentation method")
     code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", classifier, "--data", tiny_scenes,
                           "--protocol", "voc-b4-c2", "--method", "lwf", "--replay", "noise", "--out",
                           tmp_path / "m3.pt")
-    one_line_error(code, err, "multi-label distillation takes no --replay")
+    one_line_error(code, err, "multi-label distillation takes no --replay noise")
+
+
+def test_a_memory_of_a_multilabel_protocol_keeps_each_tasks_labels_only(tiny_scenes, tmp_path):
+    from seginv.replay import ReplayDataset
+    from seginv.replay.exemplars import from_dataset
+    from seginv.replay.verify import verify_replay
+
+    p = get_protocol("voc-b4-c2")
+    r = from_dataset(tiny_scenes, p.name, tmp_path / "mem", step=1, per_class=2, size=24)
+    assert verify_replay(tmp_path / "mem")["ok"] and r["classes"] == p.names(p.seen(1))
+    ds = ReplayDataset(tmp_path / "mem")
+    assert ds.task == "multilabel" and len(ds) == r["count"] == 2 * len(p.seen(1))
+    full = multilabel_train_split(tiny_scenes, p, 1, joint=True).labels
+    for i in range(len(ds)):
+        sample = ds.sample(i)
+        image, labels = ds.read(i)
+        task = 0 if i < 2 * len(p.current(0)) else 1  # the memory lists task 0's samples first
+        own, others = p.current(task), [c for c in p.seen(1) if c not in p.current(task)]
+        assert image.shape == (24, 24, 3) and "masks" not in sample
+        assert (labels[others] == 255).all() and labels[own].tolist() == full[sample["source_index"], own].tolist()
+        assert labels[own].any() and sample["targets"].tolist() == (labels == 1).tolist()
+
+
+def test_classifier_replay_memory_and_fake_through_er_and_rebll(classifier, tiny_scenes, tmp_path, monkeypatch,
+                                                                 capsys):
+    from seginv.replay import ReplayDataset
+    from seginv.replay.summary import inspect_replay
+
+    code, _, err = seginv(monkeypatch, capsys, "replay", "from-dataset", "--data", tiny_scenes, "--protocol",
+                          "voc-b4-c2", "--step", "0", "--per-class", "2", "--size", "32", "--out", tmp_path / "mem")
+    assert code == 0, err
+    code, _, err = seginv(monkeypatch, capsys, "synthesize", "--model", classifier, "--num-images", "4",
+                          "--batch-size", "2", "--steps", "3", "--size", "32", "--out", tmp_path / "fake")
+    assert code == 0, err
+    fake = ReplayDataset(tmp_path / "fake")
+    s = fake.sample(0)
+    assert fake.task == "multilabel" and "masks" not in s and s["labels"].shape == (4,) and np.isnan(s["r"]).all()
+    assert set(inspect_replay(tmp_path / "fake")["agreement"]) == {"images", "target_recall", "all_targets_predicted"}
+    code, out, err = seginv(monkeypatch, capsys, "shards", "verify", tmp_path / "fake")
+    assert code == 0, err
+    for method, replay in (("er", "mem"), ("rebll", "mem"), ("rebll", "fake")):
+        code, out, err = seginv(monkeypatch, capsys, "distill", "--teacher", classifier, "--data", tiny_scenes,
+                                "--protocol", "voc-b4-c2", "--method", method, "--replay", tmp_path / replay,
+                                "--epochs", "1", "--batch-size", "8", "--crop-size", "32",
+                                "--out", tmp_path / f"{method}-{replay}.pt", "--json")
+        assert code == 0, err
+        r = json.loads(out)
+        assert r["metrics"]["train"]["replay_images"] == 4 * (2 if replay == "mem" else 1)
+    code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", classifier, "--data", tiny_scenes,
+                          "--protocol", "voc-b4-c2", "--method", "rebll", "--out", tmp_path / "x.pt")
+    one_line_error(code, err, "method rebll trains on replayed images of the old classes, and no --replay is given")
+    code, _, err = seginv(monkeypatch, capsys, "synthesize", "--model", MODEL, "--num-images", "2", "--batch-size",
+                          "2", "--steps", "1", "--size", "32", "--out", tmp_path / "seg")
+    assert code == 0, err
+    code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", classifier, "--data", tiny_scenes,
+                          "--protocol", "voc-b4-c2", "--method", "er", "--replay", tmp_path / "seg",
+                          "--out", tmp_path / "y.pt")
+    one_line_error(code, err, "holds segmentation samples and the teacher is a multi-label model")
+    code, _, err = seginv(monkeypatch, capsys, "synthesize", "--model", classifier, "--num-images", "2",
+                          "--save-probs", "--out", tmp_path / "p")
+    one_line_error(code, err, "--save-probs stores a segmentation teacher's per-pixel softmax")
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", tmp_path / "fake", "--out", tmp_path / "exp")
+    one_line_error(code, err, "holds a multi-label classifier's samples")
+
+
+def test_or_fills_the_missing_old_labels_from_the_teacher_and_er_skips_them():
+    from seginv.distill.methods import Batch, create_method
+    from seginv.distill.multilabel_losses import asymmetric_negative, binary_cross_entropy, decay_exponent
+
+    g = torch.Generator().manual_seed(9)
+    student = torch.randn(3, 6, generator=g)
+    teacher = torch.tensor([[3.0, -3.0, 0.2, -0.2], [0.0, 0.0, 0.0, 0.0], [-1.0, 2.0, -2.0, 1.0]])
+    labels = torch.zeros(3, 9)
+    labels[0, 4] = 1  # a real image of the current task
+    labels[1:, :] = 255  # two memory samples: task 0's class 0-1 known, classes 2-3 missing
+    labels[1, :2] = torch.tensor([1.0, 0.0])
+    labels[2, :2] = torch.tensor([0.0, 1.0])
+    batch = Batch(student, teacher, labels, torch.tensor([False, True, True]))
+    # OR: a missing label is 1 where the teacher's sigmoid is above 0.5 (logit > 0), the known ones stay
+    right = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0, 0], [0.0, 1.0, 0.0, 1.0, 0, 0]])
+    old, gamma = [0, 1, 2, 3], decay_exponent(0.7, 6)
+    out = create_method("rebll", task="multilabel").loss(batch)
+    assert out["er"].item() == pytest.approx(asymmetric_negative(student[1:], right, old, gamma).item(), rel=1e-6)
+    known = torch.zeros(2, 6, dtype=torch.bool)
+    known[:, :2] = True
+    by_hand = sum(-math.log(torch.sigmoid(student[1 + i, c] if y else -student[1 + i, c]).item())
+                  for i, row in enumerate(([1, 0], [0, 1])) for c, y in enumerate(row)) / 2
+    er = create_method("er", task="multilabel").loss(batch)["er"].item()
+    assert er == pytest.approx(by_hand, rel=1e-5)  # partial labels: the missing ones take no part
+    assert er == pytest.approx(binary_cross_entropy(student[1:], right, old, known).item(), rel=1e-6)
+    relabelled = create_method("er", task="multilabel", relabel=True).loss(batch)["er"].item()
+    assert relabelled == pytest.approx(binary_cross_entropy(student[1:], right, old).item(), rel=1e-6)
+    with pytest.raises(SeginvError, match="threshold must be in"):
+        create_method("rebll", task="multilabel", threshold=1.0)
+    with pytest.raises(SeginvError, match="replay_loss must be er"):
+        create_method("rebll", task="multilabel", replay_loss="focal")
 
 
 def _jpg(path):

@@ -35,13 +35,27 @@ def decay_exponent(factor: float, num_learned: int) -> float:
     return factor * math.log(num_learned)
 
 
-def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+def _known(loss: torch.Tensor, known: torch.Tensor | None, classes: Sequence[int]) -> torch.Tensor:
+    """``loss (B, |classes|)`` summed over the known labels' classes, averaged over images."""
+    if known is not None:
+        loss = loss * _columns(known.float(), known.float(), classes)[0]
+    return loss.sum(1).mean()
+
+
+def _target(y: torch.Tensor) -> torch.Tensor:
+    """Targets with unknown labels (anything outside [0, 1], e.g. 255) read as 0: their terms are masked out."""
+    return torch.where((y >= 0) & (y <= 1), y, 0.0)
+
+
+def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor, classes: Sequence[int],
+                         known: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 1 (and eq. 2 with the old model's sigmoid as ``target``): ``-y log y_hat - (1 - y) log(1 - y_hat)``
-    summed over ``classes``, averaged over images."""
+    summed over ``classes``, averaged over images. ``known (B, C)`` bool: only these labels count (a memory sample's
+    partial labels; the others are neither positive nor negative)."""
     x, y = _columns(logits, target, classes)
     if x.numel() == 0:  # no class, or no image (a batch without replayed images)
         return logits.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(x, y, reduction="none").sum(1).mean()
+    return _known(F.binary_cross_entropy_with_logits(x, _target(y), reduction="none"), known, classes)
 
 
 def asymmetric_positive(logits: torch.Tensor, target: torch.Tensor, classes: Sequence[int],
@@ -58,16 +72,17 @@ def asymmetric_positive(logits: torch.Tensor, target: torch.Tensor, classes: Seq
 
 
 def asymmetric_negative(logits: torch.Tensor, target: torch.Tensor, classes: Sequence[int],
-                        gamma: float) -> torch.Tensor:
+                        gamma: float, known: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 7-8, OR's replay loss ``L_er``: ``-y' log y_hat' - (1 - y') y_hat'^gamma log(1 - y_hat')``, the negative
     part down-weighted (relabeling makes most memory labels negative), with ``gamma`` = :func:`decay_exponent`
-    ``(beta, |C^{1:t}|)``."""
+    ``(beta, |C^{1:t}|)``. ``known`` as for :func:`binary_cross_entropy`."""
     x, y = _columns(logits, target, classes)
     if x.numel() == 0:  # no class, or no image (a batch without replayed images)
         return logits.sum() * 0.0
+    y = _target(y)
     log_p, log_not_p = F.logsigmoid(x), F.logsigmoid(-x)
     negative = torch.exp(gamma * log_p) * log_not_p  # y_hat^gamma log(1 - y_hat)
-    return -(y * log_p + (1 - y) * negative).sum(1).mean()
+    return _known(-(y * log_p + (1 - y) * negative), known, classes)
 
 
 def relabel(probabilities: torch.Tensor, labels: torch.Tensor, classes: Sequence[int],
@@ -81,3 +96,13 @@ def relabel(probabilities: torch.Tensor, labels: torch.Tensor, classes: Sequence
     idx = torch.as_tensor(list(classes), dtype=torch.long, device=labels.device)
     out[:, idx] = (probabilities.index_select(1, idx) > threshold).to(out.dtype)
     return out
+
+
+def relabel_missing(probabilities: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5,
+                    missing: float = 255) -> torch.Tensor:
+    """OR's first step on a memory's partial labels: every label equal to ``missing`` set to
+    ``1[y_hat > threshold]`` from a model's ``probabilities`` ``(B, C)``; the known labels kept."""
+    if probabilities.shape != labels.shape:
+        raise ValueError(f"expected probabilities and labels of one shape. Got: {tuple(probabilities.shape)} and "
+                         f"{tuple(labels.shape)}")
+    return torch.where(labels == missing, (probabilities > threshold).to(labels.dtype), labels)

@@ -189,7 +189,10 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             t_logits, t_feats = t_out if features else (t_out, None)
             t_logits = t_logits.float()  # losses and pseudo-labels in fp32 whatever the forward's precision
             if fake is not None:  # exemplars keep their labels; fake images take the teacher's argmax
-                if exemplars:
+                if exemplars and multilabel:  # a memory's partial labels; 255 (unknown) in the columns it lacks
+                    replay_labels = torch.full((len(fake), labels.shape[1]), 255.0, device=device)
+                    replay_labels[:, : fake_labels.shape[1]] = fake_labels.to(device)
+                elif exemplars:
                     replay_labels = fake_labels.to(device)
                 elif multilabel:  # (a classifier's: its sigmoid above 0.5, in the old classes' columns)
                     replay_labels = torch.zeros(len(fake), labels.shape[1], device=device)

@@ -14,11 +14,13 @@ from typing import Any
 
 import h5py
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from ..errors import SeginvError
 from ..fileio import reading
 from .manifest import read_manifest
+from .schema import LABEL_COLUMN, TASK
 
 
 class ReplayDataset(Dataset):
@@ -27,6 +29,10 @@ class ReplayDataset(Dataset):
     ``read(i)`` gives ``(image (H, W, 3) uint8, label (H, W) uint8)`` in the manifest's class ids; ``label_lut``
     (a (256,) table) remaps labels and ``transform(image, label)`` is applied last, as for real datasets, so a
     training loop treats real and replayed samples alike. ``sample(i)`` gives every stored field.
+
+    A multi-label directory (``task`` "multilabel") gives ``(image, labels (C,) uint8)`` (1, 0, or 255 where the
+    label is unknown) and, with a ``transform(image)``, ``(input, labels as float32)``, as
+    :class:`~seginv.data.image_labels.MultiLabelDataset` does.
 
     Args:
         root: the replay directory (with ``manifest.json``).
@@ -43,6 +49,11 @@ class ReplayDataset(Dataset):
         self.class_names: list[str] = list(self.manifest["class_names"])
         # "synthesis" (masks are the teacher's argmax) or "dataset" (real exemplars, masks are their labels)
         self.kind: str = self.manifest.get("source", {}).get("kind", "synthesis")
+        self.task: str = self.manifest.get("task", TASK)
+        if self.task not in LABEL_COLUMN:
+            raise SeginvError(f"{root} holds replay for the task {self.task!r}, which this seginv does not know.",
+                              f"Known tasks: {', '.join(LABEL_COLUMN)}; a newer seginv may read it.")
+        self._label_column = LABEL_COLUMN[self.task]
         self.shards = [(self.root / e["file"], e["count"]) for e in self.manifest["shards"]]
         self._starts = list(np.cumsum([0] + [c for _, c in self.shards]))
         self.label_lut: np.ndarray | None = None
@@ -63,7 +74,7 @@ class ReplayDataset(Dataset):
             path = self.shards[k][0]
             with self._reading(path):
                 f = h5py.File(path, "r")
-                missing = [name for name in ("images", "masks") if name not in f]
+                missing = [name for name in ("images", self._label_column) if name not in f]
                 if missing:
                     f.close()
                     raise SeginvError(f"shard {path} has no {' or '.join(missing)} dataset.", self._hint)
@@ -80,7 +91,7 @@ class ReplayDataset(Dataset):
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         f, j = self._locate(i)
         with self._reading(Path(f.filename)):
-            image, mask = f["images"][j], f["masks"][j]
+            image, mask = f["images"][j], f[self._label_column][j]
         if mask.dtype != np.uint8:
             if int(mask.max()) > 255:
                 raise SeginvError(f"{self.root} has class ids above 255, which uint8 labels cannot hold.")
@@ -95,6 +106,8 @@ class ReplayDataset(Dataset):
 
     def __getitem__(self, i: int) -> Any:
         image, label = self.read(i)
+        if self.task == "multilabel":
+            return (self.transform(image) if self.transform else image), torch.from_numpy(label.astype(np.float32))
         if self.label_lut is not None:
             label = self.label_lut[label]
         return self.transform(image, label) if self.transform else (image, label)

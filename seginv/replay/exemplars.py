@@ -23,7 +23,7 @@ from .. import __version__
 from ..data.splits import train_split
 from ..errors import SeginvError
 from ..locks import folder_lock
-from ..protocols import get_protocol
+from ..protocols import Protocol, get_protocol
 from .manifest import prepare_directory
 from .schema import make_header, mask_dtype
 from .writer import add_shard
@@ -56,8 +56,9 @@ def write_memory(out: str | os.PathLike[str], header: dict[str, Any], planned: l
                  read: Callable[[int], tuple[np.ndarray, np.ndarray, int]], *, resume: bool, overwrite: bool,
                  compression: str) -> dict[str, Any]:
     """Write real images with their labels as ``dataset`` shards into ``out`` (locked while written): sample ``pos``
-    is ``read(pos) -> (image (H, W, 3), label (H, W) in the header's class ids, 255 = ignore, source index)``;
-    ``planned[k]`` samples go to shard k. Returns the manifest."""
+    is ``read(pos) -> (image (H, W, 3), label (H, W) in the header's class ids, 255 = ignore, source index)``, or
+    for a multi-label header ``(image, labels (C,) of 1, 0 and 255 = unknown, source index)``; ``planned[k]``
+    samples go to shard k. Returns the manifest."""
     names = header["class_names"]
     with folder_lock(out, "the memory"):
         manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
@@ -66,12 +67,16 @@ def write_memory(out: str | os.PathLike[str], header: dict[str, Any], planned: l
         for k, count in enumerate(planned):
             if k not in done:
                 samples = [read(pos) for pos in range(first, first + count)]
-                targets = np.zeros((count, len(names)), dtype=bool)
-                for row, (_, label, _) in enumerate(samples):
-                    targets[row, [c for c in np.unique(label) if c != 255]] = True
+                labels = np.stack([s[1] for s in samples])
                 arrays = {"images": np.stack([s[0] for s in samples]),
-                          "masks": np.stack([s[1] for s in samples]).astype(mask_dtype(len(names))),
-                          "targets": targets, "source_index": np.asarray([s[2] for s in samples], dtype=np.int64)}
+                          "source_index": np.asarray([s[2] for s in samples], dtype=np.int64)}
+                if header.get("task") == "multilabel":
+                    arrays.update(labels=labels.astype(np.uint8), targets=labels == 1)
+                else:
+                    targets = np.zeros((count, len(names)), dtype=bool)
+                    for row, label in enumerate(labels):
+                        targets[row, [c for c in np.unique(label) if c != 255]] = True
+                    arrays.update(masks=labels.astype(mask_dtype(len(names))), targets=targets)
                 manifest = add_shard(out, manifest, k, first, arrays, compression)
             first += count
     return manifest
@@ -86,6 +91,10 @@ def from_dataset(data: str | os.PathLike[str], protocol: str, out: str | os.Path
         raise SeginvError("--per-class and --shard-size must be at least 1, --size at least 8.")
     proto = get_protocol(protocol)
     proto.check_step(step)
+    if proto.task == "multilabel":
+        return _multilabel_memory(data, proto, out, step=step, per_class=per_class, size=size, seed=seed,
+                                  shard_size=shard_size, compression=compression, fmt=fmt, resume=resume,
+                                  overwrite=overwrite)
     split = train_split(data, proto, step, joint=True, fmt=fmt, cache=True)  # every image, classes seen by step
     base, lut = split.dataset, split.dataset.label_lut
     per_image = [{int(lut[c]) for c in base.image_classes()[i]} - {255} for i in split.indices]
@@ -113,3 +122,50 @@ def from_dataset(data: str | os.PathLike[str], protocol: str, out: str | os.Path
     manifest = write_memory(out, header, planned, read, resume=resume, overwrite=overwrite, compression=compression)
     return {"out": str(Path(out)), "count": manifest["count"], "shards": len(manifest["shards"]),
             "per_class": {proto.class_names[c]: len(v) for c, v in chosen.items()}, "classes": names}
+
+
+def _multilabel_memory(data: str | os.PathLike[str], proto: Protocol, out: str | os.PathLike[str], *, step: int,
+                       per_class: int, size: int, seed: int, shard_size: int, compression: str, fmt: str,
+                       resume: bool, overwrite: bool) -> dict[str, Any]:
+    """Seed 004's memory of real samples for a multi-label protocol: for each task ``s <= step``, ``per_class`` of its
+    training images per class of the task (drawn at random, seeded per task), each labelled as that task saw it:
+    its own classes' labels, 255 (unknown) for every other class, which OR's relabeling fills in at training time.
+    Images are resized whole to ``size`` x ``size``, as a classifier's input is."""
+    from ..data.image_labels import multilabel_train_split
+
+    seen = proto.seen(step)
+    column = {c: k for k, c in enumerate(seen)}
+    rows: list[tuple[Any, int, np.ndarray]] = []  # (task's dataset, image position, labels over ``seen``)
+    counts: dict[str, int] = {}
+    for task in range(step + 1):
+        split = multilabel_train_split(data, proto, task, fmt=fmt)
+        classes = proto.current(task)
+        held = [set(np.flatnonzero(split.labels[j]).tolist()) for j in split.keep]
+        chosen = select_exemplars(held, classes, per_class, seed + task)
+        for c in classes:
+            counts[proto.class_names[c]] = len(chosen[c])
+            for i in chosen[c]:
+                j = split.keep[i]
+                labels = np.full(len(seen), 255, dtype=np.uint8)
+                labels[[column[k] for k in classes]] = split.labels[j][classes]
+                rows.append((split, j, labels))
+    short = {n: k for n, k in counts.items() if k < per_class}
+    if short:
+        warnings.warn(f"fewer than {per_class} training images hold {short}; the memory has what there is.",
+                      stacklevel=3)
+    planned = [min(shard_size, len(rows) - s) for s in range(0, len(rows), shard_size)]
+    config = {"protocol": proto.name, "step": step, "per_class": per_class, "seed": seed, "shard_size": shard_size,
+              "compression": compression, "selection": "random", "labels": "partial: each task's own classes"}
+    source = {"kind": "dataset", "dataset": str(Path(data).name), "split": "train"}
+    header = make_header(version=__version__, num_images=len(rows), image_size=[size, size],
+                         class_names=proto.names(seen), background=False, source=source, config=config,
+                         task="multilabel")
+
+    def read(pos: int) -> tuple[np.ndarray, np.ndarray, int]:
+        split, j, labels = rows[pos]
+        image = Image.fromarray(np.asarray(split.read(j), dtype=np.uint8)).resize((size, size), Image.BILINEAR)
+        return np.asarray(image, dtype=np.uint8), labels, j
+
+    manifest = write_memory(out, header, planned, read, resume=resume, overwrite=overwrite, compression=compression)
+    return {"out": str(Path(out)), "count": manifest["count"], "shards": len(manifest["shards"]),
+            "per_class": counts, "classes": proto.names(seen)}

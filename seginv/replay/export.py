@@ -44,6 +44,9 @@ def export_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     if image_format not in ("jpg", "png"):
         raise SeginvError(f"unknown image format {image_format!r}.", "Use jpg or png.")
     ds = ReplayDataset(root)  # complete replay only
+    if ds.task != "segmentation":
+        raise SeginvError(f"{root} holds a multi-label classifier's samples; the export formats are segmentation "
+                          "layouts (image and mask pairs).", "Read the shards with h5py (docs/shards.md).")
     if len(ds.class_names) > 256:
         raise SeginvError(f"{root} has {len(ds.class_names)} classes; a palette PNG holds 256.")
     out = Path(out)

@@ -48,7 +48,8 @@ def with_legend(sheet: Image.Image, class_names: list[str], masks: list[np.ndarr
 
 def contact_sheet(images: list[np.ndarray], masks: list[np.ndarray], labels: list[str], *, columns: int = 6,
                   cell: int = 128) -> Image.Image:
-    """Tile ``(H, W, 3)`` images beside their ``(H, W)`` masks (VOC colours) with a caption under each pair."""
+    """Tile ``(H, W, 3)`` images beside their ``(H, W)`` masks (VOC colours; none when ``masks`` is empty) with a
+    caption under each."""
     if not images:
         raise SeginvError("nothing to preview: the replay directory holds no samples.")
     pal = _palette()
@@ -57,10 +58,12 @@ def contact_sheet(images: list[np.ndarray], masks: list[np.ndarray], labels: lis
     rows = (len(images) + columns - 1) // columns
     sheet = Image.new("RGB", (columns * (2 * cell + 6), rows * (cell + caption + 6)), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, (img, mask, text) in enumerate(zip(images, masks, labels)):
+    for i, (img, text) in enumerate(zip(images, labels)):
         x, y = (i % columns) * (2 * cell + 6), (i // columns) * (cell + caption + 6)
         sheet.paste(Image.fromarray(img).resize((cell, cell), Image.NEAREST), (x, y))
-        sheet.paste(Image.fromarray(pal[mask.astype(np.int64) % 256]).resize((cell, cell), Image.NEAREST), (x + cell, y))
+        if masks:  # a classifier's samples have labels, not masks: the caption says them
+            tile = Image.fromarray(pal[masks[i].astype(np.int64) % 256]).resize((cell, cell), Image.NEAREST)
+            sheet.paste(tile, (x + cell, y))
         draw.text((x + 2, y + cell + 1), text[: 2 * cell // 6], fill="black", font=font)
     return sheet
 
@@ -109,6 +112,9 @@ def replay_sheet(root: str | os.PathLike[str], *, num: int = 24, columns: int = 
     for i in range(min(num, len(ds))):
         s = ds.sample(i)
         images.append(s["images"])
+        if ds.task == "multilabel":  # captioned with the classes it is labelled with
+            labels.append(", ".join(ds.class_names[k] for k in np.flatnonzero(s["labels"] == 1)) or "(none)")
+            continue
         masks.append(s["masks"])
         labels.append(", ".join(ds.class_names[k] for k in np.flatnonzero(s["targets"]) if k != bg))
     ds.close()

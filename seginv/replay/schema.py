@@ -19,6 +19,8 @@ MANIFEST = "manifest.json"
 META_ATTR = "seginv"
 IGNORE_INDEX = 255
 TASK = "segmentation"
+#: each task's label column: a class id per pixel (segmentation) or a label per class (multi-label classifiers)
+LABEL_COLUMN = {"segmentation": "masks", "multilabel": "labels"}
 COMPRESSIONS = ("gzip", "lzf", "none")
 GZIP_LEVEL = 4
 
@@ -26,6 +28,7 @@ GZIP_LEVEL = 4
 PER_SAMPLE = {
     "images": ("u1", lambda h, w, c: (h, w, 3)),
     "masks": ("u1 u2", lambda h, w, c: (h, w)),
+    "labels": ("u1", lambda h, w, c: (c,)),
     "targets": ("b1", lambda h, w, c: (c,)),
     "r": ("f4", lambda h, w, c: (c,)),
     "seed": ("i8", lambda h, w, c: ()),
@@ -51,6 +54,9 @@ DESCRIBE = {
     "images": ("RGB pixels of each sample", ("sample", "y", "x", "rgb"), "8-bit sRGB levels, 0-255"),
     "masks": ("class id of each pixel (index into class_names); ignore_index marks unlabelled pixels; in synthesis "
               "shards the teacher's argmax on the stored pixels", ("sample", "y", "x"), "class id"),
+    "labels": ("multi-label shards: each class's label, 1 present, 0 absent, ignore_index unknown (a real sample is "
+               "labelled for the classes of the task it was drawn from only); in synthesis shards the teacher's "
+               "sigmoid above 0.5 on the stored pixels", ("sample", "class"), "label"),
     "targets": ("the classes the sample shows (dataset) or was made to show (synthesis), background included",
                 ("sample", "class"), "boolean"),
     "r": ("synthesis: Scale-Aware Aggregation exponent per class (0 = average pooling, inf = max pooling); NaN in "
@@ -74,20 +80,29 @@ SHARD_KEYS = ("seginv_version", "task", "class_names", "background", "ignore_ind
               "normalization")
 
 
-def required(kind: str, version: int = SCHEMA_VERSION) -> tuple[str, ...]:
-    """The datasets a shard of source ``kind`` holds in schema ``version``."""
+def columns(task: str = TASK) -> dict[str, tuple[str, Any]]:
+    """:data:`PER_SAMPLE` as a shard of ``task`` holds it: with that task's label column only."""
+    if task not in LABEL_COLUMN:
+        raise ValueError(f"expected a task in {sorted(LABEL_COLUMN)}. Got: {task!r}")
+    other = {c for t, c in LABEL_COLUMN.items() if t != task}
+    return {name: spec for name, spec in PER_SAMPLE.items() if name not in other}
+
+
+def required(kind: str, version: int = SCHEMA_VERSION, task: str = TASK) -> tuple[str, ...]:
+    """The datasets a shard of source ``kind`` and ``task`` holds in schema ``version``."""
     if kind not in PER_KIND:
         raise ValueError(f"expected a source kind in {sorted(PER_KIND)}. Got: {kind!r}")
     if version >= 2:
-        return tuple(PER_SAMPLE)
+        return tuple(columns(task))
     return COMMON + PER_KIND[kind]
 
 
 def make_header(*, version: str, num_images: int, image_size: list[int], class_names: list[str], background: bool,
                 source: dict[str, Any], config: dict[str, Any],
-                normalization: dict[str, list[float]] | None = None) -> dict[str, Any]:
+                normalization: dict[str, list[float]] | None = None, task: str = TASK) -> dict[str, Any]:
     """A new directory's manifest minus ``shards``, ``count`` and ``complete`` (seginv ``version`` wrote it)."""
-    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": version, "task": TASK,
+    columns(task)  # a known task
+    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "seginv_version": version, "task": task,
               "num_images": num_images, "image_size": list(image_size), "class_names": list(class_names),
               "background": background, "ignore_index": IGNORE_INDEX, "source": source, "config": config}
     if normalization is not None:

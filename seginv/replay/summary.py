@@ -81,6 +81,7 @@ def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
     counter = AgreementCounter(len(names), bg)
     counts = np.zeros(len(names), dtype=np.int64)
     losses: dict[str, list[np.ndarray]] = defaultdict(list)
+    pairs = [0, 0, 0]  # multi-label: (target labelled present, targets, images with every target present)
     for e in m["shards"]:
         path = root / e["file"]
         with reading(path, "shard", f"Run `seginv shards verify {root}`."), h5py.File(path, "r") as f:
@@ -88,7 +89,13 @@ def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
             counts += targets.sum(0)
             if m.get("source", {}).get("kind", "synthesis") != "synthesis":
                 continue  # real exemplars: their masks are labels, there is no teacher to agree with
-            counter.update(f["masks"][()], targets, f["r"][()])
+            if m.get("task") == "multilabel":  # a classifier's: its labels (sigmoid > 0.5) against the targets
+                labelled = f["labels"][()] == 1
+                pairs[0] += int((labelled & targets).sum())
+                pairs[1] += int(targets.sum())
+                pairs[2] += int((labelled | ~targets).all(1).sum())
+            else:
+                counter.update(f["masks"][()], targets, f["r"][()])
             for k in ("loss", "loss_cls", "loss_prior", "loss_bn"):
                 losses[k].append(f[k][()])
     all_losses = {k: np.concatenate(v) for k, v in losses.items()}
@@ -97,5 +104,8 @@ def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
         "root": str(root), "count": m["count"], "num_images": m["num_images"], "complete": m["complete"],
         "image_size": m["image_size"], "source": m.get("source", {}), "config": m.get("config", {}),
         "images_per_class": {names[k]: int(v) for k, v in enumerate(counts) if v},
-        "agreement": counter.result(names), "mean_loss": mean_loss,
+        "agreement": counter.result(names) if m.get("task") != "multilabel" else {
+            "images": m["count"], "target_recall": pairs[0] / pairs[1] if pairs[1] else None,
+            "all_targets_predicted": pairs[2] / m["count"] if m["count"] else None},
+        "mean_loss": mean_loss,
     }

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..fileio import sha256_file
 from .manifest import SHARD_FILE, read_manifest
-from .schema import IGNORE_INDEX, MANIFEST, META_ATTR, OPTIONAL, PER_SAMPLE, required
+from .schema import IGNORE_INDEX, MANIFEST, META_ATTR, OPTIONAL, TASK, columns, required
 
 
 def check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
@@ -34,8 +34,9 @@ def check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> 
                 problems.append(f"{path.name}: schema version {meta.get('schema_version')}, the manifest's is {version}")
             if version >= 2:
                 problems += _check_native(path.name, f.attrs, entry, manifest)
-            need = required(manifest.get("source", {}).get("kind", "synthesis"), version)
-            for name, (kinds, shape) in {**PER_SAMPLE, **OPTIONAL}.items():
+            task = manifest.get("task", TASK)
+            need = required(manifest.get("source", {}).get("kind", "synthesis"), version, task)
+            for name, (kinds, shape) in {**columns(task), **OPTIONAL}.items():
                 if name not in f:
                     if name in need:
                         problems.append(f"{path.name}: dataset {name!r} missing")
@@ -50,6 +51,8 @@ def check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> 
                     problems.append(f"{path.name}: probs hold NaN/inf")
                 if name == "masks" and data.size and int(data.max()) >= c:
                     problems.append(f"{path.name}: masks hold class id {int(data.max())} >= {c} classes")
+                if name == "labels" and not np.isin(data, (0, 1, IGNORE_INDEX)).all():
+                    problems.append(f"{path.name}: labels hold values other than 0, 1 and {IGNORE_INDEX}")
             extra = sorted(set(f) - set(need) - set(OPTIONAL))
             if extra:
                 problems.append(f"{path.name}: unknown datasets {extra}")

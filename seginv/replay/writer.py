@@ -24,12 +24,13 @@ from .schema import (
     GZIP_LEVEL,
     IGNORE_INDEX,
     IMAGE_ATTRS,
+    LABEL_COLUMN,
     META_ATTR,
     OPTIONAL,
-    PER_SAMPLE,
     SCHEMA_VERSION,
     SHARD_KEYS,
     TASK,
+    columns,
     required,
     shard_name,
 )
@@ -82,25 +83,26 @@ def write_shard(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], met
 
     Returns the file's sha256. The same inputs give the same bytes (no timestamps are stored).
     """
-    kind = meta.get("source", {}).get("kind", "synthesis")
-    own = required(kind, 1)
-    unknown = sorted(set(arrays) - set(PER_SAMPLE) - set(OPTIONAL))
+    kind, task = meta.get("source", {}).get("kind", "synthesis"), meta.get("task", TASK)
+    schema = columns(task)
+    own = [LABEL_COLUMN[task] if name == "masks" else name for name in required(kind, 1)]
+    unknown = sorted(set(arrays) - set(schema) - set(OPTIONAL))
     missing = sorted(set(own) - set(arrays))
     if unknown or missing:
         raise ValueError(f"expected the schema's datasets. Got unknown {unknown}, missing {missing}")
     n = len(arrays["images"])
     c = len(meta["class_names"])
     meta = {"image_size": list(arrays["images"].shape[1:3]), **meta}
-    for name in required(kind):
+    for name in required(kind, task=task):
         if name not in arrays:
-            dtype = np.dtype(PER_SAMPLE[name][0].split()[0])
-            arrays = {**arrays, name: np.full((n, *PER_SAMPLE[name][1](1, 1, c)), FILL[name], dtype=dtype)}
+            dtype = np.dtype(schema[name][0].split()[0])
+            arrays = {**arrays, name: np.full((n, *schema[name][1](1, 1, c)), FILL[name], dtype=dtype)}
     filters = _filters(compression)
     buffer = io.BytesIO()  # built in memory, written with plain file I/O: a full disk is a clean OSError, not a
     with h5py.File(buffer, "w") as f:  # half-flushed HDF5 file whose handles crash the interpreter at exit
         f.attrs[META_ATTR] = json.dumps({"format": FORMAT, "schema_version": SCHEMA_VERSION, **meta}, sort_keys=True)
         _native(f, meta)
-        for name in sorted(arrays, key=list({**PER_SAMPLE, **OPTIONAL}).index):
+        for name in sorted(arrays, key=list({**schema, **OPTIONAL}).index):
             data = np.ascontiguousarray(arrays[name])
             if len(data) != n:
                 raise ValueError(f"expected {n} rows in {name!r}. Got: {len(data)}")

@@ -1,5 +1,8 @@
 """The inversion loop for one batch: ``min_x l_cls(aggregate(model(augment(x))), y) + R(x)`` (seed 002, eq. 2).
 
+A multi-label classifier's ``(B, C)`` scores need no aggregation: its images are inverted from them directly, with
+the same loss, priors and augmentation, and labelled by its sigmoid above 0.5 on the stored pixels.
+
 The model is frozen in eval mode; only the images move. Adam updates ``x`` (normalised space, initialised from
 N(0, 1)); after each step ``x`` is clamped to the normalised image of [0, 1] pixels. A batch whose loss or pixels
 become NaN/inf raises :class:`Diverged`, so the caller can restart it from another seed and never write it.
@@ -114,7 +117,7 @@ class Diverged(RuntimeError):
 @dataclass
 class BatchResult:
     pixels: np.ndarray  # (B, H, W, 3) uint8
-    masks: np.ndarray  # (B, H, W) teacher argmax on the stored pixels
+    masks: np.ndarray  # (B, H, W) teacher argmax on the stored pixels; a classifier's: (B, C) sigmoid > 0.5, uint8
     probs: np.ndarray | None  # (B, C, H, W) float16 teacher probabilities on the stored pixels
     loss: np.ndarray  # (B,) final per-image objective (classification + priors + the batch's BN term)
     loss_cls: np.ndarray  # (B,)
@@ -223,7 +226,10 @@ class Inverter:
         self.bn_stats.clear()
         with self._autocast():
             logits = self.model(self.augment(x), upsample=False)  # eq. 1 pools the output map (Ho, Wo)
-        scores = aggregate(logits.float(), cfg.aggregation, r if cfg.aggregation == "saa" else None)
+        if self.model.task == "multilabel":  # a classifier's (B, C) scores: nothing to aggregate
+            scores = logits.float()
+        else:
+            scores = aggregate(logits.float(), cfg.aggregation, r if cfg.aggregation == "saa" else None)
         cls = classification_loss(scores, y, cfg.loss)
         prior = torch.zeros_like(cls)
         if cfg.tv_l1:
@@ -242,14 +248,18 @@ class Inverter:
         pixels = ((x * self.std + self.mean) * 255).round_().clamp_(0, 255).to(torch.uint8)
         stored = normalize(pixels, self.model.mean, self.model.std)  # what a reader of the shard feeds the teacher
         logits = self.model(stored).float()
-        probs = logits.softmax(1)
         b = len(x)
         bn = float(terms["bn"])
         cls, prior = terms["cls"].detach().float().cpu().numpy(), terms["prior"].detach().float().cpu().numpy()
+        if self.model.task == "multilabel":  # labelled by the teacher's sigmoid, as OR relabels (seed 004)
+            masks, probs = (torch.sigmoid(logits) > 0.5).to(torch.uint8), None
+        else:
+            probs = logits.softmax(1)
+            masks = class_map(probs)
         return BatchResult(
             pixels=pixels.permute(0, 2, 3, 1).cpu().numpy(),
-            masks=class_map(probs).cpu().numpy(),
-            probs=probs.half().cpu().numpy() if save_probs else None,
+            masks=masks.cpu().numpy(),
+            probs=probs.half().cpu().numpy() if save_probs and probs is not None else None,
             loss=(cls + prior + bn).astype(np.float32),
             loss_cls=cls.astype(np.float32),
             loss_prior=prior.astype(np.float32),

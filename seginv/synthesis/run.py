@@ -90,6 +90,10 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
         raise SeginvError(f"start images are {start_images.shape[1:3]}, not the synthesis size {inv.size}.")
     if run.num_images < 1 or run.shard_size < 1:
         raise SeginvError("--num-images and --shard-size must be at least 1.")
+    multilabel = model.task == "multilabel"
+    if multilabel and run.save_probs:
+        raise SeginvError("--save-probs stores a segmentation teacher's per-pixel softmax; a multi-label classifier's "
+                          "shards hold its labels (sigmoid above 0.5) instead.", "Run without --save-probs.")
     ids = resolve_classes(model, run.classes)
     plan = plan_targets(run.num_images, model.num_classes, ids, background=0 if model.background else None,
                         max_classes=run.max_classes, r_choices=inv.r_plan, seed=run.seed)
@@ -102,7 +106,7 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
     source = {"kind": "synthesis", "teacher_sha256": teacher_sha256, "arch": model.arch, "steps": model.steps}
     header = make_header(version=__version__, num_images=run.num_images, image_size=list(inv.size),
                          class_names=model.class_names, background=model.background, source=source, config=config,
-                         normalization={"mean": list(model.mean), "std": list(model.std)})
+                         normalization={"mean": list(model.mean), "std": list(model.std)}, task=model.task)
     if Path(out).exists() and not Path(out).is_dir():
         raise SeginvError(f"{out} exists and is not a directory.", "Choose another --out.")
     with folder_lock(out, "the replay") if group.main else nullcontext():
@@ -124,8 +128,11 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
             parts, r_restarts = _synthesize_shard(inverter, plan.slice(first, first + count), run, k, bar, start_images)
             restarts += r_restarts
             arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-            arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
             arrays["targets"], arrays["r"] = plan.targets[first:first + count], plan.r[first:first + count]
+            if multilabel:  # no map to aggregate: no r
+                arrays["labels"], arrays["r"] = arrays.pop("masks"), np.full_like(arrays["r"], np.nan)
+            else:
+                arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
             t1 = time.perf_counter()
             entry = write_entry(out, manifest, k, first, arrays, run.compression)
             if group.world == 1:  # listed at once, so an interruption keeps it; ranks list theirs together below

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seginv.distill.multilabel_losses import (asymmetric_negative, asymmetric_positive, binary_cross_entropy,
-                                              decay_exponent, relabel)
+                                              decay_exponent, relabel, relabel_missing)
 
 LOGITS = torch.tensor([[2.0, -1.0, 0.5, -3.0, 0.0],
                        [-0.5, 1.5, -2.0, 4.0, 1.0],
@@ -92,3 +92,23 @@ def test_or_relabels_only_the_given_classes_by_threshold():
     out = relabel(probs, labels, [2, 3])
     assert out.tolist() == [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]  # 0.5 is not above the threshold
     assert labels.tolist() == [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]  # the input is left alone
+
+
+def test_or_fills_only_the_missing_labels():
+    labels = torch.tensor([[1.0, 255.0, 255.0, 0.0], [255.0, 0.0, 1.0, 255.0]])
+    probs = torch.tensor([[0.2, 0.8, 0.5, 0.9], [0.51, 0.9, 0.1, 0.49]])
+    out = relabel_missing(probs, labels)
+    assert out.tolist() == [[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]]  # known labels kept whatever the model says
+    assert relabel_missing(probs, labels, threshold=0.85).tolist() == [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
+
+
+def test_unknown_labels_take_no_part_in_the_replay_losses():
+    known = torch.ones_like(LABELS, dtype=torch.bool)
+    known[0, 2] = known[2, 0] = False
+    partial = LABELS.clone()
+    partial[0, 2] = partial[2, 0] = 255
+    for loss, args in ((binary_cross_entropy, ()), (asymmetric_negative, (1.3,))):
+        got = loss(LOGITS, partial, [0, 1, 2], *args, known=known).item()
+        rows = [sum(loss(LOGITS[b:b + 1], LABELS[b:b + 1], [c], *args).item() for c in range(3) if known[b, c])
+                for b in range(3)]
+        assert got == pytest.approx(sum(rows) / 3, rel=1e-6)

@@ -16,9 +16,15 @@ strength of the distillation loss, while eq. 9 gives L_akd the weight ``1 - lamb
 written (L_cls 0.15, L_akd 0.85). LwF is Table 4's "KD": ``L_bce + L_kd`` with weight 1 each; ER is Table 5's
 "Replay (L_bce)": ``L_bce`` on the real images' current classes plus ``L_bce`` on the replayed images' old classes.
 
-ER and RebLL train on replayed images. Their losses are here and pinned by the tests, but they are not yet offered
-by ``seginv distill``: replay for classifiers (exemplar memories with each sample's task labels and OR's online
-relabeling, and fake replay inverted from the classifier) is the next part of the multi-label family.
+ER and RebLL need replayed images (``--replay``): a memory of real samples (``seginv replay from-dataset`` on a
+multi-label protocol: each sample labelled for its own task's classes only, 255 elsewhere) or fake replay inverted
+from the old classifier (``seginv synthesize``, labelled by its sigmoid). RebLL's OR fills a memory sample's missing
+old-class labels with the old model's sigmoid above ``threshold`` (0.5; seed 004 names a threshold n without a
+value). Seed 004 relabels online over the tasks (the new classes of older samples by the model just trained, the old
+classes of newer samples by the model before it); seginv relabels every missing old label at the step that replays
+it, with that step's teacher, the latest model that knows every old class. ``relabel=False`` and
+``replay_loss="bce"`` give Table 5's rows: "Replay (L_bce)" (ER's partial labels), "OR (L_bce)" (relabelled, plain
+BCE) and "OR (L_er)" (RebLL), each on top of AKD and weighted by lambda_er.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from __future__ import annotations
 import torch
 
 from ...errors import SeginvError
-from ..multilabel_losses import asymmetric_negative, asymmetric_positive, binary_cross_entropy, decay_exponent
+from ..multilabel_losses import (asymmetric_negative, asymmetric_positive, binary_cross_entropy, decay_exponent,
+                                relabel_missing)
 from . import Batch, register_method
 
 CITATION = "seed 004: Du et al., Rebalancing Multi-Label Class-Incremental Learning"
@@ -116,35 +123,74 @@ class AsymmetricKD:
         return self.terms(batch)
 
 
-class ExperienceReplay:  # registered with multi-label replay (see the module's last paragraph)
+def _replay_labels(batch: Batch, relabel: bool, threshold: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The replayed images' labels over the student's columns and which of them count (None: all).
+
+    A memory sample carries its own task's labels, 255 elsewhere. With ``relabel`` (OR's first step, seed 004 "OR
+    for Label Rebalance"), a missing old-class label becomes ``1[teacher sigmoid > threshold]``; without it the
+    missing labels take no part (classical replay's partial labels). Fake replay is labelled by the teacher already.
+    """
+    _, _, _, replay = _parts(batch)
+    labels = _labels(batch)[replay]
+    if relabel:
+        probs = torch.zeros_like(labels)
+        probs[:, : batch.teacher.shape[1]] = torch.sigmoid(batch.teacher[replay].float())
+        labels = relabel_missing(probs, labels, threshold)
+    missing = labels == 255
+    return labels, (~missing if bool(missing.any()) else None)
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0 < threshold < 1:
+        raise SeginvError(f"threshold must be in (0, 1), not {threshold}.")
+
+
+@register_method("er", task="multilabel")
+class ExperienceReplay:
     name = "er"
     description = "ER: eq. 1 on the current classes + binary cross-entropy on the replayed images' old labels"
-    citation = f"{CITATION}, Table 5, 'Replay (L_bce)'; Rolnick et al., NeurIPS 2019"
+    citation = f"{CITATION}, Table 1 'ER' and Table 5 'Replay (L_bce)'; Rolnick et al., NeurIPS 2019"
     init = "random"
+    replays = True
+
+    def __init__(self, relabel: bool = False, threshold: float = 0.5) -> None:
+        _check_threshold(threshold)
+        self.relabel, self.threshold = bool(relabel), float(threshold)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         old, _, _, replay = _parts(batch)
         bce = _current_bce(batch)
-        er = binary_cross_entropy(batch.student[replay], _labels(batch)[replay], old)
+        labels, known = _replay_labels(batch, self.relabel, self.threshold)
+        er = binary_cross_entropy(batch.student[replay], labels, old, known)
         return {"total": bce + er, "bce": bce, "er": er}
 
 
-class RebLL(AsymmetricKD):  # registered with multi-label replay
+@register_method("rebll", task="multilabel")
+class RebLL(AsymmetricKD):
     name = "rebll"
-    description = "RebLL: AKD + eq. 7-8's L_er on relabeled replay (negatives down-weighted), eq. 9"
+    description = "RebLL: AKD + OR (the memory's missing old labels from the old model) + eq. 7-8's L_er, eq. 9"
     citation = f"{CITATION}, eq. 3-9"
+    replays = True
 
     def __init__(self, alpha: float = 1.2, beta: float = 0.7, lambda_akd: float = 0.15,
-                 lambda_er: float = 0.30, adaptive: bool = True) -> None:
+                 lambda_er: float = 0.30, adaptive: bool = True, relabel: bool = True, threshold: float = 0.5,
+                 replay_loss: str = "er") -> None:
         super().__init__(alpha, lambda_akd, adaptive)
         _check_weights(beta=beta, lambda_er=lambda_er)
+        _check_threshold(threshold)
+        if replay_loss not in ("er", "bce"):
+            raise SeginvError(f"replay_loss must be er (eq. 7-8) or bce, not {replay_loss!r}.")
         self.beta, self.lambda_er = float(beta), float(lambda_er)
+        self.relabel, self.threshold, self.replay_loss = bool(relabel), float(threshold), replay_loss
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self.terms(batch)
         old, _, _, replay = _parts(batch)
-        gamma = self._gamma(self.beta, batch)
-        er = asymmetric_negative(batch.student[replay], _labels(batch)[replay], old, gamma)
+        labels, known = _replay_labels(batch, self.relabel, self.threshold)
+        if self.replay_loss == "er":
+            er = asymmetric_negative(batch.student[replay], labels, old, self._gamma(self.beta, batch), known)
+        else:
+            er = binary_cross_entropy(batch.student[replay], labels, old, known)
         return {**out, "total": out["total"] + self.lambda_er * er, "er": er}
 
 
