@@ -35,25 +35,45 @@ from seginv.distill.trainer import DistillConfig  # noqa: E402
 from seginv.protocols import get_protocol  # noqa: E402
 from seginv.report import compute_environment, machine  # noqa: E402
 from seginv.training import TrainConfig  # noqa: E402
-from seginv.workflows import distill, train  # noqa: E402
+from seginv.replay.exemplars import from_dataset  # noqa: E402
+from seginv.synthesis.engine import InversionConfig  # noqa: E402
+from seginv.synthesis.run import RunConfig  # noqa: E402
+from seginv.workflows import distill, synthesize, train  # noqa: E402
 
 CMD = "python benchmarks/multilabel/run.py"
 PROTOCOLS = ("voc-b4-c2", "voc-b5-c3")
-METHODS = ("ft", "lwf", "akd", "joint")  # seed 004 Table 1's rows seginv has for classifiers, its order
-#: Table 4 (AKD's parts) and Table 6 (fixed against adaptive decay) on B4-C2, as the paper runs them: row ->
-#: (method, options, what it is); ft, lwf ("KD") and akd are Table 1's rows
+#: seed 004 Table 1's rows, its order, and the data-free row none of the anchors has: RebLL with fake replay
+METHODS = ("ft", "lwf", "akd", "er", "rebll", "rebll-fake", "joint")
+#: Table 4 (AKD's parts), Table 5 (OR's parts) and Table 6 (fixed against adaptive decay) on B4-C2, as the paper
+#: runs them: row -> (method, options, what it is); ft, lwf ("KD"), akd and rebll are Table 1's rows
 VARIANTS = {"akd-cls": ("akd", {"lambda_akd": 1.0}, "AKD (L_cls): eq. 3-4 alone, no distillation"),
-            "akd-fixed": ("akd", {"alpha": 2.0, "adaptive": False}, "AKD with the fixed decay factor 2.0 (Table 6)")}
+            "akd-fixed": ("akd", {"alpha": 2.0, "adaptive": False}, "AKD with the fixed decay factor 2.0 (Table 6)"),
+            "akd-replay": ("rebll", {"relabel": False, "replay_loss": "bce"},
+                           "AKD + Replay (L_bce): the memory's partial labels, plain BCE (Table 5)"),
+            "akd-or-bce": ("rebll", {"replay_loss": "bce"}, "AKD + OR (L_bce): relabelled memory, plain BCE (Table 5)")}
+#: Table 1's rows that are not a method at its defaults
+TABLE1_VARIANTS = {"rebll-fake": ("rebll", {}, "RebLL with fake replay inverted from the old model, no memory")}
+#: replay: seed 004's memory of 2 real images per old class (its VOC setting), drawn per seed; or fake replay,
+#: FAKE_IMAGES images inverted from each task's teacher (the row's own previous model) with the CPU preset
+MEMORY_PER_CLASS = 2
+FAKE_IMAGES = 256
 VARIANT_PROTOCOL = "voc-b4-c2"
 SEEDS = (0, 1, 2)
 STEP0 = {"epochs": 20, "batch_size": 16, "lr": 0.003, "crop_size": 32, "seed": 0}
 DISTILL = {"epochs": 10, "batch_size": 16, "lr": 0.001, "crop_size": 32}
 JOINT_EPOCHS = 3  # joint reads every training image at every task, 4-8x an incremental task's images
+#: a replay row's batch: DISTILL's real images plus as many replayed ones (ratio 1:1), so it takes the same
+#: optimizer steps on the same real images as the rows without replay
+REPLAY_BATCH = 2 * DISTILL["batch_size"]
 SCALE = (f"Scenes at 32x32 pixels ({tables.SCENES['train']} training, {tables.SCENES['val']} validation images); "
          "image labels from the masks (a class is present when it covers at least 1% of the pixels); deeplab-mini "
          f"with its features averaged before one linear head per task; base task {STEP0['epochs']} epochs at lr "
          f"{STEP0['lr']}, later tasks {DISTILL['epochs']} epochs ({JOINT_EPOCHS} for joint, which reads every image) "
-         f"at lr {DISTILL['lr']}, AdamW, batch {DISTILL['batch_size']}, whole images with random flips.")
+         f"at lr {DISTILL['lr']}, AdamW, batch {DISTILL['batch_size']}, whole images with random flips. Replay rows "
+         f"add {REPLAY_BATCH - DISTILL['batch_size']} replayed images to each batch (same steps, same real images): "
+         f"er, rebll and Table 5's rows a memory of {MEMORY_PER_CLASS} real images per old class (drawn per seed, each "
+         f"labelled for its own task's classes), rebll-fake {FAKE_IMAGES} images inverted from each task's teacher "
+         "(`seginv synthesize`'s CPU preset at 32x32, labelled by the teacher's sigmoid).")
 
 
 def rows() -> list[str]:
@@ -77,24 +97,57 @@ def base_model(cache: Path, protocol: str, data: Path) -> Path:
     return path
 
 
+def replay_kind(name: str) -> str | None:
+    """``memory``, ``fake`` or None: what a row replays."""
+    if name == "rebll-fake":
+        return "fake"
+    method = {**VARIANTS, **TABLE1_VARIANTS}.get(name, (name,))[0]
+    return "memory" if method in ("er", "rebll") else None
+
+
+def memory(cache: Path, data: Path, protocol: str, seed: int, task: int) -> Path:
+    """The memory task ``task`` replays: real images of the tasks before it, shared by the rows of one seed."""
+    path = cache / "multilabel" / protocol / "memory" / f"seed{seed}" / f"before{task}"
+    if not (path / "manifest.json").is_file() or not json.loads((path / "manifest.json").read_text())["complete"]:
+        from_dataset(data, protocol, path, step=task - 1, per_class=MEMORY_PER_CLASS, size=STEP0["crop_size"],
+                     seed=seed, resume=True)
+    return path
+
+
+def fake_replay(teacher: Path, folder: Path, seed: int, task: int) -> Path:
+    """FAKE_IMAGES images inverted from ``teacher`` for task ``task`` (resumable)."""
+    path = folder / f"fake{task}"
+    size = (STEP0["crop_size"], STEP0["crop_size"])
+    if not (path / "manifest.json").is_file() or not json.loads((path / "manifest.json").read_text())["complete"]:
+        synthesize(teacher, path, inversion=InversionConfig(size=size), run=RunConfig(num_images=FAKE_IMAGES, seed=seed),
+                   resume=path.is_dir())
+    return path
+
+
 def run_row(cache: Path, row: str) -> None:
     protocol, name, seed = row.split("/")
-    method, options, _ = VARIANTS.get(name, (name, {}, ""))
+    method, options, _ = {**VARIANTS, **TABLE1_VARIANTS}.get(name, (name, {}, ""))
     data = data_dir(cache)
     teacher = base_model(cache, protocol, data)
     folder = cache / "multilabel" / protocol / name / seed
     folder.mkdir(parents=True, exist_ok=True)
     epochs = JOINT_EPOCHS if method == "joint" else DISTILL["epochs"]
-    cfg = DistillConfig(train=TrainConfig(**{**DISTILL, "epochs": epochs, "seed": int(seed[4:])}))
+    replay = replay_kind(name)
+    batch = REPLAY_BATCH if replay else DISTILL["batch_size"]
+    cfg = DistillConfig(train=TrainConfig(**{**DISTILL, "epochs": epochs, "batch_size": batch, "seed": int(seed[4:])}))
     config = {"distill": cfg.to_dict(), "method": method,
               "options": {**list_methods("multilabel")[method]["options"], **options}}
+    if replay:
+        config["replay"] = {"memory": {"per_class": MEMORY_PER_CLASS}, "fake": {"images": FAKE_IMAGES}}[replay]
     for t in range(1, get_protocol(protocol).num_steps):
         out, record = folder / f"step{t}.pt", folder / f"step{t}.json"
         if record.is_file() and json.loads(record.read_text())["config"] != json.loads(json.dumps(config)):
             sys.exit(f"{record} was made with other settings; delete {folder} to redo the row.")
         if not record.is_file():
-            r = distill(teacher, out, data, protocol=protocol, method=method, method_options=options, cfg=cfg,
-                        resume=True, command=CMD)
+            source = None if replay is None else memory(cache, data, protocol, int(seed[4:]), t) \
+                if replay == "memory" else fake_replay(teacher, folder, int(seed[4:]), t)
+            r = distill(teacher, out, data, replay=source, protocol=protocol, method=method, method_options=options,
+                        cfg=cfg, resume=True, command=CMD)
             record.write_text(json.dumps({"metrics": r["metrics"]["val"], "seconds": round(r["seconds"], 1),
                                           "iterations": r["metrics"]["train"]["iterations"],
                                           "config": config, "environment": compute_environment("cpu")},
@@ -139,6 +192,7 @@ def report(cache: Path) -> None:
             cell[k].append(r[k])
         cell["seeds"].append(int(seed[4:]))
     table4 = {r: table.get(VARIANT_PROTOCOL, {}).get(r) for r in ("ft", "akd-cls", "lwf", "akd")}
+    table5 = {r: table.get(VARIANT_PROTOCOL, {}).get(r) for r in ("akd", "akd-replay", "akd-or-bce", "rebll")}
     table6 = {r: table.get(VARIANT_PROTOCOL, {}).get(r) for r in ("akd-fixed", "akd")}
     for protocol in table:
         for v in VARIANTS:
@@ -147,7 +201,8 @@ def report(cache: Path) -> None:
            "threads": f"torch threads {sorted(threads)} (from each row's last checkpoint), two rows at a time; "
                       f"{seconds / 60:.0f} min of distillation summed over the rows"}
     out = {"table1": table, "table4": {k: v for k, v in table4.items() if v},
-           "table6": {k: v for k, v in table6.items() if v}, "how": how}
+           "table5": {k: v for k, v in table5.items() if v}, "table6": {k: v for k, v in table6.items() if v},
+           "how": how}
     (ROOT / "docs" / "results-multilabel.json").write_text(json.dumps(out, indent=1) + "\n")
     (ROOT / "docs" / "results-multilabel.md").write_text(markdown(out))
     print(markdown(out))
@@ -175,8 +230,10 @@ def markdown(res: dict[str, Any]) -> str:
         lines += [_row(m, methods[m]) for m in METHODS if m in methods] + [""]
     lines += findings(res)
     named = {"ft": "Fine-Tuning (L_bce)", "akd-cls": "AKD (L_cls)", "lwf": "KD (L_bce + L_kd), `lwf`",
-             "akd": "AKD (L_cls + L_akd)", "akd-fixed": "AKD, fixed factor alpha = 2.0"}
-    for key, title in (("table4", "Table 4: AKD's parts"), ("table6", "Table 6: fixed or adaptive decay factor")):
+             "akd": "AKD (L_cls + L_akd)", "akd-fixed": "AKD, fixed factor alpha = 2.0",
+             "akd-replay": "AKD + Replay (L_bce)", "akd-or-bce": "AKD + OR (L_bce)", "rebll": "AKD + OR (L_er), `rebll`"}
+    for key, title in (("table4", "Table 4: AKD's parts"), ("table5", "Table 5: OR's parts"),
+                       ("table6", "Table 6: fixed or adaptive decay factor")):
         if res.get(key):
             lines += [f"## {title} ({VARIANT_PROTOCOL})", "", "| row | seeds | mAP | CF1 | OF1 | FPR | Avg. mAP |",
                       "|---|---|---|---|---|---|---|"]
