@@ -263,7 +263,7 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
 @click.option("--epochs", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=0.003, show_default=True, type=float)
-@click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["sgd", "adamw"]))
+@click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["sgd", "adam", "adamw"]))
 @click.option("--weight-decay", default=1e-4, show_default=True, type=float)
 @click.option("--crop-size", default=64, show_default=True, type=int, help="Training crop side (MiB: 512 on VOC).")
 @click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
@@ -579,7 +579,7 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(2))
 @click.option("--lr", default=0.001, show_default=True, type=float)
-@click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["sgd", "adamw"]))
+@click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["sgd", "adam", "adamw"]))
 @click.option("--weight-decay", default=1e-4, show_default=True, type=float)
 @click.option("--crop-size", default=64, show_default=True, type=int)
 @click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(0),

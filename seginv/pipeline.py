@@ -68,6 +68,11 @@ def _key(config: dict[str, Any]) -> str:
 
 
 def _metrics(val: dict[str, Any]) -> dict[str, Any]:
+    """A step's old / new / all score and per-class scores: mIoU and IoU, or a classifier's mAP and AP (with its
+    CF1, OF1 and FPR beside them)."""
+    if "map" in val:
+        return {"old": val["map_old"], "new": val["map_new"], "all": val["map"], "per_class": val["per_class_ap"],
+                **{k: val[k] for k in ("cf1", "of1", "fpr")}}
     return {"old": val["old"], "new": val["new"], "all": val["miou"], "per_class": val["per_class"]}
 
 

@@ -164,9 +164,6 @@ def parse_recipe(raw: Any, base: str | os.PathLike[str] = ".", *, data: str | No
         raise SeginvError(f"{where}: name {top['name']!r} may hold letters, digits, '-' and '_' only (it names the "
                           "folder runs/<name>).", "Rename it, e.g. name: my-run.")
     proto = get_protocol(str(top["protocol"]))
-    if proto.task != "segmentation":
-        raise SeginvError(f"{where}: {proto.name} is a multi-label protocol; recipes run segmentation protocols.",
-                          "Run a classifier's tasks with `seginv train` and `seginv distill` (README, Multi-label).")
     if proto.num_steps < 2:
         raise SeginvError(f"{where}: protocol {proto.name} has no incremental step.")
     setting = check_setting(str(top.get("setting", "overlapped")))
@@ -217,6 +214,9 @@ def parse_recipe(raw: Any, base: str | os.PathLike[str] = ".", *, data: str | No
         replay = str(spec.get("replay", "synthesize"))
         if replay not in REPLAY_KINDS:
             raise SeginvError(f"{w}: replay {replay!r} is unknown.", f"Use one of {', '.join(REPLAY_KINDS)}.")
+        if proto.task == "multilabel" and (replay == "noise" or spec.get("ial")):
+            raise SeginvError(f"{w}: {'replay noise' if replay == 'noise' else 'ial'} is a segmentation option and "
+                              f"{proto.name} a multi-label protocol.", "Use replay synthesize, memory or none.")
         run = RunSpec(
             name=str(name), method=str(spec.get("method", "hrhf")), replay=replay,
             options=dict(_mapping(spec.get("options"), f"{w}.options")),

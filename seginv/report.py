@@ -1,5 +1,6 @@
-"""The results of a ``seginv run``: one table per step (old / new / all mIoU, mean +- std over seeds) and the
-per-class IoU after the last step, written as markdown, CSV (one row per run, seed and step) and JSON."""
+"""The results of a ``seginv run``: one table per step (old / new / all mIoU, or a classifier's mAP, mean +- std over
+seeds) and the per-class IoU (AP) after the last step, written as markdown, CSV (one row per run, seed and step) and
+JSON."""
 
 from __future__ import annotations
 
@@ -78,12 +79,15 @@ def percent(s: dict[str, Any]) -> str:
 def markdown(recipe: Recipe, proto: Protocol, step0: dict[str, Any], summary: dict[str, Any], *, command: str | None,
              device: str, seconds: float) -> str:
     runs = {r.name: r for r in recipe.runs}
+    multilabel = proto.task == "multilabel"
+    score, per_class = ("mAP", "AP") if multilabel else ("mIoU", "IoU")
     lines = [f"# {recipe.name}", ""]
     if recipe.description:
         lines += [recipe.description, ""]
     lines += [f"- protocol: {proto.name} ({proto.description}), {recipe.setting}",
-              f"- seeds: {', '.join(map(str, recipe.seeds))}; mIoU in %, mean ± std over seeds where there are several",
-              "- old = step-0 classes without background, new = classes of steps 1..t, all = every class seen",
+              f"- seeds: {', '.join(map(str, recipe.seeds))}; {score} in %, mean ± std over seeds where there are several",
+              f"- old = step-0 classes{'' if multilabel else ' without background'}, new = classes of steps 1..t, "
+              "all = every class seen",
               f"- command: `{command or 'seginv run'}`",
               f"- machine: {machine(device)}",
               (f"- total time of this invocation: {seconds:.0f} s (finished steps kept from earlier invocations "
@@ -106,7 +110,7 @@ def markdown(recipe: Recipe, proto: Protocol, step0: dict[str, Any], summary: di
     cells = {n: s[last] for n, s in summary.items() if last in s}
     if cells:
         names = list(next(iter(cells.values()))["per_class"])
-        lines += [f"## Per-class IoU after step {last} (%)", "", "| class | " + " | ".join(cells) + " |",
+        lines += [f"## Per-class {per_class} after step {last} (%)", "", "| class | " + " | ".join(cells) + " |",
                   "|---|" + "---|" * len(cells)]
         for n in names:
             vals = [cells[r]["per_class"][n] for r in cells]
@@ -115,12 +119,12 @@ def markdown(recipe: Recipe, proto: Protocol, step0: dict[str, Any], summary: di
     return "\n".join(lines)
 
 
-def table_csv(rows: list[dict[str, Any]]) -> str:
+def table_csv(rows: list[dict[str, Any]], per_class: str = "iou") -> str:
     names = list(dict.fromkeys(n for r in rows for n in r["metrics"]["per_class"]))  # every class, in order
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["run", "method", "replay", "seed", "step", *GROUPS, "synthesis_s", "distill_s", "iterations",
-                *(f"iou_{n}" for n in names)])
+                *(f"{per_class}_{n}" for n in names)])
     for r in rows:
         m = r["metrics"]
         w.writerow([r["run"], r["method"], r["replay"], r["seed"], r["step"], *(m[g] for g in GROUPS),
@@ -135,7 +139,8 @@ def write_results(out: Path, recipe: Recipe, proto: Protocol, step0: dict[str, A
     result = {"recipe": recipe.name, "protocol": proto.name, "setting": recipe.setting, "seeds": recipe.seeds,
               "command": command, "machine": machine(device), "seconds": seconds,
               "step0": step0["metrics"], "summary": summary, "rows": rows}
-    files = {"results.json": json.dumps(result, indent=2, default=str) + "\n", "results.csv": table_csv(rows),
+    per_class = "ap" if proto.task == "multilabel" else "iou"
+    files = {"results.json": json.dumps(result, indent=2, default=str) + "\n", "results.csv": table_csv(rows, per_class),
              "results.md": markdown(recipe, proto, step0, summary, command=command, device=device, seconds=seconds)}
     for name, text in files.items():
         with atomic_path(out / name) as tmp:

@@ -99,7 +99,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise SeginvError(f"unknown optimizer {cfg.optimizer!r}.", "Use sgd or adamw.")
+    if cfg.optimizer == "adam":  # weight decay as an L2 term in the gradient (seed 004's Adam, "Implementation")
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise SeginvError(f"unknown optimizer {cfg.optimizer!r}.", "Use sgd, adam or adamw.")
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str,

@@ -108,8 +108,12 @@ def test_a_protocol_of_the_other_task_is_refused(classifier, tiny_scenes, tmp_pa
     one_line_error(code, err, "voc-15-5 is a segmentation protocol and the teacher a multi-label model")
     from seginv.recipes import parse_recipe
 
-    with pytest.raises(SeginvError, match="voc-b4-c2 is a multi-label protocol; recipes run segmentation"):
-        parse_recipe({"name": "ml", "protocol": "voc-b4-c2", "runs": {"akd": {"method": "akd"}}}, tmp_path)
+    with pytest.raises(SeginvError, match="runs.n: replay noise is a segmentation option and voc-b4-c2 a multi-label"):
+        parse_recipe({"name": "ml", "protocol": "voc-b4-c2", "data": {"path": "."}, "step0": {"train": {}},
+                      "runs": {"n": {"method": "akd", "replay": "noise"}}}, tmp_path)
+    with pytest.raises(SeginvError, match="runs.h: unknown method 'hrhf'. It is a segmentation method"):
+        parse_recipe({"name": "ml", "protocol": "voc-b4-c2", "data": {"path": "."}, "step0": {"train": {}},
+                      "runs": {"h": {}}}, tmp_path)
     code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", MODEL, "--data", tiny_scenes,
                           "--protocol", "voc-b4-c2", "--out", tmp_path / "d.pt")
     one_line_error(code, err, "voc-b4-c2 is a multi-label protocol and the teacher a segmentation model")
@@ -245,6 +249,25 @@ def test_classifier_replay_memory_and_fake_through_er_and_rebll(classifier, tiny
     one_line_error(code, err, "--save-probs stores a segmentation teacher's per-pixel softmax")
     code, _, err = seginv(monkeypatch, capsys, "shards", "export", tmp_path / "fake", "--out", tmp_path / "exp")
     one_line_error(code, err, "holds a multi-label classifier's samples")
+
+
+def test_seginv_run_takes_a_multilabel_recipe_with_memory_and_fake_replay(classifier, tiny_scenes, tmp_path):
+    from seginv.pipeline import run_recipe
+    from seginv.recipes import parse_recipe
+
+    recipe = parse_recipe({
+        "name": "ml", "protocol": "voc-b4-c2", "data": {"path": str(tiny_scenes)}, "step0": {"model": str(classifier)},
+        "synthesis": {"size": 32, "batch_size": 2, "steps": 1, "num_images": 2},
+        "distill": {"epochs": 1, "batch_size": 16, "crop_size": 32},
+        "runs": {"rebll": {"method": "rebll", "replay": "memory", "memory": {"per_class": 1, "size": 32}},
+                 "fake": {"method": "rebll", "replay": "synthesize"}}}, tmp_path)
+    result = run_recipe(recipe, tmp_path / "run", log=lambda _: None)
+    rows = result["rows"]
+    assert {r["run"] for r in rows} == {"rebll", "fake"} and max(r["step"] for r in rows) == 8
+    assert all(0 <= r["metrics"]["all"] <= 1 and {"cf1", "of1", "fpr"} <= set(r["metrics"]) for r in rows)
+    md = (tmp_path / "run" / "results.md").read_text()
+    assert "mAP in %" in md and "Per-class AP after step 8" in md
+    assert "ap_aeroplane" in (tmp_path / "run" / "results.csv").read_text().splitlines()[0]
 
 
 def test_or_fills_the_missing_old_labels_from_the_teacher_and_er_skips_them():

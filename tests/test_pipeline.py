@@ -47,7 +47,7 @@ def write_recipe(path, recipe):
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_recipe_is_valid(path, tmp_path):
     r = load_recipe(path, data=None if path.stem.startswith("scenes") else str(tmp_path))
-    assert r.runs and r.protocol.split("-")[0] in ("voc", "ade20k", "cityscapes")
+    assert r.runs and r.protocol.split("-")[0] in ("voc", "ade20k", "cityscapes", "coco")
     if "model" in r.step0:
         assert Path(r.step0["model"]).is_file()
 
