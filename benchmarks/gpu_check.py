@@ -103,6 +103,8 @@ def distill_ratio(model, size: int, batch: int, device: torch.device, rounds: in
     student = copy.deepcopy(teacher)
     student.add_classes(["new_a", "new_b"], init="mib")
     student.to(device).train()
+    for q in student.parameters():  # the synthesis figures froze the teacher: the student trains every weight
+        q.requires_grad_(True)
     for m in student.modules():  # HRHF's default: BatchNorm frozen
         if isinstance(m, torch.nn.BatchNorm2d):
             m.eval()
@@ -235,12 +237,17 @@ PROFILES = {
 }
 
 
+#: the figures, in the order they are measured and printed
+FIGURES = ("synthesis", "distill", "bf16", "peak_memory_mib", "processes", "compile")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--profile", choices=sorted(PROFILES), help="sizes (default: gpu on CUDA, cpu otherwise)")
     ap.add_argument("--quick", action="store_true", help="the quick profile: checks that every path runs, not speed")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
+    ap.add_argument("--only", nargs="+", choices=FIGURES, help="measure these figures only (default: all)")
     args = ap.parse_args()
     device = torch.device(args.device)
     name = "quick" if args.quick else args.profile or ("gpu" if device.type == "cuda" else "cpu")
@@ -250,21 +257,32 @@ def main() -> None:
     res = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
            "torch": torch.__version__, "threads": torch.get_num_threads(), "profile": name}
     steps = p["steps"]
-    res["synthesis"] = [synthesis_ratio(model, s, p["batch"], steps, device) for s in p["synthesis"]]
-    res["distill"] = distill_ratio(model, *p["distill"][:2], device, p["distill"][2])
-    res["bf16"] = bf16_agreement(model, *p["bf16"], steps, device)
-    size, batch = p["memory"]
-    configs = [(a, p) for a in ("deeplab-mini", "deeplabv3_resnet50") for p in ("fp32", "bf16")]
-    if name == "quick":  # each architecture and each precision once: every path, half the processes
-        configs = [configs[0], configs[3]]
-    res["peak_memory_mib"] = {f"{arch} {precision}": peak_memory(arch, size, batch, precision, args.device)
-                              for arch, precision in configs}
-    res["peak_memory_at"] = f"{size}x{size}, batch {batch}"
-    res["processes"] = processes(*p["processes"], 32)
-    res["compile"] = compile_speed(*p["compile"][:2], steps, device, p["compile"][2])
+    only = set(args.only or FIGURES)
+
+    def peak_memories() -> dict:
+        size, batch = p["memory"]
+        configs = [(a, q) for a in ("deeplab-mini", "deeplabv3_resnet50") for q in ("fp32", "bf16")]
+        if name == "quick":  # each architecture and each precision once: every path, half the processes
+            configs = [configs[0], configs[3]]
+        res["peak_memory_at"] = f"{size}x{size}, batch {batch}"
+        return {f"{arch} {precision}": peak_memory(arch, size, batch, precision, args.device)
+                for arch, precision in configs}
+
+    figures = {
+        "synthesis": lambda: [synthesis_ratio(model, s, p["batch"], steps, device) for s in p["synthesis"]],
+        "distill": lambda: distill_ratio(model, *p["distill"][:2], device, p["distill"][2]),
+        "bf16": lambda: bf16_agreement(model, *p["bf16"], steps, device),
+        "peak_memory_mib": peak_memories,
+        "processes": lambda: processes(*p["processes"], 32),
+        "compile": lambda: compile_speed(*p["compile"][:2], steps, device, p["compile"][2]),
+    }
+    for key in FIGURES:
+        if key in only:
+            res[key] = figures[key]()
     res["seconds"] = time.perf_counter() - started
-    for key in ("synthesis", "distill", "bf16", "peak_memory_mib", "processes", "compile"):
-        print(f"{key}: {json.dumps(res[key])}", flush=True)
+    for key in FIGURES:
+        if key in res:
+            print(f"{key}: {json.dumps(res[key])}", flush=True)
     print(f"total {res['seconds']:.0f} s on {res['device']}")
     if args.out:
         args.out.write_text(json.dumps(res, indent=1) + "\n")

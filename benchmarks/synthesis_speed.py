@@ -10,7 +10,9 @@ Measured side by side in one process, alternating in rounds, median over rounds:
 - engine: one full inversion step (augmentation, forward with BatchNorm hooks, aggregation, loss, priors,
   backward, Adam, clamping): the wall time of a ``2 * --steps``-step batch minus that of a ``--steps``-step batch,
   divided by ``--steps`` (the batch's fixed set-up and final teacher pass cancel out);
-- engine without the BatchNorm prior, to show what the hooks cost.
+- engine without the BatchNorm prior, to show what the hooks cost;
+- engine with the BatchNorm prior's moments through plain autograd (``x.mean``, ``x.square().mean``) instead of
+  :class:`~seginv.synthesis.priors.ChannelMoments`' one-pass backward: the same numbers, the cost it saves.
 
 Then a whole ``synthesize`` run of ``--run-images`` images reports the time spent writing shards (compression,
 checksums, fsync, manifest) as a share of the total.
@@ -29,6 +31,7 @@ import torch
 
 from seginv.models.checkpoint import load_model
 from seginv.synthesis.engine import InversionConfig, Inverter
+from seginv.synthesis.priors import BatchNormInputStats
 from seginv.synthesis.run import RunConfig, resolve_classes, synthesize
 from seginv.synthesis.targets import plan_targets
 
@@ -59,6 +62,16 @@ def engine_step(inverter: Inverter, plan, steps: int) -> float:
     return (times[1] - times[0]) / steps
 
 
+class PlainAutogradStats(BatchNormInputStats):
+    """The BatchNorm prior's statistics with autograd through ``mean`` and ``square().mean`` (the comparison row)."""
+
+    def _hook(self, module, inputs) -> None:
+        x = inputs[0].float()
+        mean = x.mean((0, 2, 3))
+        var = (x.square().mean((0, 2, 3)) - mean.square()).clamp_min(0)
+        self.stats.append((mean, var, module.running_mean, module.running_var))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="assets/scenes-voc-15-x-step0.pt")
@@ -76,12 +89,16 @@ def main() -> None:
     cfg = InversionConfig(size=(args.size, args.size), batch_size=args.batch_size)
     full = Inverter(model, cfg, device)
     no_bn = Inverter(model, dataclasses.replace(cfg, bn=0.0), device)
-    rows: dict[str, list[float]] = {"floor": [], "floor_head": [], "engine": [], "engine_no_bn": []}
+    plain = Inverter(model, cfg, device)
+    plain.bn_stats = PlainAutogradStats(plain.model)
+    rows: dict[str, list[float]] = {"floor": [], "floor_head": [], "engine": [], "engine_no_bn": [],
+                                    "engine_plain_autograd": []}
     for _ in range(args.rounds):
         rows["floor"].append(floor_step(model, args.batch_size, args.size, args.steps, device))
         rows["floor_head"].append(floor_step(model, args.batch_size, args.size, args.steps, device, upsample=False))
         rows["engine"].append(engine_step(full, plan, args.steps))
         rows["engine_no_bn"].append(engine_step(no_bn, plan, args.steps))
+        rows["engine_plain_autograd"].append(engine_step(plain, plan, args.steps))
     med = {k: statistics.median(v) for k, v in rows.items()}
     with tempfile.TemporaryDirectory() as d:
         run_cfg = dataclasses.replace(cfg, steps=args.run_steps)
@@ -94,6 +111,8 @@ def main() -> None:
         "engine_no_bn_ms": round(1000 * med["engine_no_bn"], 2),
         "ratio_engine_to_floor": round(med["engine"] / med["floor"], 3),
         "ratio_engine_no_bn_to_floor": round(med["engine_no_bn"] / med["floor"], 3),
+        "engine_plain_autograd_ms": round(1000 * med["engine_plain_autograd"], 2),
+        "ratio_engine_plain_autograd_to_floor_head": round(med["engine_plain_autograd"] / med["floor_head"], 3),
         "ratio_engine_to_floor_head": round(med["engine"] / med["floor_head"], 3),
         "run": {"images": args.run_images, "steps": args.run_steps, "seconds": round(s["seconds"], 2),
                 "write_seconds": round(s["write_seconds"], 3),
@@ -104,6 +123,8 @@ def main() -> None:
     print(f"engine step               {out['engine_ms']:8.2f} ms/step   ratio {out['ratio_engine_to_floor']:.3f} "
           f"(to the floor without upsampling: {out['ratio_engine_to_floor_head']:.3f})")
     print(f"engine step, no BN prior  {out['engine_no_bn_ms']:8.2f} ms/step   ratio {out['ratio_engine_no_bn_to_floor']:.3f}")
+    print(f"engine, plain-autograd BN {out['engine_plain_autograd_ms']:8.2f} ms/step   (to the floor without "
+          f"upsampling: {out['ratio_engine_plain_autograd_to_floor_head']:.3f})")
     print(f"shard writing             {out['run']['write_seconds']:8.3f} s of {out['run']['seconds']} s "
           f"({100 * out['run']['write_share']:.2f}%) for {args.run_images} images x {args.run_steps} steps")
     print(json.dumps(out))
