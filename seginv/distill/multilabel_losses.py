@@ -85,19 +85,6 @@ def asymmetric_negative(logits: torch.Tensor, target: torch.Tensor, classes: Seq
     return _known(-(y * log_p + (1 - y) * negative), known, classes)
 
 
-def relabel(probabilities: torch.Tensor, labels: torch.Tensor, classes: Sequence[int],
-            threshold: float = 0.5) -> torch.Tensor:
-    """OR's first step (seed 004, "OR for Label Rebalance"): the labels of ``classes`` set to
-    ``1[y_hat > threshold]`` from a model's ``probabilities`` ``(B, C)``; the other columns of ``labels`` kept."""
-    if probabilities.shape != labels.shape:
-        raise ValueError(f"expected probabilities and labels of one shape. Got: {tuple(probabilities.shape)} and "
-                         f"{tuple(labels.shape)}")
-    out = labels.clone()
-    idx = torch.as_tensor(list(classes), dtype=torch.long, device=labels.device)
-    out[:, idx] = (probabilities.index_select(1, idx) > threshold).to(out.dtype)
-    return out
-
-
 def relabel_missing(probabilities: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5,
                     missing: float = 255) -> torch.Tensor:
     """OR's first step on a memory's partial labels: every label equal to ``missing`` set to

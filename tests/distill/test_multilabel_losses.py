@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seginv.distill.multilabel_losses import (asymmetric_negative, asymmetric_positive, binary_cross_entropy,
-                                              decay_exponent, relabel, relabel_missing)
+                                              decay_exponent, relabel_missing)
 
 LOGITS = torch.tensor([[2.0, -1.0, 0.5, -3.0, 0.0],
                        [-0.5, 1.5, -2.0, 4.0, 1.0],
@@ -84,14 +84,6 @@ def test_losses_are_finite_at_saturated_logits_and_take_no_classes():
     assert binary_cross_entropy(LOGITS, LABELS, []).item() == 0.0
     with pytest.raises(ValueError, match="one shape"):
         binary_cross_entropy(LOGITS, LABELS[:, :3], [0])
-
-
-def test_or_relabels_only_the_given_classes_by_threshold():
-    labels = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
-    probs = torch.tensor([[0.9, 0.8, 0.51, 0.5], [0.1, 0.2, 0.3, 0.99]])
-    out = relabel(probs, labels, [2, 3])
-    assert out.tolist() == [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]  # 0.5 is not above the threshold
-    assert labels.tolist() == [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]  # the input is left alone
 
 
 def test_or_fills_only_the_missing_labels():
