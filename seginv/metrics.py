@@ -17,8 +17,8 @@ from .data.classes import IGNORE
 
 def class_map(logits: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
     """The predicted class per pixel, ``(B, C, H, W) -> (B, H, W)``: ``logits.argmax(1)``, written as
-    ``max(1).indices``, which gives the same ids (first maximum on ties, NaN wins) and on CPU runs about 4x faster
-    over the class dimension (8 x 16 x 64 x 64 logits: 2.4 ms against 10.1 ms, one thread)."""
+    ``max(1).indices``, which gives the same ids (first maximum on ties, NaN wins) and on CPU runs faster over the
+    class dimension."""
     return logits.max(1, keepdim=keepdim).indices
 
 

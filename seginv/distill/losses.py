@@ -171,7 +171,7 @@ def hrhf_one_pass(student_logits: torch.Tensor, teacher_logits: torch.Tensor, la
       ``replay_weight``), as one mean over the pixels both take.
 
     The same numbers as those functions applied to each half (pinned in the tests), without the per-half copies and
-    two of the three softmaxes: the distillation step's loss costs about a third.
+    two of the three softmaxes.
 
     Args:
         labels: ``(B, H, W)``; only the real images' labels are read.

@@ -38,7 +38,7 @@ def decay_exponent(factor: float, num_learned: int) -> float:
 def _known(loss: torch.Tensor, known: torch.Tensor | None, classes: Sequence[int]) -> torch.Tensor:
     """``loss (B, |classes|)`` summed over the known labels' classes, averaged over images."""
     if known is not None:
-        loss = loss * _columns(known.float(), known.float(), classes)[0]
+        loss = loss * known[:, list(classes)].to(loss.dtype)
     return loss.sum(1).mean()
 
 

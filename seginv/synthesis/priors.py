@@ -65,7 +65,7 @@ class ChannelMoments(torch.autograd.Function):
 
     Autograd through ``x.mean()`` and ``x.square().mean()`` writes four full-size tensors per layer in the backward
     (two broadcasts, the square's two products) and one more to add them; here the gradient is one
-    ``g_mean / n + x * 2 g_sq / n``. The BatchNorm prior's cost per inversion step falls to about a fifth
+    ``g_mean / n + x * 2 g_sq / n``. The BatchNorm prior's cost per inversion step falls to about half
     (``benchmarks/synthesis_speed.py``).
     """
 
