@@ -903,16 +903,18 @@ def shards_preview(root: str, out: str, num: int, columns: int, as_json: bool) -
 @shards.command("export")
 @click.argument("root", type=click.Path())
 @click.option("--format", "fmt", default="voc", show_default=True, type=click.Choice(["voc", "folder"]),
-              help="voc: JPEGImages/SegmentationClass/ImageSets, as VOC-reading trainers expect; folder: images/ and "
-                   "masks/ PNG pairs.")
+              help="voc: JPEGImages/SegmentationClass/ImageSets, as VOC-reading trainers expect (a classifier's "
+                   "replay: JPEGImages and VOC 2007's ImageSets/Main/<class>_train.txt lists); folder: images/ and "
+                   "masks/ PNG pairs (a classifier's replay: images/ and labels.csv).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (new or empty).")
 @click.option("--image-format", default="jpg", show_default=True, type=click.Choice(["jpg", "png"]),
               help="voc only: JPEG as VOC ships, or lossless PNG.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export in --out.")
 @JSON
 def shards_export(root: str, fmt: str, out: str, image_format: str, overwrite: bool, as_json: bool) -> None:
-    """Write replay as plain image files (masks as palette PNGs of class ids), with classes.txt and export.json, so
-    a trainer that reads a folder trains on it unchanged.
+    """Write replay as plain image files (masks as palette PNGs of class ids; a classifier's labels as VOC 2007
+    lists or a CSV, unknown labels marked), with classes.txt and export.json, so a trainer that reads a folder trains
+    on it unchanged.
 
     \b
     seginv shards export replay/ --out replay-voc/                  # then point a VOC trainer at replay-voc/
@@ -923,7 +925,8 @@ def shards_export(root: str, fmt: str, out: str, image_format: str, overwrite: b
 
     with progress(desc="export", unit="img") as bar:
         r = export_replay(root, out, fmt=fmt, image_format=image_format, overwrite=overwrite, bar=bar)
-    emit(r, as_json, lambda r: f"wrote {r['count']} image/mask pairs to {r['out']} ({fmt} layout; class ids in "
+    what = "image/mask pairs" if "masks" in r else f"images with their labels ({r['labels']})"
+    emit(r, as_json, lambda r: f"wrote {r['count']} {what} to {r['out']} ({fmt} layout; class ids in "
                                f"{Path(r['out']) / 'classes.txt'})")
 
 

@@ -244,8 +244,11 @@ def test_classifier_replay_memory_and_fake_through_er_and_rebll(classifier, tiny
     code, _, err = seginv(monkeypatch, capsys, "synthesize", "--model", classifier, "--num-images", "2",
                           "--save-probs", "--out", tmp_path / "p")
     one_line_error(code, err, "--save-probs stores a segmentation teacher's per-pixel softmax")
-    code, _, err = seginv(monkeypatch, capsys, "shards", "export", tmp_path / "fake", "--out", tmp_path / "exp")
-    one_line_error(code, err, "holds a multi-label classifier's samples")
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", tmp_path / "fake", "--format", "folder",
+                          "--out", tmp_path / "exp")
+    assert code == 0, err  # inverted images have no unknown label: every cell of labels.csv is 1 or 0
+    rows = (tmp_path / "exp" / "labels.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[1:] for r in rows] == [[str(int(v)) for v in fake.sample(i)["labels"]] for i in range(4)]
 
 
 def test_seginv_run_takes_a_multilabel_recipe_with_memory_and_fake_replay(classifier, tiny_scenes, tmp_path):

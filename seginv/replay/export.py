@@ -5,16 +5,28 @@
   pixel value = class id in the replay's class list, 255 = ignore), ``ImageSets/Segmentation/train.txt``;
 - ``folder``: ``images/<id>.png`` and ``masks/<id>.png`` pairs (lossless).
 
-Both write ``classes.txt`` (one class per line, in id order; background first when the model has one) and
-``export.json`` (the source directory, its manifest's sha256, the count and the format). Ids are
+A multi-label classifier's replay (task ``multilabel``) has labels instead of masks:
+
+- ``voc``: PASCAL VOC 2007's classification lists, which multi-label trainers read: ``JPEGImages/<id>.jpg``,
+  ``ImageSets/Main/train.txt`` and ``ImageSets/Main/<class>_train.txt`` with ``<id> 1`` (present), ``-1`` (absent)
+  or ``0`` (unknown: a memory sample's label outside its own task; VOC's lists use 0 for "difficult", and the
+  partial-label readers read it as unknown). A class name's spaces and slashes become ``_`` in its file name.
+  No ``Annotations/``: replay has no boxes;
+- ``folder``: ``images/<id>.png`` and ``labels.csv`` (``id`` then one column per class: 1, 0, or empty = unknown).
+
+Both tasks write ``classes.txt`` (one class per line, in id order; background first when the model has one) and
+``export.json`` (the source directory, its manifest's sha256, the count, the task and the format). Ids are
 ``replay_<index>`` in the replay's sample order.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +56,9 @@ def export_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     if image_format not in ("jpg", "png"):
         raise SeginvError(f"unknown image format {image_format!r}.", "Use jpg or png.")
     ds = ReplayDataset(root)  # complete replay only
-    if ds.task != "segmentation":
-        raise SeginvError(f"{root} holds a multi-label classifier's samples; the export formats are segmentation "
-                          "layouts (image and mask pairs).", "Read the shards with h5py (docs/shards.md).")
-    if len(ds.class_names) > 256:
+    if ds.task == "multilabel" and fmt == "voc":
+        _list_names(ds.class_names)  # refuse before touching out
+    if ds.task == "segmentation" and len(ds.class_names) > 256:
         raise SeginvError(f"{root} has {len(ds.class_names)} classes; a palette PNG holds 256.")
     out = Path(out)
     if out.exists() and any(p.name != LOCK for p in out.iterdir()):
@@ -73,34 +84,80 @@ def _clear(out: Path) -> None:
 def _write(ds: ReplayDataset, root: str | os.PathLike[str], out: Path, fmt: str, image_format: str,
            bar: Any) -> dict[str, Any]:
     """Write the files of the export (see the module doc) into the empty ``out``; returns export.json's content."""
-    if fmt == "voc":
-        images, masks = out / "JPEGImages", out / "SegmentationClass"
-        suffix = image_format
-    else:
-        images, masks = out / "images", out / "masks"
-        suffix = "png"
+    suffix = image_format if fmt == "voc" else "png"
+    images = out / ("JPEGImages" if fmt == "voc" else "images")
+    write = _write_labels if ds.task == "multilabel" else _write_masks
+    ids, labels = write(_samples(ds, images, suffix, bar), out, fmt, ds.class_names)
+    ds.close()
+    (out / "classes.txt").write_text("".join(f"{n}\n" for n in ds.class_names))
+    summary = {"format": fmt, "task": ds.task, "source": str(Path(root).resolve()),
+               "manifest_sha256": sha256_file(Path(root) / MANIFEST), "count": len(ids), "class_names": ds.class_names,
+               "background": ds.manifest.get("background", True), "images": f"{images.name}/*.{suffix}", **labels}
+    with atomic_path(out / "export.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _samples(ds: ReplayDataset, images: Path, suffix: str, bar: Any) -> Iterator[tuple[str, np.ndarray]]:
+    """Save each sample's image into ``images``; yield its id and its mask or labels."""
     images.mkdir(parents=True)
+    for i in range(len(ds)):
+        image, label = ds.read(i)
+        name = f"replay_{i:06d}"
+        _save(Image.fromarray(image), images / f"{name}.{suffix}", "JPEG" if suffix == "jpg" else "PNG")
+        yield name, label
+        if bar is not None:
+            bar.update(1)
+
+
+def _write_masks(samples: Iterator[tuple[str, np.ndarray]], out: Path, fmt: str,
+                 class_names: list[str]) -> tuple[list[str], dict[str, str]]:
+    masks = out / ("SegmentationClass" if fmt == "voc" else "masks")
     masks.mkdir(parents=True)
     palette = voc_palette()
     ids = []
-    for i in range(len(ds)):
-        image, mask = ds.read(i)
-        name = f"replay_{i:06d}"
-        _save(Image.fromarray(image), images / f"{name}.{suffix}", "JPEG" if suffix == "jpg" else "PNG")
+    for name, mask in samples:
         png = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
         png.putpalette(palette)
         _save(png, masks / f"{name}.png", "PNG")
         ids.append(name)
-        if bar is not None:
-            bar.update(1)
-    ds.close()
     if fmt == "voc":
-        (out / "ImageSets" / "Segmentation").mkdir(parents=True)
-        (out / "ImageSets" / "Segmentation" / "train.txt").write_text("".join(f"{n}\n" for n in ids))
-    (out / "classes.txt").write_text("".join(f"{n}\n" for n in ds.class_names))
-    summary = {"format": fmt, "source": str(Path(root).resolve()), "manifest_sha256": sha256_file(Path(root) / MANIFEST),
-               "count": len(ids), "class_names": ds.class_names, "background": ds.manifest.get("background", True),
-               "images": f"{images.name}/*.{suffix}", "masks": f"{masks.name}/*.png"}
-    with atomic_path(out / "export.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
+        _write_list(out / "ImageSets" / "Segmentation" / "train.txt", ids)
+    return ids, {"masks": f"{masks.name}/*.png"}
+
+
+def _write_labels(samples: Iterator[tuple[str, np.ndarray]], out: Path, fmt: str,
+                  class_names: list[str]) -> tuple[list[str], dict[str, str]]:
+    ids, rows = [], []
+    for name, labels in samples:
+        ids.append(name)
+        rows.append(labels)
+    table = np.stack(rows) if rows else np.zeros((0, len(class_names)), dtype=np.uint8)
+    if fmt == "voc":
+        code = {1: "1", 0: "-1", 255: "0"}
+        _write_list(out / "ImageSets" / "Main" / "train.txt", ids)
+        for c, file in enumerate(_list_names(class_names)):
+            _write_list(out / "ImageSets" / "Main" / f"{file}_train.txt",
+                        [f"{n} {code[int(v)]:>2}" for n, v in zip(ids, table[:, c])])
+        return ids, {"labels": "ImageSets/Main/<class>_train.txt"}
+    with atomic_path(out / "labels.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", *class_names])
+        for n, row in zip(ids, table):
+            w.writerow([n, *("" if v == 255 else int(v) for v in row)])
+    return ids, {"labels": "labels.csv"}
+
+
+def _list_names(class_names: list[str]) -> list[str]:
+    """The ``<class>`` of each VOC list file: the class name with whitespace and slashes as ``_``."""
+    files = [re.sub(r"[\s/\\]", "_", n) for n in class_names]
+    if len(set(files)) < len(files) or not all(files):
+        raise SeginvError("the class names do not give distinct VOC list file names (spaces and slashes become _).",
+                          "Use --format folder, whose labels.csv keeps the names as they are.")
+    return files
+
+
+def _write_list(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in lines))

@@ -3,8 +3,9 @@ real-exemplar replay directories, with the same columns for both.
 
 Columns: ``image`` (an ``Image`` feature, RGB), ``mask`` (an ``Image`` feature, mode L: pixel value = class id, 255 =
 ignore), ``classes`` (a sequence of ``ClassLabel``: the classes the image shows, or was made to show, background
-excluded), ``kind`` (``synthesis`` or ``dataset``) and ``source`` (the directory's index in the call). Directories
-must share one class list.
+excluded), ``kind`` (``synthesis`` or ``dataset``) and ``source`` (the directory's index in the call). A multi-label
+classifier's replay has no ``mask``; ``classes`` holds its positive labels and ``unknown`` the classes whose label is
+unknown (a memory sample's classes outside its own task). Directories must share one task and one class list.
 """
 
 from __future__ import annotations
@@ -35,13 +36,17 @@ def hf_dataset(*roots: str | os.PathLike[str], cache_dir: str | os.PathLike[str]
     sets = [ReplayDataset(r) for r in roots]
     names = sets[0].class_names
     for r, ds in zip(roots, sets):
+        if ds.task != sets[0].task:
+            raise SeginvError(f"{r} holds {ds.task} replay and {roots[0]} {sets[0].task} replay.",
+                              "Mix only replay of one task.")
         if ds.class_names != names:
             raise SeginvError(f"{r} has classes {ds.class_names}, not those of {roots[0]}.",
                               "Mix only replay made for the same classes.")
     for ds in sets:
         ds.close()
-    features = datasets.Features({"image": datasets.Image(), "mask": datasets.Image(),
-                                  "classes": datasets.Sequence(datasets.ClassLabel(names=list(names))),
+    classes = datasets.Sequence(datasets.ClassLabel(names=list(names)))
+    labels = ({"unknown": classes} if sets[0].task == "multilabel" else {"mask": datasets.Image()})
+    features = datasets.Features({"image": datasets.Image(), **labels, "classes": classes,
                                   "kind": datasets.Value("string"), "source": datasets.Value("int32")})
     # the manifests' hashes are arguments so that the datasets cache never serves an older version of a directory
     stamps = [sha256_file(Path(r) / MANIFEST) for r in roots]
@@ -55,7 +60,10 @@ def _rows(roots: list[str], stamps: list[str]) -> Iterator[dict[str, Any]]:
         background = 0 if ds.manifest.get("background", True) else None
         for i in range(len(ds)):
             s = ds.sample(i)
-            yield {"image": s["images"], "mask": s["masks"].astype(np.uint8),
-                   "classes": [int(c) for c in np.flatnonzero(s["targets"]) if c != background],
-                   "kind": ds.kind, "source": k}
+            if ds.task == "multilabel":
+                labels = {"unknown": [int(c) for c in np.flatnonzero(s["labels"] == 255)]}
+            else:
+                labels = {"mask": s["masks"].astype(np.uint8)}
+            yield {"image": s["images"], **labels, "kind": ds.kind, "source": k,
+                   "classes": [int(c) for c in np.flatnonzero(s["targets"]) if c != background]}
         ds.close()

@@ -89,3 +89,59 @@ def test_import_of_an_export_gives_back_the_same_samples(monkeypatch, capsys, re
     code, _, err = seginv(monkeypatch, capsys, "shards", "import", "--images", voc / "JPEGImages", "--masks",
                           voc / "SegmentationClass", "--class-names", voc / "classes.txt", "--out", tmp_path / "bad")
     one_line_error(code, err, "holds class id(s) [40]", "--class-names")
+
+
+def shard_labels(replay):
+    """Images and (C,) labels of a classifier's replay directory, in order, with h5py alone."""
+    manifest = json.loads((Path(replay) / "manifest.json").read_text())
+    for entry in manifest["shards"]:
+        with h5py.File(Path(replay) / entry["file"], "r") as f:
+            yield from zip(f["images"][()], f["labels"][()])
+
+
+def voc2007_lists(root):
+    """A stranger's VOC 2007 classification reader: ids from ImageSets/Main/train.txt, RGB from JPEGImages, and
+    1 / -1 / 0 from each class's list, returned as 1 / 0 / 255 (unknown)."""
+    root = Path(root)
+    ids = (root / "ImageSets" / "Main" / "train.txt").read_text().split()
+    names = (root / "classes.txt").read_text().splitlines()
+    table = np.zeros((len(ids), len(names)), dtype=np.uint8)
+    for c, name in enumerate(names):
+        rows = [line.split() for line in (root / "ImageSets" / "Main" / f"{name}_train.txt").read_text().splitlines()]
+        assert [r[0] for r in rows] == ids
+        table[:, c] = [{"1": 1, "-1": 0, "0": 255}[r[1]] for r in rows]
+    for i, labels in zip(ids, table):
+        yield np.asarray(Image.open(next((root / "JPEGImages").glob(f"{i}.*"))).convert("RGB")), labels
+
+
+def test_a_classifier_memory_exports_as_voc2007_lists_and_as_a_csv(monkeypatch, capsys, tiny_scenes, tmp_path):
+    """The memory of a multi-label protocol holds all three label values: its own task's 1 and 0, 255 elsewhere."""
+    import csv
+
+    from seginv.replay.export import _list_names
+
+    from_dataset(tiny_scenes, "voc-b4-c2", tmp_path / "mem", step=1, per_class=1, size=24, shard_size=4)
+    stored = list(shard_labels(tmp_path / "mem"))
+    assert {0, 1, 255} <= set(np.concatenate([labels for _, labels in stored]).tolist())
+    code, out, err = seginv(monkeypatch, capsys, "shards", "export", tmp_path / "mem", "--out", tmp_path / "voc",
+                            "--image-format", "png")
+    assert code == 0, err
+    assert "images with their labels (ImageSets/Main/<class>_train.txt)" in out
+    read = list(voc2007_lists(tmp_path / "voc"))
+    assert len(read) == len(stored)
+    for (image, labels), (want_image, want_labels) in zip(read, stored):
+        assert (image == want_image).all() and (labels == want_labels).all()
+    assert not (tmp_path / "voc" / "SegmentationClass").exists()
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", tmp_path / "mem", "--format", "folder",
+                          "--out", tmp_path / "csv")
+    assert code == 0, err
+    with open(tmp_path / "csv" / "labels.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", *(tmp_path / "voc" / "classes.txt").read_text().splitlines()]
+    assert json.loads((tmp_path / "csv" / "export.json").read_text())["task"] == "multilabel"
+    for row, (image, labels) in zip(rows[1:], stored):
+        assert [255 if v == "" else int(v) for v in row[1:]] == labels.tolist()
+        assert (np.asarray(Image.open(tmp_path / "csv" / "images" / f"{row[0]}.png")) == image).all()
+    with pytest.raises(Exception, match="do not give distinct VOC list file names"):
+        _list_names(["traffic light", "traffic/light"])
+    assert _list_names(["traffic light", "person"]) == ["traffic_light", "person"]
