@@ -285,7 +285,7 @@ def findings(res: dict[str, Any]) -> list[str]:
             f"{m(b4, 'rebll', 'cf1')} / {m(b4, 'rebll', 'of1')} at an FPR of {m(b4, 'rebll', 'fpr')}: OR's "
             "relabelled negatives and positives put more scores on the right side of 0.5. ER (plain BCE on the "
             f"memory's partial labels) stays below LwF ({m(b4, 'er')} against {m(b4, 'lwf')} on {b4}) with "
-            f"LwF-like false positives ({m(b4, 'er', 'fpr')}). Table 5 shows the same step by step: AKD "
+            f"LwF-like false positives ({m(b4, 'er', 'fpr')}). Table 5 shows the same: AKD "
             f"{t5('akd')}, + Replay (L_bce) {t5('akd-replay')}, + OR (L_bce) {t5('akd-or-bce')}, + OR (L_er) "
             f"{t5('rebll')} in mAP, CF1 {t5('akd', 'cf1')} -> {t5('akd-replay', 'cf1')} -> "
             f"{t5('akd-or-bce', 'cf1')} -> {t5('rebll', 'cf1')}; seed 004's Table 5 gains mAP at each step "
