@@ -932,10 +932,13 @@ def shards_export(root: str, fmt: str, out: str, image_format: str, overwrite: b
 
 @shards.command("import")
 @click.option("--images", required=True, type=click.Path(file_okay=False), help="Folder of images (NAME.jpg or .png).")
-@click.option("--masks", required=True, type=click.Path(file_okay=False),
+@click.option("--masks", type=click.Path(file_okay=False),
               help="Folder of masks NAME.png: pixel value = class id, 255 = ignore.")
-@click.option("--class-names", required=True, type=click.Path(dir_okay=False),
-              help="One class per line, in id order (background first if there is one).")
+@click.option("--class-names", type=click.Path(dir_okay=False),
+              help="With --masks: one class per line, in id order (background first if there is one).")
+@click.option("--labels", type=click.Path(dir_okay=False),
+              help="Instead of --masks and --class-names, for a multi-label classifier: labels.csv with a header "
+                   "`id,CLASS,...` and a row per image: its id, then 1, 0 or nothing (unknown).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Replay directory to write (new or empty).")
 @click.option("--size", type=click.IntRange(8), help="Centre-crop and resize every pair to SIZE x SIZE.")
 @click.option("--no-background", is_flag=True, help="Class 0 is a real class, not the background.")
@@ -944,18 +947,29 @@ def shards_export(root: str, fmt: str, out: str, image_format: str, overwrite: b
 @click.option("--resume", is_flag=True, help="Complete a partly written --out (same settings).")
 @click.option("--overwrite", is_flag=True, help="Replace replay seginv wrote in --out.")
 @JSON
-def shards_import(images: str, masks: str, class_names: str, out: str, size: int | None, no_background: bool,
-                  shard_size: int, compression: str, resume: bool, overwrite: bool, as_json: bool) -> None:
-    """Make replay shards from a folder of images and their label masks (your own exemplars, or an export), which
-    `seginv distill --replay` then replays with their labels.
+def shards_import(images: str, masks: str | None, class_names: str | None, labels: str | None, out: str,
+                  size: int | None, no_background: bool, shard_size: int, compression: str, resume: bool,
+                  overwrite: bool, as_json: bool) -> None:
+    """Make replay shards from a folder of images and their label masks, or for a multi-label classifier their
+    labels.csv (your own exemplars, or an export), which `seginv distill --replay` then replays with their labels.
 
     \b
     seginv shards import --images mine/JPEGImages --masks mine/SegmentationClass --class-names classes.txt --out mem/
+    seginv shards import --images mine/images --labels mine/labels.csv --out mem/
     """
-    from .replay.folder_import import import_folder
+    from .replay.folder_import import import_folder, import_labels
 
-    r = import_folder(images, masks, class_names, out, size=size, background=not no_background, shard_size=shard_size,
-                      compression=compression, resume=resume, overwrite=overwrite)
+    common = {"size": size, "shard_size": shard_size, "compression": compression, "resume": resume,
+              "overwrite": overwrite}
+    if labels is not None:
+        if masks is not None or class_names is not None:
+            raise SeginvError("--labels replaces --masks and --class-names: give one or the other.")
+        r = import_labels(images, labels, out, **common)
+    elif masks is None or class_names is None:
+        missing = "--masks and --class-names go together." if masks or class_names else "no labels given."
+        raise SeginvError(missing, "Give --masks with --class-names (segmentation), or --labels (multi-label).")
+    else:
+        r = import_folder(images, masks, class_names, out, background=not no_background, **common)
     emit(r, as_json, lambda r: f"wrote {r['count']} images in {r['shards']} shard(s) to {r['out']}")
 
 

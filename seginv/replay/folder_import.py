@@ -1,8 +1,11 @@
 """``seginv shards import``: a folder of images and a folder of label masks (one's own exemplars, or an export) made
-into verified replay shards of kind ``dataset``, which ``seginv distill --replay`` replays with their labels."""
+into verified replay shards of kind ``dataset``, which ``seginv distill --replay`` replays with their labels; for a
+multi-label classifier, a folder of images and a ``labels.csv`` (``id``, then one column per class: 1 present, 0
+absent, empty unknown; what ``seginv shards export --format folder`` writes)."""
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,75 @@ def _open(path: Path, mode: str) -> np.ndarray:
             return np.asarray(img.convert(mode) if mode == "RGB" else img)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise SeginvError(f"cannot read {path} ({type(e).__name__}: {e}).") from None
+
+
+def _labels_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """The ids, class names and ``(N, C)`` uint8 labels (1, 0, 255 = unknown) of a labels.csv."""
+    how = "labels.csv holds a header `id,CLASS,...` and a row per image: its id, then 1, 0 or nothing (unknown)."
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SeginvError(f"cannot read {path} ({type(e).__name__}: {e}).", how) from None
+    if not rows or len(rows[0]) < 2 or rows[0][0] != "id" or not all(rows[0][1:]):
+        raise SeginvError(f"{path} does not start with a header `id,CLASS,...`.", how)
+    names = rows[0][1:]
+    if len(set(names)) < len(names):
+        raise SeginvError(f"{path} names a class twice in its header.", how)
+    code = {"1": 1, "0": 0, "": 255}
+    ids, table = [], np.zeros((len(rows) - 1, len(names)), dtype=np.uint8)
+    for k, row in enumerate(rows[1:]):
+        bad = next((v for v in row[1:] if v.strip() not in code), None)
+        if len(row) != len(names) + 1 or bad is not None:
+            what = f"the value {bad!r}" if bad is not None else f"{len(row)} fields, not {len(names) + 1}"
+            raise SeginvError(f"line {k + 2} of {path} has {what}.", how)
+        ids.append(row[0])
+        table[k] = [code[v.strip()] for v in row[1:]]
+    if not ids:
+        raise SeginvError(f"{path} lists no image.", how)
+    if len(set(ids)) < len(ids):
+        raise SeginvError(f"{path} lists an image id twice.", how)
+    return ids, names, table
+
+
+def import_labels(images: str | os.PathLike[str], labels: str | os.PathLike[str], out: str | os.PathLike[str], *,
+                  size: int | None = None, shard_size: int = 128, compression: str = "gzip", resume: bool = False,
+                  overwrite: bool = False) -> dict[str, Any]:
+    """Write ``images/ID.*`` with the labels of ``labels`` (a labels.csv, see the module doc) into ``out`` as
+    multi-label replay shards, in the csv's row order; ``size``: resize every image whole to a square of that side,
+    as a classifier's input is (required when the images differ in size)."""
+    folder = Path(images)
+    if not folder.is_dir():
+        raise SeginvError(f"--images {folder} is not a folder.")
+    ids, names, table = _labels_csv(Path(labels))
+    by_stem = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    lonely = sorted(set(by_stem) ^ set(ids))
+    if lonely:
+        raise SeginvError(f"{len(lonely)} image(s) of {folder} and row(s) of {labels} have no partner "
+                          f"({', '.join(lonely[:3])}).", "Give each image ID.jpg/.png one row of labels.csv, and "
+                          "nothing else.")
+    if size is not None and size < 8:
+        raise SeginvError(f"--size must be at least 8, not {size}.")
+    shape = (size, size) if size else _open(by_stem[ids[0]], "RGB").shape[:2]
+
+    def read(pos: int) -> tuple[np.ndarray, np.ndarray, int]:
+        path = by_stem[ids[pos]]
+        image = _open(path, "RGB")
+        if size:
+            image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+        elif image.shape[:2] != shape:
+            raise SeginvError(f"{path} is {image.shape[:2]}, not {shape} as the first image.",
+                              "Pass --size S to resize every image to S x S.")
+        return image, table[pos], pos
+
+    planned = [min(shard_size, len(ids) - s) for s in range(0, len(ids), shard_size)]
+    source = {"kind": "dataset", "dataset": "folder", "images": str(folder.resolve()),
+              "labels": str(Path(labels).resolve())}
+    header = make_header(version=__version__, num_images=len(ids), image_size=list(shape), class_names=names,
+                         background=False, source=source, task="multilabel",
+                         config={"size": size, "shard_size": shard_size, "compression": compression})
+    manifest = write_memory(out, header, planned, read, resume=resume, overwrite=overwrite, compression=compression)
+    return {"out": str(out), "count": manifest["count"], "shards": len(manifest["shards"]), "classes": names}
 
 
 def import_folder(images: str | os.PathLike[str], masks: str | os.PathLike[str], class_names: str | os.PathLike[str],

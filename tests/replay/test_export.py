@@ -142,6 +142,40 @@ def test_a_classifier_memory_exports_as_voc2007_lists_and_as_a_csv(monkeypatch, 
     for row, (image, labels) in zip(rows[1:], stored):
         assert [255 if v == "" else int(v) for v in row[1:]] == labels.tolist()
         assert (np.asarray(Image.open(tmp_path / "csv" / "images" / f"{row[0]}.png")) == image).all()
+    code, _, err = seginv(monkeypatch, capsys, "shards", "import", "--images", tmp_path / "csv" / "images",
+                          "--labels", tmp_path / "csv" / "labels.csv", "--out", tmp_path / "back")
+    assert code == 0, err  # and back: the same images and labels, in the same order
+    assert seginv(monkeypatch, capsys, "shards", "verify", tmp_path / "back")[0] == 0
+    back = list(shard_labels(tmp_path / "back"))
+    assert len(back) == len(stored)
+    for (image, labels), (want_image, want_labels) in zip(back, stored):
+        assert (image == want_image).all() and (labels == want_labels).all()
     with pytest.raises(Exception, match="do not give distinct VOC list file names"):
         _list_names(["traffic light", "traffic/light"])
     assert _list_names(["traffic light", "person"]) == ["traffic_light", "person"]
+
+
+@pytest.mark.parametrize("csv_text, extra, expected", [
+    ("id,cat,dog\na,1,\nb,0,2\n", [], ("line 3 of", "has the value '2'")),
+    ("id,cat,dog\na,1,0\nb,0\n", [], ("line 3 of", "has 2 fields, not 3")),
+    ("name,cat\na,1\nb,0\n", [], ("does not start with a header `id,CLASS,...`",)),
+    ("id,cat,cat\na,1,0\nb,0,1\n", [], ("names a class twice",)),
+    ("id,cat\na,1\n", [], ("1 image(s) of", "have no partner (b)")),
+    ("id,cat\na,1\nb,0\nc,1\n", [], ("1 image(s) of", "have no partner (c)")),
+    ("id,cat\na,1\nb,0\n", ["--class-names", "x.txt"], ("--labels replaces --masks and --class-names",)),
+    (None, [], ("no labels given", "--labels (multi-label)")),
+    (None, ["--masks", "m"], ("--masks and --class-names go together", "--labels (multi-label)")),
+])
+def test_a_bad_labels_csv_is_refused_with_a_one_line_error(monkeypatch, capsys, tmp_path, csv_text, extra, expected):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(images / f"{name}.png")
+    labels = []
+    if csv_text is not None:
+        (tmp_path / "labels.csv").write_text(csv_text)
+        labels = ["--labels", tmp_path / "labels.csv"]
+    code, _, err = seginv(monkeypatch, capsys, "shards", "import", "--images", images, *labels, *extra,
+                          "--out", tmp_path / "out")
+    one_line_error(code, err, *expected)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
