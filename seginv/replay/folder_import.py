@@ -59,12 +59,13 @@ def _labels_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     if len(set(names)) < len(names):
         raise SeginvError(f"{path} names a class twice in its header.", how)
     code = {"1": 1, "0": 0, "": 255}
-    ids, table = [], np.zeros((len(rows) - 1, len(names)), dtype=np.uint8)
-    for k, row in enumerate(rows[1:]):
+    body = [(line, row) for line, row in enumerate(rows[1:], start=2) if row]  # blank lines skipped
+    ids, table = [], np.zeros((len(body), len(names)), dtype=np.uint8)
+    for k, (line, row) in enumerate(body):
         bad = next((v for v in row[1:] if v.strip() not in code), None)
         if len(row) != len(names) + 1 or bad is not None:
             what = f"the value {bad!r}" if bad is not None else f"{len(row)} fields, not {len(names) + 1}"
-            raise SeginvError(f"line {k + 2} of {path} has {what}.", how)
+            raise SeginvError(f"line {line} of {path} has {what}.", how)
         ids.append(row[0])
         table[k] = [code[v.strip()] for v in row[1:]]
     if not ids:

@@ -156,7 +156,7 @@ def test_a_classifier_memory_exports_as_voc2007_lists_and_as_a_csv(monkeypatch, 
 
 
 @pytest.mark.parametrize("csv_text, extra, expected", [
-    ("id,cat,dog\na,1,\nb,0,2\n", [], ("line 3 of", "has the value '2'")),
+    ("id,cat,dog\na,1,\n\nb,0,2\n", [], ("line 4 of", "has the value '2'")),  # a blank line is skipped
     ("id,cat,dog\na,1,0\nb,0\n", [], ("line 3 of", "has 2 fields, not 3")),
     ("name,cat\na,1\nb,0\n", [], ("does not start with a header `id,CLASS,...`",)),
     ("id,cat,cat\na,1,0\nb,0,1\n", [], ("names a class twice",)),
