@@ -55,7 +55,10 @@ def test_train_info_and_evaluate_on_tiny_scenes(tiny_scenes, tmp_path):
     (["protocols", "voc-15-7"], "unknown protocol"),
     (["evaluate", "--arch", "torchvision:fcn_resnet50", "--data", "."], "need all of --arch, --weights and --class-names"),
 ])
-def test_bad_input_exits_non_zero_with_a_one_line_error(args, message, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "seginv.cli", *args], capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode != 0
-    assert message in r.stderr and "Traceback" not in r.stderr
+def test_bad_input_exits_non_zero_with_a_one_line_error(args, message, tmp_path, monkeypatch, capsys):
+    from tests.test_faults import seginv
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = seginv(monkeypatch, capsys, *args)
+    assert code != 0
+    assert message in err and "Traceback" not in err and err.count("\n") == 1, err

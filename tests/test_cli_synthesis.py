@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from seginv.cli import cli
 from tests.conftest import ASSETS
+from tests.test_faults import seginv as run  # in this process: the exit code and output of `seginv`'s main()
 
 MODEL = str(ASSETS / "scenes-voc-15-x-step0.pt")
 
@@ -52,28 +53,30 @@ def test_synthesize_then_verify_inspect_and_preview(tmp_path):
     (["--init-noise", "0.5"], "give them with --start-from DIR"),
     (["--start-from", "{tmp}"], "holds no .jpg or .png image to start from"),
 ])
-def test_bad_synthesis_input_exits_non_zero_with_a_one_line_error(tmp_path, args, message):
+def test_bad_synthesis_input_exits_non_zero_with_a_one_line_error(tmp_path, monkeypatch, capsys, args, message):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    r = seginv("synthesize", "--model", MODEL, "--out", str(tmp_path / "o"), "--steps", "1", *args)
-    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
+    code, _, err = run(monkeypatch, capsys, "synthesize", "--model", MODEL, "--out", tmp_path / "o", "--steps", "1",
+                       *args)
+    assert code != 0 and message in err and "Traceback" not in err and err.count("\n") == 1, err
     assert not (tmp_path / "o" / "manifest.json").exists()
 
 
-def test_verify_fails_on_a_corrupted_byte_and_on_a_non_replay_directory(tmp_path):
+def test_verify_fails_on_a_corrupted_byte_and_on_a_non_replay_directory(tmp_path, monkeypatch, capsys):
     out = tmp_path / "replay"
-    r = seginv("synthesize", "--model", MODEL, "--num-images", "2", "--batch-size", "2", "--steps", "2", "--size", "32",
-               "--out", str(out))
-    assert r.returncode == 0, r.stderr
+    code, _, err = run(monkeypatch, capsys, "synthesize", "--model", MODEL, "--num-images", "2", "--batch-size", "2",
+                       "--steps", "2", "--size", "32", "--out", out)
+    assert code == 0, err
     path = out / "shard-00000.h5"
     data = bytearray(path.read_bytes())
     data[len(data) // 3] ^= 0x01
     path.write_bytes(bytes(data))
-    r = seginv("shards", "verify", str(out))
-    assert r.returncode == 1 and "FAILED" in r.stdout and "sha256 differs" in r.stdout
-    r = seginv("shards", "verify", str(tmp_path))
-    assert r.returncode == 2 and "is not a replay directory (no manifest.json)" in r.stderr
-    r = seginv("synthesize", "--model", MODEL, "--num-images", "2", "--steps", "2", "--size", "32", "--out", str(out))
-    assert r.returncode == 2 and "--resume" in r.stderr and "--overwrite" in r.stderr
+    code, stdout, _ = run(monkeypatch, capsys, "shards", "verify", out)
+    assert code == 1 and "FAILED" in stdout and "sha256 differs" in stdout
+    code, _, err = run(monkeypatch, capsys, "shards", "verify", tmp_path)
+    assert code == 2 and "is not a replay directory (no manifest.json)" in err
+    code, _, err = run(monkeypatch, capsys, "synthesize", "--model", MODEL, "--num-images", "2", "--steps", "2",
+                       "--size", "32", "--out", out)
+    assert code == 2 and "--resume" in err and "--overwrite" in err
 
 
 def _count(replay):
