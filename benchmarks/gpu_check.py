@@ -3,6 +3,8 @@
     bash benchmarks/gpu_check.sh                                   # on a GPU: under 8 minutes on one H100/H200
     python benchmarks/gpu_check.py --device cpu                    # the same figures at the sizes a CPU runs
     python benchmarks/gpu_check.py --device cpu --quick            # the same code paths at toy sizes (tests run it)
+    python benchmarks/gpu_check.py --device cpu --only peak_memory_mib --memory 512 16 --memory-arch deeplab-mini
+                                                                   # one figure, at other sizes
 
 Prints one line per figure and writes them as JSON to ``--out``:
 
@@ -241,6 +243,9 @@ PROFILES = {
 }
 
 
+#: the teachers of the peak-memory figure
+ARCHS = ("deeplab-mini", "deeplabv3_resnet50")
+
 #: the figures, in the order they are measured and printed
 FIGURES = ("synthesis", "distill", "bf16", "peak_memory_mib", "processes", "compile")
 
@@ -252,6 +257,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="the quick profile: checks that every path runs, not speed")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
     ap.add_argument("--only", nargs="+", choices=FIGURES, help="measure these figures only (default: all)")
+    ap.add_argument("--memory", nargs=2, type=int, metavar=("SIZE", "BATCH"),
+                    help="the peak-memory figure at this size and batch instead of the profile's")
+    ap.add_argument("--memory-arch", nargs="+", choices=ARCHS, help="the peak-memory figure for these teachers only")
     args = ap.parse_args()
     device = torch.device(args.device)
     name = "quick" if args.quick else args.profile or ("gpu" if device.type == "cuda" else "cpu")
@@ -264,9 +272,9 @@ def main() -> None:
     only = set(args.only or FIGURES)
 
     def peak_memories() -> dict:
-        size, batch = p["memory"]
-        configs = [(a, q) for a in ("deeplab-mini", "deeplabv3_resnet50") for q in ("fp32", "bf16")]
-        if name == "quick":  # the torchvision teacher in bf16: the path the other figures do not take
+        size, batch = args.memory or p["memory"]
+        configs = [(a, q) for a in args.memory_arch or ARCHS for q in ("fp32", "bf16")]
+        if name == "quick" and not args.memory_arch:  # the torchvision teacher in bf16: the path others do not take
             configs = configs[3:]
         res["peak_memory_at"] = f"{size}x{size}, batch {batch}"
         return {f"{arch} {precision}": peak_memory(arch, size, batch, precision, args.device)
