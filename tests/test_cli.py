@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from seginv.cli import cli
+from tests.test_faults import seginv
 
 
 def run(*args):
@@ -56,8 +57,6 @@ def test_train_info_and_evaluate_on_tiny_scenes(tiny_scenes, tmp_path):
     (["evaluate", "--arch", "torchvision:fcn_resnet50", "--data", "."], "need all of --arch, --weights and --class-names"),
 ])
 def test_bad_input_exits_non_zero_with_a_one_line_error(args, message, tmp_path, monkeypatch, capsys):
-    from tests.test_faults import seginv
-
     monkeypatch.chdir(tmp_path)
     code, _, err = seginv(monkeypatch, capsys, *args)
     assert code != 0
