@@ -26,7 +26,13 @@ from ..locks import folder_lock
 from ..protocols import Protocol, get_protocol
 from .manifest import prepare_directory
 from .schema import make_header, mask_dtype
-from .writer import add_shard
+from .writer import add_shard, shard_plan
+
+
+def resize_whole(image: np.ndarray, size: int) -> np.ndarray:
+    """The whole image resized to ``size`` x ``size`` (bilinear), as a classifier's input is."""
+    return np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)).resize((size, size), Image.BILINEAR),
+                      dtype=np.uint8)
 
 
 def square_resize(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,14 +58,15 @@ def select_exemplars(image_classes: list[set[int]], classes: list[int], per_clas
     return chosen
 
 
-def write_memory(out: str | os.PathLike[str], header: dict[str, Any], planned: list[int],
-                 read: Callable[[int], tuple[np.ndarray, np.ndarray, int]], *, resume: bool, overwrite: bool,
-                 compression: str) -> dict[str, Any]:
-    """Write real images with their labels as ``dataset`` shards into ``out`` (locked while written): sample ``pos``
-    is ``read(pos) -> (image (H, W, 3), label (H, W) in the header's class ids, 255 = ignore, source index)``, or
-    for a multi-label header ``(image, labels (C,) of 1, 0 and 255 = unknown, source index)``; ``planned[k]``
-    samples go to shard k. Returns the manifest."""
+def write_memory(out: str | os.PathLike[str], header: dict[str, Any],
+                 read: Callable[[int], tuple[np.ndarray, np.ndarray, int]], *, shard_size: int, resume: bool,
+                 overwrite: bool, compression: str) -> dict[str, Any]:
+    """Write the header's ``num_images`` real images with their labels as ``dataset`` shards of ``shard_size`` into
+    ``out`` (locked while written): sample ``pos`` is ``read(pos) -> (image (H, W, 3), label (H, W) in the header's
+    class ids, 255 = ignore, source index)``, or for a multi-label header ``(image, labels (C,) of 1, 0 and 255 =
+    unknown, source index)``. Returns the manifest."""
     names = header["class_names"]
+    planned = shard_plan(header["num_images"], shard_size)
     with folder_lock(out, "the memory"):
         manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
         done = {e["index"] for e in manifest["shards"]}
@@ -108,7 +115,6 @@ def from_dataset(data: str | os.PathLike[str], protocol: str, out: str | os.Path
     if not order:
         raise SeginvError(f"no training image of {data} holds a class of {proto.name} up to step {step}.")
     names = proto.names(proto.seen(step))
-    planned = [min(shard_size, len(order) - s) for s in range(0, len(order), shard_size)]
     config = {"protocol": proto.name, "step": step, "per_class": per_class, "seed": seed, "shard_size": shard_size,
               "compression": compression, "selection": "random"}
     source = {"kind": "dataset", "dataset": base.name, "split": "train"}
@@ -119,7 +125,8 @@ def from_dataset(data: str | os.PathLike[str], protocol: str, out: str | os.Path
         image, label = base.read(split.indices[order[pos]])
         return (*square_resize(image, lut[label], size), split.indices[order[pos]])
 
-    manifest = write_memory(out, header, planned, read, resume=resume, overwrite=overwrite, compression=compression)
+    manifest = write_memory(out, header, read, shard_size=shard_size, resume=resume, overwrite=overwrite,
+                            compression=compression)
     return {"out": str(Path(out)), "count": manifest["count"], "shards": len(manifest["shards"]),
             "per_class": {proto.class_names[c]: len(v) for c, v in chosen.items()}, "classes": names}
 
@@ -153,7 +160,6 @@ def _multilabel_memory(data: str | os.PathLike[str], proto: Protocol, out: str |
     if short:
         warnings.warn(f"fewer than {per_class} training images hold {short}; the memory has what there is.",
                       stacklevel=3)
-    planned = [min(shard_size, len(rows) - s) for s in range(0, len(rows), shard_size)]
     config = {"protocol": proto.name, "step": step, "per_class": per_class, "seed": seed, "shard_size": shard_size,
               "compression": compression, "selection": "random", "labels": "partial: each task's own classes"}
     source = {"kind": "dataset", "dataset": str(Path(data).name), "split": "train"}
@@ -163,9 +169,9 @@ def _multilabel_memory(data: str | os.PathLike[str], proto: Protocol, out: str |
 
     def read(pos: int) -> tuple[np.ndarray, np.ndarray, int]:
         split, j, labels = rows[pos]
-        image = Image.fromarray(np.asarray(split.read(j), dtype=np.uint8)).resize((size, size), Image.BILINEAR)
-        return np.asarray(image, dtype=np.uint8), labels, j
+        return resize_whole(split.read(j), size), labels, j
 
-    manifest = write_memory(out, header, planned, read, resume=resume, overwrite=overwrite, compression=compression)
+    manifest = write_memory(out, header, read, shard_size=shard_size, resume=resume, overwrite=overwrite,
+                            compression=compression)
     return {"out": str(Path(out)), "count": manifest["count"], "shards": len(manifest["shards"]),
             "per_class": counts, "classes": proto.names(seen)}

@@ -16,18 +16,21 @@ from PIL import Image, UnidentifiedImageError
 from .. import __version__
 from ..errors import SeginvError
 from ..models.checkpoint import read_class_names
-from .exemplars import square_resize, write_memory
+from .exemplars import resize_whole, square_resize, write_memory
 from .schema import make_header
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
+def _by_stem(folder: Path, option: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
+    """The files of ``folder`` (given as ``option``) ending in ``suffixes``, by name without the suffix."""
+    if not folder.is_dir():
+        raise SeginvError(f"{option} {folder} is not a folder.")
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in suffixes}
+
+
 def _pairs(images: Path, masks: Path) -> list[tuple[Path, Path]]:
-    for folder, what in ((images, "--images"), (masks, "--masks")):
-        if not folder.is_dir():
-            raise SeginvError(f"{what} {folder} is not a folder.")
-    by_stem = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    mask_stems = {p.stem: p for p in sorted(masks.iterdir()) if p.suffix.lower() == ".png"}
+    by_stem, mask_stems = _by_stem(images, "--images"), _by_stem(masks, "--masks", (".png",))
     lonely = sorted(set(by_stem) ^ set(mask_stems))
     if lonely:
         raise SeginvError(f"{len(lonely)} image(s) and mask(s) have no partner ({', '.join(lonely[:3])}).",
@@ -82,10 +85,8 @@ def import_labels(images: str | os.PathLike[str], labels: str | os.PathLike[str]
     multi-label replay shards, in the csv's row order; ``size``: resize every image whole to a square of that side,
     as a classifier's input is (required when the images differ in size)."""
     folder = Path(images)
-    if not folder.is_dir():
-        raise SeginvError(f"--images {folder} is not a folder.")
+    by_stem = _by_stem(folder, "--images")
     ids, names, table = _labels_csv(Path(labels))
-    by_stem = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     lonely = sorted(set(by_stem) ^ set(ids))
     if lonely:
         raise SeginvError(f"{len(lonely)} image(s) of {folder} and row(s) of {labels} have no partner "
@@ -99,19 +100,19 @@ def import_labels(images: str | os.PathLike[str], labels: str | os.PathLike[str]
         path = by_stem[ids[pos]]
         image = _open(path, "RGB")
         if size:
-            image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+            image = resize_whole(image, size)
         elif image.shape[:2] != shape:
             raise SeginvError(f"{path} is {image.shape[:2]}, not {shape} as the first image.",
                               "Pass --size S to resize every image to S x S.")
         return image, table[pos], pos
 
-    planned = [min(shard_size, len(ids) - s) for s in range(0, len(ids), shard_size)]
     source = {"kind": "dataset", "dataset": "folder", "images": str(folder.resolve()),
               "labels": str(Path(labels).resolve())}
     header = make_header(version=__version__, num_images=len(ids), image_size=list(shape), class_names=names,
                          background=False, source=source, task="multilabel",
                          config={"size": size, "shard_size": shard_size, "compression": compression})
-    manifest = write_memory(out, header, planned, read, resume=resume, overwrite=overwrite, compression=compression)
+    manifest = write_memory(out, header, read, shard_size=shard_size, resume=resume, overwrite=overwrite,
+                            compression=compression)
     return {"out": str(out), "count": manifest["count"], "shards": len(manifest["shards"]), "classes": names}
 
 
@@ -146,11 +147,11 @@ def import_folder(images: str | os.PathLike[str], masks: str | os.PathLike[str],
                               "Pass --size S to crop and resize every pair to S x S.")
         return image, mask, pos
 
-    planned = [min(shard_size, len(pairs) - s) for s in range(0, len(pairs), shard_size)]
     source = {"kind": "dataset", "dataset": "folder", "images": str(Path(images).resolve()),
               "masks": str(Path(masks).resolve())}
     header = make_header(version=__version__, num_images=len(pairs), image_size=list(shape), class_names=names,
                          background=background, source=source,
                          config={"size": size, "shard_size": shard_size, "compression": compression})
-    manifest = write_memory(out, header, planned, read, resume=resume, overwrite=overwrite, compression=compression)
+    manifest = write_memory(out, header, read, shard_size=shard_size, resume=resume, overwrite=overwrite,
+                            compression=compression)
     return {"out": str(out), "count": manifest["count"], "shards": len(manifest["shards"]), "classes": names}

@@ -75,6 +75,11 @@ def _describe(d: h5py.Dataset, name: str) -> None:
             d.attrs[key] = np.bytes_(value)  # fixed-length ASCII, as the HDF5 Image specification asks
 
 
+def shard_plan(count: int, shard_size: int) -> list[int]:
+    """How many of ``count`` samples go to each shard: ``shard_size`` each, the last one the rest."""
+    return [min(shard_size, count - s) for s in range(0, count, shard_size)]
+
+
 def write_shard(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], meta: dict[str, Any],
                 compression: str = "gzip") -> str:
     """Write ``arrays`` (the schema's datasets, equal first dimension) with ``meta`` (``shard``, ``first``,

@@ -25,7 +25,7 @@ from ..locks import folder_lock
 from ..models import SegModel
 from ..replay.manifest import prepare_directory, read_manifest
 from ..replay.schema import make_header, mask_dtype
-from ..replay.writer import list_entries, write_entry
+from ..replay.writer import list_entries, shard_plan, write_entry
 from ..runtime import memory_needed
 from .engine import Diverged, InversionConfig, Inverter
 from .targets import plan_targets
@@ -97,7 +97,7 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
     ids = resolve_classes(model, run.classes)
     plan = plan_targets(run.num_images, model.num_classes, ids, background=0 if model.background else None,
                         max_classes=run.max_classes, r_choices=inv.r_plan, seed=run.seed)
-    planned = [min(run.shard_size, run.num_images - s) for s in range(0, run.num_images, run.shard_size)]
+    planned = shard_plan(run.num_images, run.shard_size)
     config = {"inversion": inv.to_dict(), "classes": [model.class_names[i] for i in ids],
               **{k: getattr(run, k) for k in ("max_classes", "shard_size", "seed", "compression", "save_probs")}}
     if start_images is not None:
