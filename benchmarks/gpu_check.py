@@ -16,8 +16,9 @@ Sizes are the ``gpu`` profile's below; :data:`PROFILES` holds the ``cpu`` and ``
 3. bf16 against fp32: synthesis speed ratio, the largest and mean difference of the written pixels (uint8), and the
    eval mIoU of the same model with and without bf16 autocast;
 4. peak memory of synthesis at 512x512, batch 16, for deeplab-mini and torchvision's
-   deeplabv3_resnet50 (random weights), fp32 and bf16: the CUDA allocator's peak on a GPU, the process's peak RSS
-   on a CPU, interpreter and torch included (each configuration in its own process);
+   deeplabv3_resnet50 (random weights, 21 classes), fp32 and bf16: the CUDA allocator's peak on a GPU, the
+   process's peak RSS on a CPU, interpreter and torch included (each configuration in its own process); next to
+   it, the tensors alive at the peak as ``benchmarks/tensor_peak.py`` counts them without running anything;
 5. processes: ``seginv synthesize`` as 2 processes x 1 thread against 1 process x 2 threads (on the CPU): images
    per second of each, and whether each output is byte-identical to 1 process x 1 thread's (the bytes depend on
    the threads per process, whose float sums differ, not on the number of processes);
@@ -49,11 +50,11 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from synthesis_speed import engine_step, floor_step  # noqa: E402
+from tensor_peak import ARCHS, counted, teacher  # noqa: E402
 
 from seginv.data.classes import IGNORE  # noqa: E402
 from seginv.distill.methods import Batch, create_method  # noqa: E402
 from seginv.metrics import class_map  # noqa: E402
-from seginv.models import create_model  # noqa: E402
 from seginv.models.checkpoint import load_model  # noqa: E402
 from seginv.synthesis.engine import InversionConfig, Inverter  # noqa: E402
 from seginv.synthesis.targets import plan_targets  # noqa: E402
@@ -93,9 +94,9 @@ def inverter(model, size: int, batch: int, steps: int, device: torch.device, pre
 def synthesis_ratio(model, size: int, batch: int, steps: int, device: torch.device) -> dict:
     inv, plan = inverter(model, size, batch, steps, device)
     rounds: dict = {"engine": [], "floor": []}
-    for _ in range(3):  # taking turns, as timed() does
-        rounds["engine"].append(engine_step(inv, plan, steps))
-        rounds["floor"].append(floor_step(model, batch, size, steps, device, upsample=False))
+    for _ in range(3):  # taking turns, as timed() does; the median over every step of every round
+        rounds["engine"] += engine_step(inv, plan, steps)
+        rounds["floor"] += floor_step(model, batch, size, steps, device, upsample=False)
     engine, floor = (statistics.median(rounds[k]) for k in ("engine", "floor"))
     return {"size": size, "batch": batch, "engine_step_s": engine, "teacher_fwd_bwd_s": floor, "ratio": engine / floor}
 
@@ -159,20 +160,18 @@ def bf16_agreement(model, size: int, batch: int, steps: int, device: torch.devic
             "mean_pixel_diff": float(diff.mean()), "argmax_agreement": float((a == b).float().mean())}
 
 
-def peak_memory(arch: str, size: int, batch: int, precision: str, device: str) -> float:
-    """MiB at the peak of one short synthesis batch, measured in a fresh process."""
+def peak_memory(arch: str, size: int, batch: int, precision: str, device: str) -> dict:
+    """MiB at the peak of one short synthesis batch (two steps), measured in a fresh process, and the tensors alive
+    at its peak as benchmarks/tensor_peak.py counts them without running it."""
     code = (f"import sys, torch, resource; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import gpu_check as g; "
             f"print(g.measure_peak({arch!r}, {size}, {batch}, {precision!r}, {device!r}))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(r.stdout.strip().splitlines()[-1])
+    return {"measured": float(r.stdout.strip().splitlines()[-1]), "counted": counted(arch, size, batch, precision)}
 
 
 def measure_peak(arch: str, size: int, batch: int, precision: str, device: str) -> float:
     dev = torch.device(device)
-    names = ["background", *[f"c{i}" for i in range(1, 21)]]
-    model = (load_model(MODEL)[0] if arch == "deeplab-mini" else
-             create_model("torchvision:deeplabv3_resnet50", names)).to(dev).eval()
-    inv, plan = inverter(model, size, batch, 2, dev, precision)
+    inv, plan = inverter(teacher(arch).to(dev).eval(), size, batch, 2, dev, precision)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     inv.run(plan.targets, plan.r, seed=0)
@@ -215,7 +214,7 @@ def compile_speed(size: int, batch: int, steps: int, device: torch.device, backe
         pixels[name] = inv.run(plan.targets, plan.r, seed=0).pixels.astype(np.int16)
         sync(device)
         first = time.perf_counter() - t
-        out[f"{name}_step_s"] = statistics.median(engine_step(inv, plan, steps) for _ in range(3))
+        out[f"{name}_step_s"] = statistics.median(engine_step(inv, plan, steps))
         out[f"{name}_first_batch_extra_s"] = first - out[f"{name}_step_s"] * steps
     for name in ("compiled", "channels_last"):
         out[f"{name}_ratio"] = out[f"{name}_step_s"] / out["eager_step_s"]
@@ -243,9 +242,6 @@ PROFILES = {
 }
 
 
-#: the teachers of the peak-memory figure
-ARCHS = ("deeplab-mini", "deeplabv3_resnet50")
-
 #: the figures, in the order they are measured and printed
 FIGURES = ("synthesis", "distill", "bf16", "peak_memory_mib", "processes", "compile")
 
@@ -259,7 +255,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", choices=FIGURES, help="measure these figures only (default: all)")
     ap.add_argument("--memory", nargs=2, type=int, metavar=("SIZE", "BATCH"),
                     help="the peak-memory figure at this size and batch instead of the profile's")
-    ap.add_argument("--memory-arch", nargs="+", choices=ARCHS, help="the peak-memory figure for these teachers only")
+    ap.add_argument("--memory-arch", nargs="+", choices=sorted(ARCHS), help="the peak-memory figure for these teachers only")
     args = ap.parse_args()
     device = torch.device(args.device)
     name = "quick" if args.quick else args.profile or ("gpu" if device.type == "cuda" else "cpu")

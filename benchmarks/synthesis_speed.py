@@ -2,14 +2,16 @@
 
     python benchmarks/synthesis_speed.py --model assets/scenes-voc-15-x-step0.pt --batch-size 16 --size 64
 
-Measured side by side in one process, alternating in rounds, median over rounds:
+Measured side by side in one process, taking turns in rounds. Every step is timed on its own and a row's figure
+is the median over all its steps of all rounds, so a slow spell of a shared machine, which lands on a few steps, does
+not move it:
 
 - floor: the frozen teacher's forward + backward to the input pixels at the same batch and resolution, as a user
   calls it (logits upsampled to the input size), and at the head's own resolution (no upsampling), which is what
   the engine runs since eq. 1 pools the output map;
 - engine: one full inversion step (augmentation, forward with BatchNorm hooks, aggregation, loss, priors,
-  backward, Adam, clamping): the wall time of a ``2 * --steps``-step batch minus that of a ``--steps``-step batch,
-  divided by ``--steps`` (the batch's fixed set-up and final teacher pass cancel out);
+  backward, Adam, clamping): the time from one call of the objective to the next, so the batch's set-up and its
+  final teacher pass are not in it;
 - engine without the BatchNorm prior, to show what the hooks cost;
 - engine with the BatchNorm prior's moments through plain autograd (``x.mean``, ``x.square().mean``) instead of
   :class:`~seginv.synthesis.priors.ChannelMoments`' one-pass backward: the same numbers, the cost it saves.
@@ -36,30 +38,41 @@ from seginv.synthesis.run import RunConfig, resolve_classes, synthesize
 from seginv.synthesis.targets import plan_targets
 
 
-def floor_step(model, b: int, size: int, iters: int, device, upsample: bool = True) -> float:
+def floor_step(model, b: int, size: int, iters: int, device, upsample: bool = True) -> list[float]:
+    """Seconds of each of ``iters`` forward+backward passes of the frozen teacher to the pixels, after a warm-up."""
     x = torch.randn(b, 3, size, size, device=device, requires_grad=True)
     for p in model.parameters():
         p.requires_grad_(False)
     model(x, upsample=upsample).mean().backward()  # warm-up
-    t = time.perf_counter()
+    times = []
     for _ in range(iters):
+        t = time.perf_counter()
         x.grad = None
         model(x, upsample=upsample).mean().backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t) / iters
-
-
-def engine_step(inverter: Inverter, plan, steps: int) -> float:
-    """One inversion step: the wall time of a ``2 * steps``-step batch minus that of a ``steps``-step batch, over
-    ``steps``, so the batch's set-up and its final teacher pass (upsampled logits, softmax, argmax) cancel out."""
-    times = []
-    for n in (steps, 2 * steps):
-        inverter.cfg = dataclasses.replace(inverter.cfg, steps=n)
-        t = time.perf_counter()
-        inverter.run(plan.targets, plan.r, seed=0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    return (times[1] - times[0]) / steps
+    return times
+
+
+def engine_step(inverter: Inverter, plan, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` inversion steps of one batch: the time from one call of the objective to the
+    next (a ``steps + 1``-step batch), so the batch's set-up and its final teacher pass are not in any of them. The
+    step's finiteness check reads the loss, so on a GPU each interval ends with the device's work done."""
+    marks: list[float] = []
+    objective = inverter._objective
+
+    def marked(*args):
+        marks.append(time.perf_counter())
+        return objective(*args)
+
+    inverter._objective = marked
+    inverter.cfg = dataclasses.replace(inverter.cfg, steps=steps + 1)
+    try:
+        inverter.run(plan.targets, plan.r, seed=0)
+    finally:
+        del inverter._objective
+    return [b - a for a, b in zip(marks, marks[1:])]
 
 
 class PlainAutogradStats(BatchNormInputStats):
@@ -91,7 +104,7 @@ def main() -> None:
     no_bn = Inverter(model, dataclasses.replace(cfg, bn=0.0), device)
     plain = Inverter(model, cfg, device)
     plain.bn_stats = PlainAutogradStats(plain.model)
-    rows: dict[str, list[float]] = {"floor": [], "floor_head": [], "engine": [], "engine_no_bn": [],
+    rows: dict[str, list[list[float]]] = {"floor": [], "floor_head": [], "engine": [], "engine_no_bn": [],
                                     "engine_plain_autograd": []}
     for _ in range(args.rounds):
         rows["floor"].append(floor_step(model, args.batch_size, args.size, args.steps, device))
@@ -99,7 +112,8 @@ def main() -> None:
         rows["engine"].append(engine_step(full, plan, args.steps))
         rows["engine_no_bn"].append(engine_step(no_bn, plan, args.steps))
         rows["engine_plain_autograd"].append(engine_step(plain, plan, args.steps))
-    med = {k: statistics.median(v) for k, v in rows.items()}
+    med = {k: statistics.median(t for r in v for t in r) for k, v in rows.items()}
+    per_round = [statistics.median(e) / statistics.median(f) for e, f in zip(rows["engine"], rows["floor_head"])]
     with tempfile.TemporaryDirectory() as d:
         run_cfg = dataclasses.replace(cfg, steps=args.run_steps)
         s = synthesize(model, d, run_cfg, RunConfig(num_images=args.run_images, shard_size=args.run_images // 2 or 1),
@@ -114,6 +128,7 @@ def main() -> None:
         "engine_plain_autograd_ms": round(1000 * med["engine_plain_autograd"], 2),
         "ratio_engine_plain_autograd_to_floor_head": round(med["engine_plain_autograd"] / med["floor_head"], 3),
         "ratio_engine_to_floor_head": round(med["engine"] / med["floor_head"], 3),
+        "ratio_engine_to_floor_head_per_round": [round(r, 3) for r in per_round],
         "run": {"images": args.run_images, "steps": args.run_steps, "seconds": round(s["seconds"], 2),
                 "write_seconds": round(s["write_seconds"], 3),
                 "write_share": round(s["write_seconds"] / s["seconds"], 4)},
@@ -121,7 +136,8 @@ def main() -> None:
     print(f"floor (teacher fwd+bwd)   {out['floor_ms']:8.2f} ms/step")
     print(f"floor, no upsampling      {out['floor_head_ms']:8.2f} ms/step")
     print(f"engine step               {out['engine_ms']:8.2f} ms/step   ratio {out['ratio_engine_to_floor']:.3f} "
-          f"(to the floor without upsampling: {out['ratio_engine_to_floor_head']:.3f})")
+          f"(to the floor without upsampling: {out['ratio_engine_to_floor_head']:.3f}; "
+          f"per round {min(per_round):.3f}-{max(per_round):.3f})")
     print(f"engine step, no BN prior  {out['engine_no_bn_ms']:8.2f} ms/step   ratio {out['ratio_engine_no_bn_to_floor']:.3f}")
     print(f"engine, plain-autograd BN {out['engine_plain_autograd_ms']:8.2f} ms/step   (to the floor without "
           f"upsampling: {out['ratio_engine_plain_autograd_to_floor_head']:.3f})")

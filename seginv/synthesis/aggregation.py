@@ -22,12 +22,22 @@ def _check(logits: torch.Tensor) -> None:
         raise ValueError(f"expected logits of shape (B, C, H, W). Got: {tuple(logits.shape)}")
 
 
-def scale_aware_aggregation(logits: torch.Tensor, r: torch.Tensor | float) -> torch.Tensor:
+def wide_scales(r: torch.Tensor | float) -> bool:
+    """Check ``r > 0`` and say whether eq. 1 needs float64 for it (some ``r < 0.1``; see below). It reads ``r``'s
+    values, a device sync on a GPU: the synthesis engine calls it once per batch and passes ``wide`` on."""
+    r = torch.as_tensor(r)
+    if bool((r <= 0).any()):
+        raise ValueError("expected r > 0.")
+    return bool((r < 0.1).any())
+
+
+def scale_aware_aggregation(logits: torch.Tensor, r: torch.Tensor | float, *, wide: bool | None = None) -> torch.Tensor:
     """Seed 002 eq. 1 in its stable form.
 
     Args:
         logits: ``(B, C, H, W)`` segmentation scores.
         r: ``(B, C)`` positive scale per image and class, or one float for all.
+        wide: compute in float64, which ``r < 0.1`` needs; ``None`` checks ``r`` and decides (:func:`wide_scales`).
 
     Returns:
         ``(B, C)`` aggregated scores.
@@ -46,22 +56,24 @@ def scale_aware_aggregation(logits: torch.Tensor, r: torch.Tensor | float) -> to
         r = r.expand(b, c)
     if r.shape != (b, c):
         raise ValueError(f"expected r of shape (B, C) = {(b, c)} or a scalar. Got: {tuple(r.shape)}")
-    if bool((r <= 0).any()):
-        raise ValueError("expected r > 0.")
+    if wide is None:
+        wide = wide_scales(r)
     # For r << 1 the result is a small difference divided by r; float32 would lose it, so compute in float64.
-    work = logits.double() if bool((r < 0.1).any()) else logits
+    work = logits.double() if wide else logits
     rw = r.to(work.dtype)
     out = (torch.logsumexp(work.flatten(2) * rw[..., None], dim=2) - math.log(h * w)) / rw
     return out.to(logits.dtype)
 
 
-def aggregate(logits: torch.Tensor, mode: str = "saa", r: torch.Tensor | float | None = None) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, C)`` by ``mode``: ``saa`` (needs ``r``), ``avg`` or ``max`` (seed 002, Table 3)."""
+def aggregate(logits: torch.Tensor, mode: str = "saa", r: torch.Tensor | float | None = None, *,
+              wide: bool | None = None) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C)`` by ``mode``: ``saa`` (needs ``r``; ``wide`` as there), ``avg`` or ``max``
+    (seed 002, Table 3)."""
     _check(logits)
     if mode == "saa":
         if r is None:
             raise ValueError("expected r for mode 'saa'.")
-        return scale_aware_aggregation(logits, r)
+        return scale_aware_aggregation(logits, r, wide=wide)
     if mode == "avg":
         return logits.flatten(2).mean(2)
     if mode == "max":

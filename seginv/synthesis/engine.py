@@ -25,7 +25,7 @@ from ..errors import SeginvError
 from ..metrics import class_map
 from ..precision import PRECISIONS, apply_layout_and_compile, autocast, check_compile, check_precision
 from ..models import SegModel
-from .aggregation import AGGREGATIONS, aggregate
+from .aggregation import AGGREGATIONS, aggregate, wide_scales
 from .augment import Augment, AugmentConfig
 from .priors import (
     BatchNormInputStats,
@@ -183,7 +183,10 @@ class Inverter:
         cfg, dev = self.cfg, self.device
         b = len(targets)
         y = torch.as_tensor(targets, device=dev)
-        r_t = torch.as_tensor(r, dtype=torch.float32, device=dev)
+        r_t = torch.as_tensor(r, dtype=torch.float32)
+        saa = cfg.aggregation == "saa" and self.model.task != "multilabel"
+        wide = wide_scales(r_t) if saa else False  # checked here, once, not as a device sync every step
+        r_t = r_t.to(dev)
         if (cfg.init == "real") != (start is not None):
             raise ValueError(f"init {cfg.init!r} {'needs' if start is None else 'takes no'} start images")
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -206,7 +209,7 @@ class Inverter:
                     if cfg.cosine:
                         for g in opt.param_groups:
                             g["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - 1) / cfg.steps))
-                    terms = self._objective(x, y, r_t)
+                    terms = self._objective(x, y, r_t, wide)
                     loss = terms["total"]
                     if not bool(torch.isfinite(loss)):
                         raise Diverged(f"loss became {loss.item()} at step {step}")
@@ -221,7 +224,7 @@ class Inverter:
                 raise Diverged(f"pixels became non-finite at step {step}")
         return self._finish(x.detach(), terms, step, save_probs)
 
-    def _objective(self, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _objective(self, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, wide: bool) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         self.bn_stats.clear()
         with self._autocast():
@@ -229,7 +232,7 @@ class Inverter:
         if self.model.task == "multilabel":  # a classifier's (B, C) scores: nothing to aggregate
             scores = logits.float()
         else:
-            scores = aggregate(logits.float(), cfg.aggregation, r if cfg.aggregation == "saa" else None)
+            scores = aggregate(logits.float(), cfg.aggregation, r if cfg.aggregation == "saa" else None, wide=wide)
         cls = classification_loss(scores, y, cfg.loss)
         prior = torch.zeros_like(cls)
         if cfg.tv_l1:

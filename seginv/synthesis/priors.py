@@ -66,20 +66,22 @@ class ChannelMoments(torch.autograd.Function):
     Autograd through ``x.mean()`` and ``x.square().mean()`` writes four full-size tensors per layer in the backward
     (two broadcasts, the square's two products) and one more to add them; here the gradient is one
     ``g_mean / n + x * 2 g_sq / n``. The BatchNorm prior's cost per inversion step falls to about half
-    (``benchmarks/synthesis_speed.py``).
+    (``benchmarks/synthesis_speed.py``). The moments are at least float32 whatever ``x``'s precision, and ``x`` is
+    kept for the backward as it comes: a float32 copy of every BatchNorm input, held until the backward, would take
+    back most of what bf16 autocast saves in memory (``benchmarks/tensor_peak.py``).
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         ctx.save_for_backward(x)
-        n = x.numel() // x.shape[1]
-        return x.sum((0, 2, 3)) / n, torch.linalg.vector_norm(x, dim=(0, 2, 3)).square() / n
+        n, wide = x.numel() // x.shape[1], torch.promote_types(x.dtype, torch.float32)
+        return x.sum((0, 2, 3), dtype=wide) / n, torch.linalg.vector_norm(x, dim=(0, 2, 3), dtype=wide).square() / n
 
     @staticmethod
     def backward(ctx: Any, g_mean: torch.Tensor, g_sq: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         (x,) = ctx.saved_tensors  # an unused output's gradient arrives as zeros (autograd's materialize_grads)
         n, shape = x.numel() // x.shape[1], (1, -1, 1, 1)
-        return torch.addcmul((g_mean / n).view(shape), x, (2 / n * g_sq).view(shape))
+        return torch.addcmul((g_mean / n).view(shape), x, (2 / n * g_sq).view(shape)).to(x.dtype)
 
 
 class BatchNormInputStats:
@@ -99,7 +101,7 @@ class BatchNormInputStats:
         return len(self.layers)
 
     def _hook(self, module: nn.BatchNorm2d, inputs: tuple[torch.Tensor, ...]) -> None:
-        mean, mean_sq = ChannelMoments.apply(inputs[0].float())
+        mean, mean_sq = ChannelMoments.apply(inputs[0])
         var = (mean_sq - mean.square()).clamp_min(0)  # E[x^2] - E[x]^2
         self.stats.append((mean, var, module.running_mean, module.running_var))  # type: ignore[arg-type]
 

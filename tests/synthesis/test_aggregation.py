@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from seginv.synthesis.aggregation import aggregate, scale_aware_aggregation
+from seginv.synthesis.aggregation import aggregate, scale_aware_aggregation, wide_scales
 
 
 def scores():
@@ -68,9 +68,21 @@ def test_avg_and_max_modes():
     (lambda: scale_aware_aggregation(torch.zeros(2, 3, 4), 1.0), "expected logits of shape (B, C, H, W)"),
     (lambda: scale_aware_aggregation(torch.zeros(2, 3, 4, 4), torch.ones(3, 2)), "expected r of shape (B, C)"),
     (lambda: scale_aware_aggregation(torch.zeros(1, 1, 2, 2), 0.0), "expected r > 0"),
+    (lambda: wide_scales(torch.tensor([[1.0, -2.0]])), "expected r > 0"),
     (lambda: aggregate(torch.zeros(1, 1, 2, 2), "median"), "expected mode in"),
     (lambda: aggregate(torch.zeros(1, 1, 2, 2), "saa"), "expected r for mode 'saa'"),
 ])
 def test_bad_arguments_say_what_was_expected(call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+def test_wide_given_once_equals_the_per_call_decision():
+    """The engine decides float64 once per batch (wide_scales) instead of reading r every step: same numbers."""
+    s = scores()
+    for r in (torch.full((2, 3), 0.05), torch.tensor([[0.05, 1.0, 9.0], [2.0, 3.0, 0.5]]), torch.full((2, 3), 4.0)):
+        wide = wide_scales(r)
+        assert wide == bool((r < 0.1).any())
+        torch.testing.assert_close(scale_aware_aggregation(s, r, wide=wide), scale_aware_aggregation(s, r),
+                                   rtol=0, atol=0)
+        torch.testing.assert_close(aggregate(s, "saa", r, wide=wide), scale_aware_aggregation(s, r), rtol=0, atol=0)

@@ -13,6 +13,7 @@ from seginv.errors import SeginvError
 from seginv.models import create_model
 from seginv.models.checkpoint import load_model
 from seginv.synthesis.engine import InversionConfig, Inverter, classification_loss, inversion_config, pixel_bounds
+from seginv.synthesis.aggregation import wide_scales
 from seginv.synthesis.augment import AugmentConfig
 from seginv.synthesis.targets import plan_targets
 from tests.conftest import ASSETS
@@ -39,7 +40,7 @@ def test_gradient_of_the_objective_reaches_the_image():
     p = plan()
     x = torch.randn(4, 3, 32, 32, requires_grad=True)
     with inv.bn_stats:
-        terms = inv._objective(x, torch.as_tensor(p.targets), torch.as_tensor(p.r))
+        terms = inv._objective(x, torch.as_tensor(p.targets), torch.as_tensor(p.r), wide_scales(p.r))
     terms["total"].backward()
     assert x.grad is not None and x.grad.abs().sum() > 0 and torch.isfinite(x.grad).all()
 
@@ -59,9 +60,9 @@ def test_clamping_keeps_pixels_in_the_valid_range_even_with_a_huge_learning_rate
     seen = []
     orig = inv._objective
 
-    def spy(x, y, r):
+    def spy(x, *args):
         seen.append(x.detach().clone())
-        return orig(x, y, r)
+        return orig(x, *args)
 
     inv._objective = spy
     p = plan()
@@ -239,3 +240,11 @@ def test_init_and_start_must_agree():
                                                               start=np.zeros((4, 32, 32, 3), np.uint8))
     with pytest.raises(SeginvError, match="init must be one of"):
         cfg(init="photo")
+
+
+def test_a_nonpositive_scale_is_refused_before_the_first_step():
+    p = plan()
+    r = p.r.copy()
+    r[0, 1] = 0.0
+    with pytest.raises(ValueError, match="expected r > 0"):
+        Inverter(tiny_model(), cfg(), torch.device("cpu")).run(p.targets, r, seed=0)

@@ -97,3 +97,21 @@ def test_channel_moments_match_autograd_through_the_plain_formula(shape):
         got = torch.autograd.grad(objective(mean2, var2), x, retain_graph=True)[0]
         torch.testing.assert_close(got, expected)
     assert torch.autograd.gradcheck(ChannelMoments.apply, (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_channel_moments_of_a_half_precision_input_are_float32_and_keep_its_dtype_for_the_gradient(dtype):
+    """Under autocast the BatchNorm inputs are bf16 (fp16 on CUDA): the moments are those of the exact float32
+    values, the gradient is the float32 formula's rounded to the input's dtype."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 4, 7, 5, generator=g).to(dtype).requires_grad_(True)
+    ref = x.detach().double().requires_grad_(True)
+    mean, mean_sq = ChannelMoments.apply(x)
+    assert mean.dtype == mean_sq.dtype == torch.float32
+    torch.testing.assert_close(mean, ref.mean((0, 2, 3)).float())
+    torch.testing.assert_close(mean_sq, ref.square().mean((0, 2, 3)).float())
+    w = torch.randn(4, generator=g)
+    (mean * w).sum().add((mean_sq * w.flip(0)).sum()).backward()
+    (ref.mean((0, 2, 3)) * w).sum().add((ref.square().mean((0, 2, 3)) * w.flip(0)).sum()).backward()
+    assert x.grad.dtype == dtype
+    torch.testing.assert_close(x.grad, ref.grad.to(dtype))
