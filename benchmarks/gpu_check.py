@@ -5,6 +5,7 @@
     python benchmarks/gpu_check.py --device cpu --quick            # the same code paths at toy sizes (tests run it)
     python benchmarks/gpu_check.py --device cpu --only peak_memory_mib --memory 512 16 --memory-arch deeplab-mini
                                                                    # one figure, at other sizes
+                                                                   # (--memory-precision fp32: one precision)
 
 Prints one line per figure and writes them as JSON to ``--out``:
 
@@ -256,6 +257,8 @@ def main() -> None:
     ap.add_argument("--memory", nargs=2, type=int, metavar=("SIZE", "BATCH"),
                     help="the peak-memory figure at this size and batch instead of the profile's")
     ap.add_argument("--memory-arch", nargs="+", choices=sorted(ARCHS), help="the peak-memory figure for these teachers only")
+    ap.add_argument("--memory-precision", nargs="+", choices=("fp32", "bf16"),
+                    help="the peak-memory figure at these precisions only")
     args = ap.parse_args()
     device = torch.device(args.device)
     name = "quick" if args.quick else args.profile or ("gpu" if device.type == "cuda" else "cpu")
@@ -269,8 +272,8 @@ def main() -> None:
 
     def peak_memories() -> dict:
         size, batch = args.memory or p["memory"]
-        configs = [(a, q) for a in args.memory_arch or ARCHS for q in ("fp32", "bf16")]
-        if name == "quick" and not args.memory_arch:  # the torchvision teacher in bf16: the path others do not take
+        configs = [(a, q) for a in args.memory_arch or ARCHS for q in args.memory_precision or ("fp32", "bf16")]
+        if name == "quick" and not (args.memory_arch or args.memory_precision):  # the torchvision teacher in bf16: the path others do not take
             configs = configs[3:]
         res["peak_memory_at"] = f"{size}x{size}, batch {batch}"
         return {f"{arch} {precision}": peak_memory(arch, size, batch, precision, args.device)
