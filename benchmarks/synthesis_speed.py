@@ -2,9 +2,9 @@
 
     python benchmarks/synthesis_speed.py --model assets/scenes-voc-15-x-step0.pt --batch-size 16 --size 64
 
-Measured side by side in one process, taking turns in rounds. Every step is timed on its own and a row's figure
-is the median over all its steps of all rounds, so a slow spell of a shared machine, which lands on a few steps, does
-not move it:
+Measured side by side in one process, taking turns in rounds, the order turning from round to round. Every step is
+timed on its own and a row's figure is the median over all its steps of all rounds, so a slow spell of a shared
+machine, which lands on a few steps, does not move it:
 
 - floor: the frozen teacher's forward + backward to the input pixels at the same batch and resolution, as a user
   calls it (logits upsampled to the input size), and at the head's own resolution (no upsampling), which is what
@@ -104,14 +104,18 @@ def main() -> None:
     no_bn = Inverter(model, dataclasses.replace(cfg, bn=0.0), device)
     plain = Inverter(model, cfg, device)
     plain.bn_stats = PlainAutogradStats(plain.model)
-    rows: dict[str, list[list[float]]] = {"floor": [], "floor_head": [], "engine": [], "engine_no_bn": [],
-                                    "engine_plain_autograd": []}
-    for _ in range(args.rounds):
-        rows["floor"].append(floor_step(model, args.batch_size, args.size, args.steps, device))
-        rows["floor_head"].append(floor_step(model, args.batch_size, args.size, args.steps, device, upsample=False))
-        rows["engine"].append(engine_step(full, plan, args.steps))
-        rows["engine_no_bn"].append(engine_step(no_bn, plan, args.steps))
-        rows["engine_plain_autograd"].append(engine_step(plain, plan, args.steps))
+    timings = {
+        "floor": lambda: floor_step(model, args.batch_size, args.size, args.steps, device),
+        "floor_head": lambda: floor_step(model, args.batch_size, args.size, args.steps, device, upsample=False),
+        "engine": lambda: engine_step(full, plan, args.steps),
+        "engine_no_bn": lambda: engine_step(no_bn, plan, args.steps),
+        "engine_plain_autograd": lambda: engine_step(plain, plan, args.steps),
+    }
+    rows: dict[str, list[list[float]]] = {name: [] for name in timings}
+    names = list(timings)
+    for k in range(args.rounds):  # the order turns each round, so no row always runs after the same one
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            rows[name].append(timings[name]())
     med = {k: statistics.median(t for r in v for t in r) for k, v in rows.items()}
     per_round = [statistics.median(e) / statistics.median(f) for e, f in zip(rows["engine"], rows["floor_head"])]
     with tempfile.TemporaryDirectory() as d:
