@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--run-images", type=int, default=64)
     ap.add_argument("--run-steps", type=int, default=50)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--profile", type=int, metavar="STEPS",
+                    help="then run torch's profiler over this many engine steps and print its busiest operations")
     args = ap.parse_args()
     device = torch.device(args.device)
     model = load_model(args.model)[0].to(device).eval()
@@ -148,6 +150,10 @@ def main() -> None:
     print(f"shard writing             {out['run']['write_seconds']:8.3f} s of {out['run']['seconds']} s "
           f"({100 * out['run']['write_share']:.2f}%) for {args.run_images} images x {args.run_steps} steps")
     print(json.dumps(out))
+    if args.profile:
+        with torch.profiler.profile() as prof:
+            engine_step(full, plan, args.profile)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 
 
 if __name__ == "__main__":
