@@ -256,7 +256,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", choices=FIGURES, help="measure these figures only (default: all)")
     ap.add_argument("--memory", nargs=2, type=int, metavar=("SIZE", "BATCH"),
                     help="the peak-memory figure at this size and batch instead of the profile's")
-    ap.add_argument("--memory-arch", nargs="+", choices=sorted(ARCHS), help="the peak-memory figure for these teachers only")
+    ap.add_argument("--memory-arch", nargs="+", choices=sorted(ARCHS),
+                    help="the peak-memory figure for these teachers only")
     ap.add_argument("--memory-precision", nargs="+", choices=("fp32", "bf16"),
                     help="the peak-memory figure at these precisions only")
     args = ap.parse_args()
@@ -273,8 +274,8 @@ def main() -> None:
     def peak_memories() -> dict:
         size, batch = args.memory or p["memory"]
         configs = [(a, q) for a in args.memory_arch or ARCHS for q in args.memory_precision or ("fp32", "bf16")]
-        if name == "quick" and not (args.memory_arch or args.memory_precision):  # the torchvision teacher in bf16: the path others do not take
-            configs = configs[3:]
+        if name == "quick" and not (args.memory_arch or args.memory_precision):
+            configs = configs[3:]  # the torchvision teacher in bf16: the path the others do not take
         res["peak_memory_at"] = f"{size}x{size}, batch {batch}"
         return {f"{arch} {precision}": peak_memory(arch, size, batch, precision, args.device)
                 for arch, precision in configs}
