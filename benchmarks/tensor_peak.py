@@ -36,6 +36,7 @@ from torch.utils._pytree import tree_leaves
 
 from seginv.metrics import class_map
 from seginv.models import create_model
+from seginv.synthesis.aggregation import wide_scales
 from seginv.synthesis.engine import InversionConfig, Inverter
 from seginv.synthesis.targets import TargetPlan, plan_targets
 
@@ -83,32 +84,31 @@ def teacher(arch: str) -> torch.nn.Module:
     return create_model(ARCHS[arch], NAMES)
 
 
-def inverter(arch: str, size: int, batch: int, precision: str) -> tuple[Inverter, TargetPlan]:
+def target_plan(batch: int) -> TargetPlan:
+    return plan_targets(batch, len(NAMES), list(range(1, len(NAMES))), background=0, seed=0)
+
+
+def inverter(arch: str, size: int, batch: int, precision: str) -> Inverter:
     model = teacher(arch)
     model.to = lambda *a, **k: model  # on the CPU already; a fake tensor's .to() copies, which a module cannot swap in
     cfg = InversionConfig(size=(size, size), batch_size=batch, steps=2, precision=precision)
-    plan = plan_targets(batch, model.num_classes, list(range(1, model.num_classes)), background=0, seed=0)
-    return Inverter(model, cfg, torch.device("cpu")), plan
+    return Inverter(model, cfg, torch.device("cpu"))
 
 
 def counted(arch: str, size: int, batch: int, precision: str) -> float:
     """MiB of tensors alive at the peak of two inversion steps and the final labelling pass, on fake tensors."""
+    plan = target_plan(batch)
+    wide = wide_scales(plan.r)  # as Inverter.run decides it; it reads values, so before the tensors turn fake
     with FakeTensorMode():
-        inv, plan = inverter(arch, size, batch, precision)
+        inv = inverter(arch, size, batch, precision)
         inv.augment = lambda x: torch.roll(x, shifts=(1, 1), dims=(2, 3)).flip(3)
-        wide = bool((plan.r < 0.1).any())  # as Inverter.run decides it, from the plan's numpy scales
         with TensorPeak(*inv.model.parameters(), *inv.model.buffers()) as peak:
             x = torch.randn(batch, 3, size, size).requires_grad_(True)
             y, r = torch.as_tensor(plan.targets), torch.as_tensor(plan.r, dtype=torch.float32)
-            opt = torch.optim.Adam([x], lr=inv.cfg.lr, betas=inv.cfg.betas)
+            opt = inv._optimizer(x)
             with inv.bn_stats:
-                for _ in range(inv.cfg.steps):
-                    loss = inv._objective(x, y, r, wide)["total"]
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    with torch.no_grad():
-                        x.clamp_(min=inv.lo, max=inv.hi)
+                for _ in range(inv.cfg.steps):  # Inverter.run's steps without its finiteness checks
+                    inv._descend(inv._objective(x, y, r, wide)["total"], opt, x)
             with torch.no_grad():
                 class_map(inv.model(x).float().softmax(1))
     return peak.peak / 2**20
@@ -116,7 +116,7 @@ def counted(arch: str, size: int, batch: int, precision: str) -> float:
 
 def counted_real_run(arch: str, size: int, batch: int, precision: str) -> float:
     """The same count for a real ``Inverter.run`` on the CPU (real data, real augmentation)."""
-    inv, plan = inverter(arch, size, batch, precision)
+    inv, plan = inverter(arch, size, batch, precision), target_plan(batch)
     with TensorPeak(*inv.model.parameters(), *inv.model.buffers()) as peak:
         inv.run(plan.targets, plan.r, seed=0)
     return peak.peak / 2**20

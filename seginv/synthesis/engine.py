@@ -201,7 +201,7 @@ class Inverter:
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             x.requires_grad_(True)
-            opt = torch.optim.Adam([x], lr=cfg.lr, betas=cfg.betas)
+            opt = self._optimizer(x)
             terms: dict[str, torch.Tensor] = {}
             step = 0
             with self.bn_stats if cfg.bn > 0 else contextlib.nullcontext():
@@ -213,16 +213,23 @@ class Inverter:
                     loss = terms["total"]
                     if not bool(torch.isfinite(loss)):
                         raise Diverged(f"loss became {loss.item()} at step {step}")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    with torch.no_grad():
-                        x.clamp_(min=self.lo, max=self.hi)
+                    self._descend(loss, opt, x)
                     if cfg.stop_loss is not None and loss.item() < cfg.stop_loss:
                         break
             if not bool(torch.isfinite(x).all()):
                 raise Diverged(f"pixels became non-finite at step {step}")
         return self._finish(x.detach(), terms, step, save_probs)
+
+    def _optimizer(self, x: torch.Tensor) -> torch.optim.Adam:
+        return torch.optim.Adam([x], lr=self.cfg.lr, betas=self.cfg.betas)
+
+    def _descend(self, loss: torch.Tensor, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
+        """One update of the pixels ``x``: backward from ``loss``, the optimizer's step, clamping to valid pixels."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(min=self.lo, max=self.hi)
 
     def _objective(self, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, wide: bool) -> dict[str, torch.Tensor]:
         cfg = self.cfg
