@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from synthesis_speed import engine_step, floor_step  # noqa: E402
+from synthesis_speed import engine_step, floor_step, take_turns  # noqa: E402
 from tensor_peak import ARCHS, counted, teacher  # noqa: E402
 
 from seginv.data.classes import IGNORE  # noqa: E402
@@ -94,11 +94,9 @@ def inverter(model, size: int, batch: int, steps: int, device: torch.device, pre
 
 def synthesis_ratio(model, size: int, batch: int, steps: int, device: torch.device) -> dict:
     inv, plan = inverter(model, size, batch, steps, device)
-    rounds: dict = {"engine": [], "floor": []}
-    for _ in range(3):  # taking turns, as timed() does; the median over every step of every round
-        rounds["engine"] += engine_step(inv, plan, steps)
-        rounds["floor"] += floor_step(model, batch, size, steps, device, upsample=False)
-    engine, floor = (statistics.median(rounds[k]) for k in ("engine", "floor"))
+    rounds = take_turns({"engine": lambda: engine_step(inv, plan, steps),
+                         "floor": lambda: floor_step(model, batch, size, steps, device, upsample=False)}, 3)
+    engine, floor = (statistics.median(t for r in rounds[k] for t in r) for k in ("engine", "floor"))
     return {"size": size, "batch": batch, "engine_step_s": engine, "teacher_fwd_bwd_s": floor, "ratio": engine / floor}
 
 

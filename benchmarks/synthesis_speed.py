@@ -28,6 +28,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -57,8 +58,9 @@ def floor_step(model, b: int, size: int, iters: int, device, upsample: bool = Tr
 
 def engine_step(inverter: Inverter, plan, steps: int) -> list[float]:
     """Seconds of each of ``steps`` inversion steps of one batch: the time from one call of the objective to the
-    next (a ``steps + 1``-step batch), so the batch's set-up and its final teacher pass are not in any of them. The
-    step's finiteness check reads the loss, so on a GPU each interval ends with the device's work done."""
+    next (a ``steps + 1``-step batch), so the batch's set-up and its final teacher pass are not in any of them. On a
+    GPU the step's finiteness check waits for the forward, so in a steady run each interval holds one step's device
+    work (the previous step's backward finishing, this step's forward)."""
     marks: list[float] = []
     objective = inverter._objective
 
@@ -73,6 +75,17 @@ def engine_step(inverter: Inverter, plan, steps: int) -> list[float]:
     finally:
         del inverter._objective
     return [b - a for a, b in zip(marks, marks[1:])]
+
+
+def take_turns(timings: dict[str, Callable[[], list[float]]], rounds: int) -> dict[str, list[list[float]]]:
+    """Each round calls every ``timings[name]()`` once, in an order that turns from round to round so that no row
+    always runs after the same one; returns each name's step times, one list per round."""
+    rows: dict[str, list[list[float]]] = {name: [] for name in timings}
+    names = list(timings)
+    for k in range(rounds):
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            rows[name].append(timings[name]())
+    return rows
 
 
 class PlainAutogradStats(BatchNormInputStats):
@@ -113,11 +126,7 @@ def main() -> None:
         "engine_no_bn": lambda: engine_step(no_bn, plan, args.steps),
         "engine_plain_autograd": lambda: engine_step(plain, plan, args.steps),
     }
-    rows: dict[str, list[list[float]]] = {name: [] for name in timings}
-    names = list(timings)
-    for k in range(args.rounds):  # the order turns each round, so no row always runs after the same one
-        for name in names[k % len(names):] + names[:k % len(names)]:
-            rows[name].append(timings[name]())
+    rows = take_turns(timings, args.rounds)
     med = {k: statistics.median(t for r in v for t in r) for k, v in rows.items()}
     per_round = [statistics.median(e) / statistics.median(f) for e, f in zip(rows["engine"], rows["floor_head"])]
     with tempfile.TemporaryDirectory() as d:

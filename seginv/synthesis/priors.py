@@ -65,8 +65,8 @@ class ChannelMoments(torch.autograd.Function):
 
     Autograd through ``x.mean()`` and ``x.square().mean()`` writes four full-size tensors per layer in the backward
     (two broadcasts, the square's two products) and one more to add them; here the gradient is one
-    ``g_mean / n + x * 2 g_sq / n``. The BatchNorm prior's cost per inversion step falls to about half
-    (``benchmarks/synthesis_speed.py``). The moments are at least float32 whatever ``x``'s precision, and ``x`` is
+    ``g_mean / n + x * 2 g_sq / n`` (``benchmarks/synthesis_speed.py`` times both against the step without the
+    prior; docs/synthesis.md). The moments are at least float32 whatever ``x``'s precision, and ``x`` is
     kept for the backward as it comes: a float32 copy of every BatchNorm input, held until the backward, would take
     back most of what bf16 autocast saves in memory (``benchmarks/tensor_peak.py``).
     """
