@@ -62,13 +62,16 @@ def test_every_row_gets_the_same_real_images_per_optimizer_step():
 
 def test_every_replay_gap_row_is_a_valid_recipe(tmp_path):
     cells = [(c, r) for c in gap_plan.CELLS for r in gap_plan.runs()]
-    cells += [(gap_plan.CONFIRM_CELL, r) for r in gap_plan.CONFIRM_RUNS]
+    cells += [(c, r) for c in gap_plan.CELLS_64 for r in gap_plan.CELL_ROWS_64]
     for cell, run in cells:
         recipe = parse_recipe(gap_plan.recipe(cell, run, 0, str(tmp_path), "step0.pt"), tmp_path, source=run)
         spec = recipe.runs[0]
         spec.inversion(), spec.distill_config(0)
-        if run in gap_plan.SEEDED and run != "joint":
-            assert spec.distill_config(0).split(spec.replay != "none")[0] == gap_plan.REAL_PER_BATCH
+        if run != "joint":  # every row takes the same real images per optimizer step
+            assert spec.distill_config(0).split(spec.replay != "none")[0] == gap_plan.REAL_PER_BATCH, (cell, run)
+        if cell in gap_plan.CELLS_64:  # the reference scale: synthesis, exemplars and crops at 64x64
+            assert spec.inversion().size == (64, 64) and spec.distill_config(0).train.crop_size == 64
+            assert spec.memory.get("size", 64) == 64
     assert gap_plan.RUNS["fake"]["options"] == gap_plan.SHIPPED and gap_plan.RUNS["fake-paper"]["options"]["seg_on"] == "real"
 
 

@@ -44,7 +44,7 @@ def rows(seeded_only: bool = False) -> list[str]:
     if seeded_only:
         return out
     out += [f"{c}/{r}/seed{s}" for s in plan.SEEDS for c in plan.CELLS for r in plan.VARIANTS]
-    return out + [f"{plan.CONFIRM_CELL}/{r}/seed0" for r in plan.CONFIRM_RUNS]
+    return out + [f"{c}/{r}/seed{s}" for s in plan.SEEDS for c in plan.CELLS_64 for r in plan.CELL_ROWS_64]
 
 
 def cell_dir(cache: Path, cell: str) -> Path:
@@ -52,7 +52,7 @@ def cell_dir(cache: Path, cell: str) -> Path:
 
 
 def protocol(cell: str) -> str:
-    return "voc-15-1" if cell == plan.CONFIRM_CELL else f"voc-{cell.rsplit('-', 1)[0]}"
+    return f"voc-{cell.removesuffix('-64px').rsplit('-', 1)[0]}"
 
 
 def records(cache: Path, row: str) -> list[dict[str, Any]]:
@@ -71,8 +71,8 @@ def records(cache: Path, row: str) -> list[dict[str, Any]]:
 
 def run_row(cache: Path, row: str) -> None:
     cell, run, seed = row.split("/")
-    if cell == plan.CONFIRM_CELL:  # the default Scenes and the shipped step-0 model
-        data, step0 = cache / "data64", ROOT / plan.CONFIRM_STEP0
+    if cell in plan.CELLS_64:  # the default Scenes and the shipped step-0 models
+        data, step0 = cache / "data64", ROOT / plan.CELLS_64[cell]
         if not (data / "scenes.json").is_file():
             write_scenes(data, ScenesConfig(), workers=2)
     else:

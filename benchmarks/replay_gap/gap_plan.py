@@ -104,21 +104,55 @@ def runs() -> dict[str, dict[str, Any]]:
     return {**RUNS, **{name: spec for name, (_, spec) in VARIANTS.items()}}
 
 
-#: The confirmation at the shipped scale: 15-1 disjoint on the default Scenes (64x64, 4000 training and 500
-#: validation images) from the shipped step-0 model, synthesis and crops at 64x64, seed 0.
-CONFIRM_CELL = "15-1-disjoint-64px"
-CONFIRM_RUNS = ("none", "real", "fake", "fake-paper")
-CONFIRM_STEP0 = "assets/scenes-voc-15-x-disjoint-step0.pt"
+#: The reference scale (64 px): the default Scenes (64x64, 4000 training and 500 validation images), the shipped
+#: step-0 models, synthesis, exemplars and crops at 64x64. Cell -> its step-0 model.
+CELLS_64: dict[str, str] = {
+    "15-1-disjoint-64px": "assets/scenes-voc-15-x-disjoint-step0.pt",
+    "15-5-disjoint-64px": "assets/scenes-voc-15-x-disjoint-step0.pt",
+    "19-1-disjoint-64px": "assets/scenes-voc-19-1-disjoint-step0.pt",
+}
+#: The three questions of the reference scale, each with its control (DESIGN: judging replay):
+#: image quality (`fake-paper` against `real-paper`, seed 002's loss, where only the images teach the old classes);
+#: the product default (`fake` against `none`, `noise` and `mib`); the ceiling (`real-gt`, exemplars with labels).
+RUNS_64: dict[str, dict[str, Any]] = {
+    "none": RUNS["none"],
+    "real": RUNS["real"],
+    "real-gt": _replay(replay="memory", memory={"per_class": MEMORY_PER_CLASS, "size": tables.SCENES["size"]},
+                       options={**SHIPPED, "replay_labels": "own"}),
+    "fake": RUNS["fake"],
+    "noise": _replay(replay="noise", options=SHIPPED),
+    "fake-paper": RUNS["fake-paper"],
+    "real-paper": _replay(replay="memory", memory={"per_class": MEMORY_PER_CLASS, "size": tables.SCENES["size"]},
+                          options=PAPER),
+    "mib": tables.fair_batch({"method": "mib", "replay": "none"}),
+}
+#: Image-quality variants at 64 px, under seed 002's loss (the probe), first on 15-1-disjoint-64px with seed 0.
+PROBES: dict[str, tuple[str, dict[str, Any]]] = {
+    "paper-init-real-lr05": ("paper + inversion from the step's real images, lr 0.05",
+                             _fake({"init": "real", "lr": 0.05})),
+    "paper-5x": ("paper + 5x the fake images", _fake({"num_images": 5 * N})),
+}
+CELL_ROWS_64 = (*RUNS_64, *PROBES)
+
+
+def runs_64() -> dict[str, dict[str, Any]]:
+    return {**RUNS_64, **{name: spec for name, (_, spec) in PROBES.items()}}
+
+
+def cell_runs(cell: str) -> dict[str, dict[str, Any]]:
+    """The rows a cell has: the 32 px cells' seeded rows and variants, or the 64 px cells' rows and probes."""
+    return runs_64() if cell in CELLS_64 else runs()
 
 
 def recipe(cell: str, run: str, seed: int, data: str, step0: str) -> dict[str, Any]:
     """The `seginv run` recipe of one row."""
-    if cell != CONFIRM_CELL:
+    if cell not in CELLS_64:
         return tables.recipe(cell, {run: runs()[run]}, [seed], data, step0)
-    spec = dict(runs()[run])
+    spec = dict(runs_64()[run])
     if "memory" in spec:
         spec["memory"] = {**spec["memory"], "size": 64}
-    r = tables.recipe("15-1-disjoint", {run: spec}, [seed], data, step0)
+    base = cell.removesuffix("-64px")
+    r = tables.recipe(base, {run: spec}, [seed], data, step0)
     r["name"] = f"scenes-{cell}"
     r["synthesis"] = {**r["synthesis"], "size": [64, 64], "jitter": 4}
     r["distill"] = {**r["distill"], "crop_size": 64}

@@ -76,10 +76,28 @@ def rearranged_kd_per_image(student_logits: torch.Tensor, teacher_logits: torch.
     return per_pixel.flatten(1).mean(1) * t * t
 
 
+def replay_targets(labels: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """The replayed images' targets ``(B, H, W)``: a pixel labelled with an old foreground class (a real exemplar's
+    own annotation) keeps its label, every other pixel takes the teacher's argmax.
+
+    On fake images, whose labels are the teacher's argmax, this is the teacher's argmax everywhere.
+
+    Args:
+        labels: ``(B, H, W)`` int64; background is 0, ignored pixels are any value outside ``1 .. C_old - 1``.
+        teacher_logits: ``(B, C_old, H, W)``.
+    """
+    if labels.shape != (teacher_logits.shape[0], *teacher_logits.shape[2:]):
+        raise ValueError(f"expected labels of shape (B, H, W) = {(teacher_logits.shape[0], *teacher_logits.shape[2:])}. "
+                         f"Got: {tuple(labels.shape)}")
+    own = (labels >= 1) & (labels < teacher_logits.shape[1])
+    return torch.where(own, labels, class_map(teacher_logits))
+
+
 def rearranged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                  mask: torch.Tensor | None = None) -> torch.Tensor:
+                  mask: torch.Tensor | None = None, target: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 4 for images without real labels, done the unbiased way: the cross-entropy of the rearranged student
-    (new-class probabilities added to the background, as in eq. 3) against the teacher's argmax.
+    (new-class probabilities added to the background, as in eq. 3) against the teacher's argmax, or against
+    ``target (B, H, W)`` (old-class ids, e.g. :func:`replay_targets`) when given.
 
     A replayed pixel the teacher calls background may then be background *or* a new class, so replay teaches the
     old classes without telling the student that new classes never occur (MiB's unbiased CE, Cermelli et al. 2020,
@@ -87,7 +105,7 @@ def rearranged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     0 when the mask is empty.
     """
     num_old = _check(student_logits, teacher_logits)
-    target = class_map(teacher_logits, keepdim=True)
+    target = class_map(teacher_logits, keepdim=True) if target is None else target.unsqueeze(1)
     nll = -rearranged_log_probs(student_logits.float(), num_old).gather(1, target).squeeze(1)
     if mask is None:
         return nll.mean()
@@ -95,13 +113,14 @@ def rearranged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
 
 def old_softmax_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                   mask: torch.Tensor | None = None) -> torch.Tensor:
+                   mask: torch.Tensor | None = None, target: torch.Tensor | None = None) -> torch.Tensor:
     """The cross-entropy of the student's softmax over the old classes only (new classes left out, as MiB's and
-    ILT's KD leave them out) against the teacher's argmax: replayed pixels teach old against old and background,
-    and exert no pull on the new classes' logits. Mean over the pixels of ``mask (B, H, W)``; 0 when it is empty.
+    ILT's KD leave them out) against the teacher's argmax (or ``target (B, H, W)``): replayed pixels teach old
+    against old and background, and exert no pull on the new classes' logits. Mean over the pixels of
+    ``mask (B, H, W)``; 0 when it is empty.
     """
     num_old = _check(student_logits, teacher_logits)
-    target = class_map(teacher_logits, keepdim=True)
+    target = class_map(teacher_logits, keepdim=True) if target is None else target.unsqueeze(1)
     nll = -F.log_softmax(student_logits[:, :num_old].float(), dim=1).gather(1, target).squeeze(1)
     if mask is None:
         return nll.mean()
@@ -161,14 +180,15 @@ def merged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
 
 
 def hrhf_one_pass(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                  is_replay: torch.Tensor, replay_weight: float = 1.0,
-                  ignore_index: int = IGNORE) -> tuple[torch.Tensor, torch.Tensor]:
+                  is_replay: torch.Tensor, replay_weight: float = 1.0, ignore_index: int = IGNORE,
+                  replay_target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``hrhf`` method's loss at its defaults, from one log-softmax of the whole batch: returns ``(kd, seg)``.
 
     - ``kd``: eq. 3 per image, the replayed images weighted ``replay_weight``, averaged over the batch;
     - ``seg``: eq. 4 on the real images (CE against the merged labels, ignored pixels skipped) and the rearranged CE
-      against the teacher's argmax on every pixel of the replayed ones (:func:`rearranged_ce`, weighted
-      ``replay_weight``), as one mean over the pixels both take.
+      against the teacher's argmax (or ``replay_target (B, H, W)``, read on the replayed images only) on every pixel
+      of the replayed ones (:func:`rearranged_ce`, weighted ``replay_weight``), as one mean over the pixels both
+      take.
 
     The same numbers as those functions applied to each half (pinned in the tests), without the per-half copies and
     two of the three softmaxes.
@@ -187,7 +207,8 @@ def hrhf_one_pass(student_logits: torch.Tensor, teacher_logits: torch.Tensor, la
     counted = real & (labels != ignore_index)
     merged = torch.where(labels >= num_old, labels, target).masked_fill(~counted, 0)  # Label Merge (merge_labels)
     nll_real = -logp.gather(1, merged.unsqueeze(1)).squeeze(1)
-    nll_replay = -rearranged.gather(1, target.unsqueeze(1)).squeeze(1)
+    on_replay = target if replay_target is None else torch.where(real, target, replay_target)
+    nll_replay = -rearranged.gather(1, on_replay.unsqueeze(1)).squeeze(1)
     per_pixel = torch.where(real, nll_real * counted, replay_weight * nll_replay)
     count = int(counted.sum()) + int(is_replay.sum()) * labels[0].numel()
     return (kd * weights).mean(), per_pixel.sum() / max(count, 1)

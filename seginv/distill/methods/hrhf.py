@@ -22,6 +22,10 @@ Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``
 - ``replay_softmax``: the replayed half's CE over the rearranged distribution (``rearranged``, new classes merged
   into the background) or over the old classes only (``old``, :func:`~seginv.distill.losses.old_softmax_ce`), where
   replay leaves the new classes' logits alone;
+- ``replay_labels``: the targets of the replayed half's CE: the teacher's argmax everywhere (``teacher``, the
+  default), or a real exemplar's own labels where they name an old foreground class and the teacher's argmax
+  elsewhere (``own``, :func:`~seginv.distill.losses.replay_targets`: exemplar replay with its labels). Fake
+  images carry the teacher's argmax as their labels, so the two are the same on them;
 - ``replay_features``: the weight of an encoder-feature distillation on the replayed images only (seed 001 eq. 4's
   squared L2 per feature element, :func:`~seginv.distill.losses.feature_distillation`; 0 = none), which holds the
   old encoder's features on the images made from it.
@@ -35,11 +39,12 @@ from ...data.classes import IGNORE
 from ...errors import SeginvError
 from ...metrics import class_map
 from ..losses import (classwise_confidence_mask, feature_distillation, hrhf_loss, hrhf_one_pass, merge_labels, merged_ce,
-                      old_softmax_ce, rearranged_ce, rearranged_kd_per_image, rearranged_log_probs)
+                      old_softmax_ce, rearranged_ce, rearranged_kd_per_image, rearranged_log_probs, replay_targets)
 from . import Batch, register_method
 
 SEG_ON = ("real", "both", "rearranged")
 REPLAY_SOFTMAX = {"rearranged": rearranged_ce, "old": old_softmax_ce}
+REPLAY_LABELS = ("teacher", "own")
 
 
 @register_method("hrhf")
@@ -53,7 +58,13 @@ class HalfRealHalfFake:
     def __init__(self, lam: float = 1.0, seg_on: str = "rearranged", replay_weight: float = 1.0,
                  temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
                  confidence_quantile: float = 0.0, replay_softmax: str = "rearranged",
-                 forgotten_only: bool = False, replay_features: float = 0.0) -> None:
+                 forgotten_only: bool = False, replay_features: float = 0.0, replay_labels: str = "teacher") -> None:
+        if replay_labels not in REPLAY_LABELS:
+            raise SeginvError(f"unknown replay_labels {replay_labels!r}.", f"Use one of {', '.join(REPLAY_LABELS)}.")
+        if replay_labels == "own" and seg_on != "rearranged":
+            raise SeginvError("replay_labels=own sets the targets of the replayed half's rearranged CE, which "
+                              f"seg_on={seg_on!r} does not compute.", "Use it with seg_on=rearranged (the default).")
+        self.replay_labels = replay_labels
         if not 0 <= min_confidence <= 1:
             raise SeginvError(f"min_confidence must be in [0, 1], not {min_confidence}.")
         if not 0 <= confidence_quantile < 1:
@@ -98,8 +109,10 @@ class HalfRealHalfFake:
         if self.seg_on != "both":  # eq. 4 only where labels are real
             labels = labels.masked_fill(batch.is_replay.view(-1, 1, 1), IGNORE)
         replay = batch.is_replay
+        own = replay_targets(batch.labels, batch.teacher) if self.replay_labels == "own" else None
         if self._one_pass(batch):
-            kd, seg = hrhf_one_pass(batch.student, batch.teacher, labels, replay, self.replay_weight)
+            kd, seg = hrhf_one_pass(batch.student, batch.teacher, labels, replay, self.replay_weight,
+                                    replay_target=own)
             return self._with_features({"total": self.lam * kd + seg, "kd": kd, "seg": seg}, batch)
         if self._as_paper(batch):
             return hrhf_loss(batch.student, batch.teacher, labels, lam=self.lam, seg_loss=self.seg_loss)
@@ -113,7 +126,7 @@ class HalfRealHalfFake:
             s, t, y = batch.student[part], batch.teacher[part], labels[part]
             if on_replay and self.seg_on == "rearranged":
                 mask = self._replay_pixels(s, t)
-                term = REPLAY_SOFTMAX[self.replay_softmax](s, t, mask)
+                term = REPLAY_SOFTMAX[self.replay_softmax](s, t, mask, None if own is None else own[part])
                 count = y.numel() if mask is None else int(mask.sum())
             else:
                 count = int((y != IGNORE).sum())
@@ -154,6 +167,6 @@ class HalfRealHalfFakePaper(HalfRealHalfFake):
     def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
                  temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
                  confidence_quantile: float = 0.0, replay_softmax: str = "rearranged",
-                 forgotten_only: bool = False, replay_features: float = 0.0) -> None:
+                 forgotten_only: bool = False, replay_features: float = 0.0, replay_labels: str = "teacher") -> None:
         super().__init__(lam, seg_on, replay_weight, temperature, pool_halves, min_confidence, confidence_quantile,
-                         replay_softmax, forgotten_only, replay_features)
+                         replay_softmax, forgotten_only, replay_features, replay_labels)
