@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seginv.distill.losses import (classwise_confidence_mask, hrhf_loss, old_softmax_ce, rearranged_ce, rearranged_kd,
-                                   rearranged_kd_per_image)
+                                   rearranged_kd_per_image, replay_targets)
 from seginv.distill.methods import Batch, create_method
 from seginv.errors import SeginvError
 
@@ -32,7 +32,9 @@ def kd_by_pixel(s: torch.Tensor, t: torch.Tensor, temp: float = 1.0) -> list[flo
     return out
 
 
-def ce_by_pixel(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+def ce_by_pixel(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None,
+                own: torch.Tensor | None = None) -> float:
+    """The rearranged CE against the teacher's argmax, or against ``own`` labels where they are 1 .. C_old - 1."""
     num, den = 0.0, 0.0
     for b in range(s.shape[0]):
         for i in range(s.shape[2]):
@@ -41,6 +43,8 @@ def ce_by_pixel(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = No
                     continue
                 ps = _softmax(s[b, :, i, j].tolist())
                 k = int(t[b, :, i, j].argmax())
+                if own is not None and 1 <= int(own[b, i, j]) < t.shape[1]:
+                    k = int(own[b, i, j])
                 p = ps[0] + sum(ps[t.shape[1]:]) if k == 0 else ps[k]
                 num, den = num - math.log(p), den + 1
     return num / max(den, 1)
@@ -141,7 +145,9 @@ def test_hrhf_one_pass_equals_the_per_half_terms_in_value_and_gradient(logits, r
                                            ({"min_confidence": 1.5}, "min_confidence must be in"),
                                            ({"confidence_quantile": 1.0}, "confidence_quantile must be in"),
                                            ({"replay_softmax": "new"}, "unknown replay_softmax"),
-                                           ({"replay_features": -1.0}, "replay_features must be >= 0")])
+                                           ({"replay_features": -1.0}, "replay_features must be >= 0"),
+                                           ({"replay_labels": "gt"}, "unknown replay_labels"),
+                                           ({"replay_labels": "own", "seg_on": "real"}, "Use it with seg_on=rearranged")])
 def test_hrhf_refuses_bad_options(opts, message):
     with pytest.raises(SeginvError, match=message):
         create_method("hrhf", **opts)
@@ -260,3 +266,32 @@ def test_old_softmax_ce_and_forgotten_only_by_pixel(logits):
     kept = forgotten[1:]
     expected = (real_pixels * real + int(kept.sum()) * ce_by_pixel(s[1:], t[1:], kept)) / (real_pixels + int(kept.sum()))
     assert out["seg"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_rearranged_ce_against_own_labels_matches_a_pixel_by_pixel_implementation(logits):
+    s, t = logits
+    own = _batch(logits).labels  # 0 (background), old 1-3, new 4-5 and 255 (ignored): only 1-3 override
+    target = replay_targets(own, t)
+    assert rearranged_ce(s, t, target=target).item() == pytest.approx(ce_by_pixel(s, t, own=own), rel=1e-5)
+    assert torch.equal(replay_targets(t.argmax(1), t), t.argmax(1))  # fake images' labels: the teacher's argmax
+
+
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_hrhf_replay_labels_own_takes_the_exemplars_labels_on_the_replayed_half(logits, one_pass):
+    s, t = logits
+    batch = _batch(logits)
+    options = {} if one_pass else {"confidence_quantile": 1e-9}  # a quantile forces the per-half path
+    own = create_method("hrhf", replay_labels="own", **options)
+    assert own._one_pass(batch) == one_pass
+    out = own.loss(batch)
+    y = batch.labels
+    real_pixels = int((y[0] != 255).sum())
+    real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
+    expected = (real_pixels * real + 2 * 35 * ce_by_pixel(s[1:], t[1:], own=y[1:])) / (real_pixels + 2 * 35)
+    assert out["seg"].item() == pytest.approx(expected, rel=1e-4)
+    teacher = create_method("hrhf", **options).loss(batch)
+    assert teacher["seg"].item() != pytest.approx(out["seg"].item(), rel=1e-3)
+    assert teacher["kd"].item() == out["kd"].item()
+    fake = Batch(s, t, torch.cat([y[:1], t[1:].argmax(1)]), batch.is_replay)  # fake replay: labels = argmax
+    assert create_method("hrhf", replay_labels="own", **options).loss(fake)["seg"].item() == pytest.approx(
+        create_method("hrhf", **options).loss(fake)["seg"].item(), rel=1e-6)
