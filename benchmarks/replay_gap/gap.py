@@ -90,9 +90,9 @@ def run_row(cache: Path, row: str) -> None:
 def collect(cache: Path) -> dict[str, Any]:
     res: dict[str, Any] = {"recovered": {}, "step0": {}}
     envs: set[str] = set()  # thread count and CPU of every step record, as the records store them
-    for cell in (*plan.CELLS, plan.CONFIRM_CELL):
+    for cell in (*plan.CELLS, *plan.CELLS_64):
         res[cell] = {}
-        for run in (plan.CONFIRM_RUNS if cell == plan.CONFIRM_CELL else plan.runs()):
+        for run in plan.cell_runs(cell):
             out: dict[str, list[Any]] = {g: [] for g in (*GROUPS, "seeds", "iterations")}
             for s in plan.SEEDS:
                 recs = records(cache, f"{cell}/{run}/seed{s}")
@@ -110,13 +110,72 @@ def collect(cache: Path) -> dict[str, Any]:
             res["step0"][cell] = {g: json.loads(s0.read_text())["metrics"][g] for g in ("old", "all")}
         res["recovered"][cell] = recovered(res[cell])
     res["goal"] = goal(res)
+    res["goal_64px"] = {cell: goal_64(res[cell]) for cell in plan.CELLS_64}
     res["how"] = {"command": f"{CMD} report", "rows": f"{CMD} run [ROW]", "machine": machine("cpu"),
                   "threads": sorted(envs), "scale": plan.tables.SCALE,
                   "real_per_batch": plan.REAL_PER_BATCH, "memory_per_class": plan.MEMORY_PER_CLASS, "n": plan.N,
                   "runs": plan.runs(), "variants": {k: v[0] for k, v in plan.VARIANTS.items()},
-                  "confirm": {"cell": plan.CONFIRM_CELL, "step0": plan.CONFIRM_STEP0, "runs": list(plan.CONFIRM_RUNS),
-                              "scenes": "ScenesConfig() defaults: 64x64, 4000 train, 500 val, seed 0"}}
+                  "cells_64px": {"step0": plan.CELLS_64, "runs": plan.runs_64(),
+                                 "probes": {k: v[0] for k, v in plan.PROBES.items()},
+                                 "scenes": "ScenesConfig() defaults: 64x64, 4000 train, 500 val, seed 0"}}
     return res
+
+
+def _mean(cell: dict[str, Any], run: str, group: str, seeds: set[int]) -> float | None:
+    f = cell.get(run)
+    values = [v for s, v in zip(f["seeds"], f[group]) if s in seeds] if f else []
+    return statistics.fmean(values) if values else None
+
+
+def goal_64(cell: dict[str, Any]) -> dict[str, Any]:
+    """The reference scale's three questions on one cell, from the means over the seeds every row involved has.
+
+    - image quality: ``(fake-paper - none) / (real-paper - none)`` on old classes (seed 002's loss), >= 0.8;
+    - the default against no replay: ``fake - none`` on old, new and all, >= -0.3 / -0.5 / -0.3 points;
+    - what the images add: ``(fake - noise) / (fake - none)`` on old, >= 0.5;
+    - against real exemplars: ``(fake - none) / (real - none)`` on all classes, >= 0.8;
+    - against MiB: ``fake - mib`` on old, new and all, >= -0.5 points.
+    """
+    def seeds_of(*runs: str) -> set[int]:
+        sets = [set(cell[r]["seeds"]) for r in runs if r in cell]
+        return set.intersection(*sets) if len(sets) == len(runs) else set()
+
+    def share(row: str, base: str, top: str, group: str = "old") -> dict[str, Any] | None:
+        seeds = seeds_of(row, base, top)
+        if not seeds:
+            return None
+        r, b, t = (_mean(cell, x, group, seeds) for x in (row, base, top))
+        return {"seeds": sorted(seeds), "value": None if t == b else (r - b) / (t - b)}
+
+    def gaps(row: str, base: str) -> dict[str, Any] | None:
+        seeds = seeds_of(row, base)
+        if not seeds:
+            return None
+        return {"seeds": sorted(seeds), **{g: _mean(cell, row, g, seeds) - _mean(cell, base, g, seeds)
+                                           for g in GROUPS}}
+
+    out: dict[str, Any] = {
+        "image_quality": share("fake-paper", "none", "real-paper"),
+        "probes": {p: share(p, "none", "real-paper") for p in plan.PROBES if p in cell},
+        "default_minus_none": gaps("fake", "none"),
+        "images_over_noise": None,
+        "all_recovered": share("fake", "none", "real", "all"),
+        "default_minus_mib": gaps("fake", "mib"),
+    }
+    seeds = seeds_of("fake", "noise", "none")
+    if seeds:  # the share of the default's old-class gain that is not there with noise in place of the images
+        f, n, z = (_mean(cell, x, "old", seeds) for x in ("fake", "noise", "none"))
+        out["images_over_noise"] = {"seeds": sorted(seeds), "value": None if f == z else (f - n) / (f - z)}
+    limits = {"default_minus_none": {"old": -0.003, "new": -0.005, "all": -0.003},
+              "default_minus_mib": {g: -0.005 for g in GROUPS}}
+    out["met"] = {
+        "image_quality": None if not out["image_quality"] or out["image_quality"]["value"] is None
+        else out["image_quality"]["value"] >= 0.8,
+        **{k: None if not out[k] else all(out[k][g] >= lim for g, lim in limits[k].items()) for k in limits},
+        **{k: None if not out[k] or out[k]["value"] is None else out[k]["value"] >= b
+           for k, b in (("images_over_noise", 0.5), ("all_recovered", 0.8))},
+    }
+    return out
 
 
 def goal(res: dict[str, Any]) -> dict[str, Any]:
@@ -208,11 +267,11 @@ def share(res: dict[str, Any], cell: str, run: str) -> str:
 
 def findings(res: dict[str, Any]) -> list[str]:
     """What the rows show; the reading is written by hand, every number is computed from the rows."""
-    c15, c19, big = "15-1-disjoint", "19-1-disjoint", plan.CONFIRM_CELL
+    c15, c19 = "15-1-disjoint", "19-1-disjoint"
     o = lambda run, cell=c15, g="old": old_mean(res, cell, run, g)  # noqa: E731
     z = lambda run, cell=c15, g="old": seed0(res, cell, run, g)  # noqa: E731
     return [
-        "## What the rows show", "",
+        "### What the 32 px rows show", "",
         f"- **The loss on the fake half decides, not the images.** With seed 002's loss (`fake-paper`: eq. 3's KD "
         f"on the fake half, eq. 4 on the real half only) fake replay recovers {share(res, c15, 'fake-paper')} of "
         f"what real exemplars recover on {c15} (old {o('fake-paper')} against {o('none')} without replay and "
@@ -263,25 +322,90 @@ def findings(res: dict[str, Any]) -> list[str]:
         f"{z('surer-half-5x')}). The README's Results compare it on every Table 1 cell; it stays an option.",
         f"- **19-1 forgets little at this scale** (old {o('none', c19)} without replay, {o('real', c19)} with real "
         "exemplars), so its recovered share rests on a difference of a few tenths of a point and has a wide spread.",
-        f"- **At the shipped scale** ({big}, seed 0): old {o('none', big)} without replay, {o('real', big)} with "
-        f"real exemplars, {o('fake', big)} with shipped fake replay, {o('fake-paper', big)} with seed 002's; new "
-        f"{o('none', big, 'new')} / {o('real', big, 'new')} / {o('fake', big, 'new')} / "
-        f"{o('fake-paper', big, 'new')}.",
         "",
     ]
+
+
+ROW_TEXT_64 = {
+    "none": "HRHF, no replay", "real": "HRHF as shipped + real exemplars, labelled by the teacher",
+    "real-gt": "HRHF as shipped + real exemplars with their own labels (`--option replay_labels=own`)",
+    "fake": "HRHF as shipped + fake replay (the default)", "noise": "HRHF as shipped + uniform noise as replay",
+    "fake-paper": "seed 002's loss (KD only on the replayed half) + fake replay",
+    "real-paper": "seed 002's loss + real exemplars", "mib": "MiB, no replay",
+}
+
+
+def _pct(v: float | None, signed: bool = False) -> str:
+    return "not run" if v is None else (f"{100 * v:+.1f}" if signed else f"{100 * v:.0f}%")
+
+
+def _cost(spec: dict[str, Any]) -> str:
+    """Teacher forward+backward passes of the row's inversion, per incremental step (images x steps)."""
+    if spec.get("replay", "synthesize") != "synthesize":
+        return ""
+    synth = {**plan.tables.SYNTHESIS, **spec.get("synthesis", {})}
+    return f"{synth['num_images']} x {synth['steps']}"
+
+
+def markdown_64(res: dict[str, Any]) -> list[str]:
+    yn = lambda v: "not run" if v is None else ("yes" if v else "**no**")  # noqa: E731
+    lines = ["## The reference scale: 64 px", "",
+             "Default Scenes (64x64, 4000 training and 500 validation images), the shipped step-0 models "
+             f"({', '.join(f'`{m}`' for m in sorted(set(plan.CELLS_64.values())))}), inversion, exemplars and crops "
+             "at 64x64. Image quality = (old of `fake-paper` - old of `none`) / (old of `real-paper` - old of `none`), "
+             "from the means over the seeds the three rows share: under seed 002's loss only the images can teach "
+             "the old classes. The default's checks compare `fake` with `none`, `noise`, `real` and `mib` on the seeds "
+             "they share (differences in points).", "",
+             "| cell | image quality >= 80% | fake - none: old / new / all (>= -0.3 / -0.5 / -0.3) | "
+             "images' share of the old gain over noise (>= 50%) | all-class gain vs real (>= 80%) | "
+             "fake - mib: old / new / all (>= -0.5) |", "|---|---|---|---|---|---|"]
+    for cell in plan.CELLS_64:
+        g = res["goal_64px"][cell]
+        d = lambda k: ("not run" if not g[k] else  # noqa: E731
+                       " / ".join(_pct(g[k][x], True) for x in GROUPS) + f" {yn(g['met'][k])}")
+        s = lambda k: ("not run" if not g[k] else  # noqa: E731
+                       f"{_pct(g[k]['value'])} {yn(g['met'][k])} (seeds {g[k]['seeds']})")
+        lines.append(f"| {cell} | {s('image_quality')} | {d('default_minus_none')} | {s('images_over_noise')} | "
+                     f"{s('all_recovered')} | {d('default_minus_mib')} |")
+    lines.append("")
+    for cell in plan.CELLS_64:
+        rows_, g, s0 = res[cell], res["goal_64px"][cell], res["step0"].get(cell)
+        lines += [f"### {cell}", ""]
+        if s0:
+            lines += [f"Step 0: old {100 * s0['old']:.1f}, all {100 * s0['all']:.1f}.", ""]
+        lines += ["| row | what | seeds | old | new | all | iterations | inversion per step | image quality |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for run, spec in plan.runs_64().items():
+            f = rows_.get(run)
+            if run in plan.PROBES and not f:
+                continue
+            what = plan.PROBES[run][0] if run in plan.PROBES else ROW_TEXT_64[run]
+            q = g["probes"].get(run) if run in plan.PROBES else (g["image_quality"] if run == "fake-paper" else None)
+            its = sorted(set(f["iterations"])) if f else []
+            lines.append(f"| {run} | {what} | {f['seeds'] if f else []} | {pm(f['old'] if f else [])} | "
+                         f"{pm(f['new'] if f else [])} | {pm(f['all'] if f else [])} | "
+                         f"{', '.join(map(str, its))} | {_cost(spec)} | {_pct(q['value']) if q else ''} |")
+        lines.append("")
+    return lines
 
 
 def markdown(res: dict[str, Any]) -> str:
     lines = ["# Replay gap: fake replay against real exemplar replay of the same size", "",
              f"Built by `{CMD} report` from the rows of `{CMD} run` ({res['how']['machine']}; "
              f"{'; '.join(res['how']['threads'])}, from the step records; two rows ran at a time). "
-             f"Scale: {res['how']['scale']}", "",
+             f"{res['how'].get('kept', '')}", "",
              f"Every row takes {plan.REAL_PER_BATCH} real images per optimizer step and runs the same epochs "
              "(same iterations, same real images); replay rows add as many replayed images. `real` replays "
              f"{plan.MEMORY_PER_CLASS} real exemplars per class seen (60-76 images on 15-1, 76 on 19-1), `fake` "
-             f"{plan.N} inverted images, `fake-5x` {5 * plan.N}. Recovered = (old - old of `none`) / (old of `real` - "
-             "old of `none`), per seed, then mean ± std; *pooled* is the same ratio of the seed means.", ""]
-    lines += ["## Goal", "", "| cell | seeds | fake recovers (mean of seeds) | >= 80%? | old: fake-5x / real | fake-5x >= real? |",
+             f"{plan.N} inverted images, `fake-5x` {5 * plan.N}. Values are mIoU (%) after the last step, mean ± std "
+             "over the seeds shown. Exact values are machine-specific: the same machine repeats a row bit for bit "
+             "at a fixed thread count, another machine of the same kind differs by up to about 1.5 points per row, "
+             "so the spread over seeds is the yardstick for any difference.", ""]
+    lines += markdown_64(res)
+    lines += ["## The quick scale: 32 px", "", f"Scale: {res['how']['scale']}", "",
+              "Recovered = (old - old of `none`) / (old of `real` - old of `none`), per seed, then mean ± std; "
+              "*pooled* is the same ratio of the seed means.", ""]
+    lines += ["| cell | seeds | fake recovers (mean of seeds) | >= 80%? | old: fake-5x / real | fake-5x >= real? |",
               "|---|---|---|---|---|---|"]
     for cell, g in res["goal"].items():
         yn = lambda v: "not run" if v is None else ("yes" if v else "no")  # noqa: E731
@@ -291,17 +415,14 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {cell} | {g['seeds']} | {share} | {yn(g['fake_share_at_least_0.8'])} | {olds} | "
                      f"{yn(g.get('fake_5x_at_least_real'))} |")
     lines.append("")
-    for cell in (*plan.CELLS, plan.CONFIRM_CELL):
+    for cell in plan.CELLS:
         rows_, rec = res[cell], res["recovered"].get(cell, {})
         s0 = res["step0"].get(cell)
-        lines += [f"## {cell}", ""]
-        if cell == plan.CONFIRM_CELL:
-            lines += [f"The shipped scale, seed 0: default Scenes (64x64, 4000 training images), the shipped step-0 "
-                      f"model `{plan.CONFIRM_STEP0}`, synthesis and crops at 64x64.", ""]
+        lines += [f"### {cell}", ""]
         if s0:
             lines += [f"Step 0: old {100 * s0['old']:.1f}, all {100 * s0['all']:.1f}.", ""]
         lines += ["| row | what | seeds | old | new | all | recovered | pooled |", "|---|---|---|---|---|---|---|---|"]
-        for run in (plan.CONFIRM_RUNS if cell == plan.CONFIRM_CELL else plan.runs()):
+        for run in plan.runs():
             f = rows_.get(run)
             if run in plan.VARIANTS and not f:
                 continue  # variants appear where they were run
@@ -316,6 +437,24 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines + findings(res)) + "\n"
 
 
+def keep_earlier(res: dict[str, Any], earlier: dict[str, Any]) -> None:
+    """Cells with no row in this cache keep the rows of the earlier report (``docs/replay-gap.json``), which
+    ``how.kept`` then names: a report built on another machine does not drop what it cannot rerun."""
+    kept = [c for c in (*plan.CELLS, *plan.CELLS_64) if not res.get(c) and earlier.get(c)]
+    for cell in kept:
+        res[cell] = earlier[cell]
+        for key in ("recovered", "step0"):
+            if cell in earlier.get(key, {}):
+                res[key][cell] = earlier[key][cell]
+    if kept:
+        res["goal"] = goal(res)
+        res["goal_64px"] = {cell: goal_64(res[cell]) for cell in plan.CELLS_64}
+        threads = earlier.get("how", {}).get("threads", [])
+        res["how"]["threads"] = sorted(set(res["how"]["threads"]) | set(threads))
+        res["how"]["kept"] = (f"The rows of {', '.join(kept)} are those of the earlier report, kept as "
+                              "docs/replay-gap.json holds them (this cache has none of them).")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=("list", "run", "report"))
@@ -327,6 +466,8 @@ def main() -> None:
     if args.command == "report":
         res = collect(cache)
         docs = Path(args.docs)
+        if (docs / "replay-gap.json").is_file():
+            keep_earlier(res, json.loads((docs / "replay-gap.json").read_text()))
         (docs / "replay-gap.json").write_text(json.dumps(res, indent=1) + "\n")
         (docs / "replay-gap.md").write_text(markdown(res))
         print(markdown(res))
