@@ -14,8 +14,9 @@ from typing import Any
 
 SCALE = ("Scenes at 32x32 pixels, 2000 training and 300 validation images; deeplab-mini; step 0 trained for 20 "
          "epochs with importance recorded (for EWC, PI and RWalk); incremental steps of 10 epochs when they add one "
-         "class (50-90 iterations), 5 when they add five (about 190), 3 for joint, which trains on every image; AdamW "
-         "at lr 0.001; replay of 64 images inverted at 32x32 with 100 steps (cpu preset otherwise).")
+         "class (110-190 iterations each at 8 real images per step), 5 when they add five (375), 3 for joint, which "
+         "trains on every image; AdamW at lr 0.001; replay of 64 images inverted at 32x32 with 100 steps (cpu preset "
+         "otherwise).")
 SCENES: dict[str, Any] = {"size": 32, "train": 2000, "val": 300, "seed": 0}
 STEP0: dict[str, Any] = {"epochs": 20, "batch_size": 16, "lr": 0.003, "optimizer": "adamw", "crop_size": 32,
                          "importance": True, "seed": 0}
