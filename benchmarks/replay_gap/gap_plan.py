@@ -133,6 +133,9 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
     "paper-5x": ("paper + 5x the fake images", _fake({"num_images": 5 * N})),
     "paper-tv05-lr01": ("paper + TV-l2 weight 0.05 (500x) and synthesis lr 0.1: smooth images",
                         _fake({"tv_l2": 0.05, "lr": 0.1})),
+    "shipped-init-real-lr05": ("shipped loss + inversion from the step's real images, lr 0.05",
+                               _fake({"init": "real", "lr": 0.05}, SHIPPED)),
+    "noise-paper": ("seed 002's loss + uniform noise as replay", _replay(replay="noise", options=PAPER)),
     "paper-init-real-lr05-tv05": ("paper + inversion from the step's real images, lr 0.05, TV-l2 weight 0.05",
                                   _fake({"init": "real", "lr": 0.05, "tv_l2": 0.05})),
 }
