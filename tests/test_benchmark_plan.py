@@ -80,5 +80,10 @@ def test_the_replay_gap_shipped_row_is_what_the_code_ships():
 
     from seginv.distill.methods.hrhf import HalfRealHalfFake
 
+    from seginv.synthesis.engine import REAL_START_LR
+
     defaults = {k: p.default for k, p in inspect.signature(HalfRealHalfFake).parameters.items()}
-    assert all(defaults[k] == v for k, v in gap_plan.SHIPPED.items())
+    assert all(defaults[k] == v for k, v in gap_plan.DEFAULT.items())
+    fake = gap_plan.RUNS_64["fake"]
+    assert fake["options"] == gap_plan.DEFAULT and fake["synthesis"] == {"init": "real", "lr": REAL_START_LR}
+    assert gap_plan.RUNS_64["noise"]["options"] == gap_plan.DEFAULT

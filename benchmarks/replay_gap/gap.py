@@ -105,6 +105,8 @@ def collect(cache: Path) -> dict[str, Any]:
                              else "not recorded" for r in recs}
             if out["seeds"]:
                 res[cell][run] = out
+        if cell in plan.CELLS_64:
+            res[cell].update({row: res[cell][same] for row, same in plan.SAME_AS_64.items() if same in res[cell]})
         s0 = cell_dir(cache, cell) / "step0.json"
         if s0.is_file():
             res["step0"][cell] = {g: json.loads(s0.read_text())["metrics"][g] for g in ("old", "all")}
@@ -329,8 +331,8 @@ def findings(res: dict[str, Any]) -> list[str]:
 ROW_TEXT_64 = {
     "none": "HRHF, no replay", "real": "HRHF as shipped + real exemplars, labelled by the teacher",
     "real-gt": "HRHF as shipped + real exemplars with their own labels (`--option replay_labels=own`)",
-    "fake": "HRHF as shipped + fake replay (the default)", "noise": "HRHF as shipped + uniform noise as replay",
-    "fake-paper": "seed 002's loss (KD only on the replayed half) + fake replay",
+    "fake": "the default: seed 002's loss (KD only on the replayed half) + fake images inverted from the step's "
+            "real images (lr 0.05); also `fake-paper`", "noise": "the default's loss + uniform noise as replay",
     "real-paper": "seed 002's loss + real exemplars", "mib": "MiB, no replay",
 }
 

@@ -114,30 +114,32 @@ CELLS_64: dict[str, str] = {
 #: The three questions of the reference scale, each with its control (DESIGN: judging replay):
 #: image quality (`fake-paper` against `real-paper`, seed 002's loss, where only the images teach the old classes);
 #: the product default (`fake` against `none`, `noise` and `mib`); the ceiling (`real-gt`, exemplars with labels).
+#: The default at 64 px, written out: images inverted from the step's own real images at lr 0.05 (synthesis
+#: ``init: real``; ``inversion_config``'s lr for real starts) replayed through seed 002's loss (HRHF's default).
+REAL_START = {"init": "real", "lr": 0.05}
+DEFAULT = PAPER
+_MEMORY_64 = {"per_class": MEMORY_PER_CLASS, "size": 64}
 RUNS_64: dict[str, dict[str, Any]] = {
     "none": RUNS["none"],
-    "real": RUNS["real"],
-    "real-gt": _replay(replay="memory", memory={"per_class": MEMORY_PER_CLASS, "size": tables.SCENES["size"]},
-                       options={**SHIPPED, "replay_labels": "own"}),
-    "fake": RUNS["fake"],
-    "noise": _replay(replay="noise", options=SHIPPED),
-    "fake-paper": RUNS["fake-paper"],
-    "real-paper": _replay(replay="memory", memory={"per_class": MEMORY_PER_CLASS, "size": tables.SCENES["size"]},
-                          options=PAPER),
+    "real": _replay(replay="memory", memory=_MEMORY_64, options=SHIPPED),
+    "real-gt": _replay(replay="memory", memory=_MEMORY_64, options={**SHIPPED, "replay_labels": "own"}),
+    "fake": _fake(REAL_START, DEFAULT),
+    "noise": _replay(replay="noise", options=DEFAULT),
+    "real-paper": _replay(replay="memory", memory=_MEMORY_64, options=PAPER),
     "mib": tables.fair_batch({"method": "mib", "replay": "none"}),
 }
-#: Image-quality variants at 64 px, under seed 002's loss (the probe), first on 15-1-disjoint-64px with seed 0.
+#: Rows the report fills from another row of the same settings: with seed 002's loss as the default, the
+#: image-quality probe's fake row (``fake-paper``) is the default's fake row.
+SAME_AS_64 = {"fake-paper": "fake"}
+#: What else was tried at 64 px (first on 15-1-disjoint-64px with seed 0): the images and losses before.
 PROBES: dict[str, tuple[str, dict[str, Any]]] = {
-    "paper-init-real-lr05": ("paper + inversion from the step's real images, lr 0.05",
-                             _fake({"init": "real", "lr": 0.05})),
-    "paper-5x": ("paper + 5x the fake images", _fake({"num_images": 5 * N})),
-    "paper-tv05-lr01": ("paper + TV-l2 weight 0.05 (500x) and synthesis lr 0.1: smooth images",
-                        _fake({"tv_l2": 0.05, "lr": 0.1})),
-    "shipped-init-real-lr05": ("shipped loss + inversion from the step's real images, lr 0.05",
-                               _fake({"init": "real", "lr": 0.05}, SHIPPED)),
-    "noise-paper": ("seed 002's loss + uniform noise as replay", _replay(replay="noise", options=PAPER)),
-    "paper-init-real-lr05-tv05": ("paper + inversion from the step's real images, lr 0.05, TV-l2 weight 0.05",
-                                  _fake({"init": "real", "lr": 0.05, "tv_l2": 0.05})),
+    "rearranged-noise-init": ("the earlier default: noise-started images (lr 0.25), rearranged CE on the replayed "
+                              "half (`--seg-on rearranged`)", _fake(None, SHIPPED)),
+    "paper-noise-init": ("seed 002's loss + noise-started images (the earlier images)", _fake()),
+    "paper-noise-init-5x": ("seed 002's loss + 5x the noise-started images", _fake({"num_images": 5 * N})),
+    "rearranged-init-real": ("the rearranged CE + the default's images", _fake(REAL_START, SHIPPED)),
+    "fake-tv05": ("the default + TV-l2 weight 0.05 (500x) in the inversion",
+                  _fake({**REAL_START, "tv_l2": 0.05}, DEFAULT)),
 }
 CELL_ROWS_64 = (*RUNS_64, *PROBES)
 

@@ -278,9 +278,15 @@ class Inverter:
         )
 
 
+#: Adam's lr for images that start from real photos (``init="real"``) when none is given: the preset's 0.25 is
+#: for noise, and moves a photo so far that little of its natural statistics stays (docs/replay-gap.md).
+REAL_START_LR = 0.05
+
+
 def inversion_config(preset: str = "cpu", **overrides: Any) -> InversionConfig:
     """A preset (``cpu`` or ``paper``) with the non-None ``overrides`` applied; augmentation fields (``jitter``,
-    ``flip``, ``affine``, ``color``) may be given flat."""
+    ``flip``, ``affine``, ``color``) may be given flat. Images that start from real photos (``init="real"``) move
+    at :data:`REAL_START_LR` unless ``lr`` is given."""
     if preset not in PRESETS:
         raise SeginvError(f"unknown preset {preset!r}.", f"Use one of {', '.join(PRESETS)}.")
     values = {**asdict(InversionConfig()), **PRESETS[preset]}
@@ -291,5 +297,7 @@ def inversion_config(preset: str = "cpu", **overrides: Any) -> InversionConfig:
     if unknown:
         raise SeginvError(f"unknown synthesis setting(s) {unknown}.")
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values["init"] == "real" and overrides.get("lr") is None:
+        values["lr"] = REAL_START_LR
     values["augment"] = aug
     return InversionConfig(**values)

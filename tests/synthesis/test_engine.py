@@ -143,6 +143,8 @@ def test_presets_and_overrides():
     c = inversion_config("paper", steps=10, jitter=0, flip=None)
     assert c.steps == 10 and c.augment.jitter == 0 and c.augment.flip is True and c.size == (512, 512)
     assert c.to_dict()["augment"] == {"jitter": 0, "flip": True, "affine": False, "color": False}
+    assert inversion_config(init="real").lr == 0.05 and inversion_config("paper", init="real").lr == 0.05
+    assert inversion_config(init="real", lr=0.1).lr == 0.1 and inversion_config(init="noise").lr == 0.25
     with pytest.raises(SeginvError, match="unknown preset"):
         inversion_config("fast")
     with pytest.raises(SeginvError, match="aggregation must be saa, avg or max"):

@@ -55,7 +55,7 @@ class HalfRealHalfFake:
     init = "mib"
     seg_loss = None  # eq. 4's cross-entropy unless IAL replaces it
 
-    def __init__(self, lam: float = 1.0, seg_on: str = "rearranged", replay_weight: float = 1.0,
+    def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
                  temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
                  confidence_quantile: float = 0.0, replay_softmax: str = "rearranged",
                  forgotten_only: bool = False, replay_features: float = 0.0, replay_labels: str = "teacher") -> None:
