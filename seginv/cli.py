@@ -460,7 +460,8 @@ def _names(value: str | None, option: str) -> tuple[str, ...] | None:
               help="torch.compile the model with inductor (the first batch pays the compilation).")
 @click.option("--start-from", type=click.Path(exists=True, file_okay=False),
               help="Start each image from a real photo of this folder (.jpg/.png, searched recursively; e.g. the new "
-                   "classes' training images) instead of noise; use with a small --lr such as 0.05.")
+                   "classes' training images) instead of noise, at --lr 0.05 unless given: the images replay teaches "
+                   "best from (docs/replay-gap.md).")
 @click.option("--init-noise", type=float, help="With --start-from: normal noise added to the start, in normalised "
               "units [0].")
 @click.option("--shard-size", default=128, show_default=True, type=click.IntRange(1), help="Images per shard file.")
@@ -487,7 +488,7 @@ def synthesize(model: str | None, arch: str | None, weights: str | None, class_n
     seginv synthesize --model assets/scenes-voc-15-x-step0.pt --classes person,horse --num-images 64 --out replay/
     seginv synthesize --model m.pt --out replay/ --num-images 2000 --resume
     seginv synthesize --model voc.pt --preset paper --num-images 10000 --device cuda --out replay/
-    seginv synthesize --model m.pt --start-from new_data/JPEGImages --lr 0.05 --out replay/
+    seginv synthesize --model m.pt --start-from new_data/JPEGImages --out replay/
     seginv synthesize --model m.pt --num-images 2000 --nproc 4 --out replay/
     """
     from .distributed import group, local_device, relaunch
@@ -565,9 +566,8 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--ratio", default="1:1", show_default=True, help="Real:fake images per batch when --replay is given.")
 @click.option("--lam", default=1.0, show_default=True, type=float, help="hrhf: weight of the KD term (seed 002 eq. 5).")
 @click.option("--seg-on", type=click.Choice(["rearranged", "real", "both"]),
-              help="hrhf: eq. 4 (CE on merged labels) on the real half plus the rearranged CE on the replayed half "
-                   "(rearranged), on the real half only (real, seed 002), or on both halves [hrhf: rearranged, "
-                   "hrhf-paper: real].")
+              help="hrhf: eq. 4 (CE on merged labels) on the real half only (real, seed 002), on the real half plus "
+                   "the rearranged CE on the replayed half (rearranged), or on both halves [real].")
 @click.option("--bn", default="frozen", show_default=True, type=click.Choice(["mixed", "real", "frozen"]),
               help="Student BatchNorm: whole-batch statistics, real-half statistics, or frozen.")
 @click.option("--init", type=click.Choice(["mib", "random"]), help="New head init: MiB's balanced init or random "

@@ -29,10 +29,10 @@ from .metrics import class_map
 from .models.checkpoint import load_model
 from .replay.preview import mask_grid, replay_sheet, with_legend
 from .runtime import progress
-from .synthesis.engine import InversionConfig
+from .synthesis.engine import inversion_config
 from .synthesis.run import RunConfig
 from .training import TrainConfig
-from .workflows import distill, evaluate_model, synthesize
+from .workflows import distill, evaluate_model, start_images, synthesize
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "scenes-voc-15-x-step0.pt"
 PROTOCOL = "voc-15-5"
@@ -97,11 +97,14 @@ def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] =
     before = evaluate_model(teacher, data, protocol=PROTOCOL, step=0, device=device)
     done("data", "kept from an earlier run" if kept else "generated")
 
-    phase("synthesize", f"synthesize {num_images} fake images of the 15 old classes from the step-0 model")
-    inv = InversionConfig(steps=steps)
+    phase("synthesize", f"synthesize {num_images} fake images of the 15 old classes from the step-0 model, "
+                        "starting from the new classes' training images")
+    inv = inversion_config(steps=steps, init="real")
+    pool = start_images(data, PROTOCOL, 1, "overlapped", inv.size, seed=seed)
     with progress(total=num_images, desc="synthesize", unit="img") as bar:
         r = synthesize(model, work / "replay", inversion=inv, run=RunConfig(num_images=num_images,
-                       shard_size=num_images, seed=seed), device=device, resume=True, bar=bar)
+                       shard_size=num_images, seed=seed), device=device, resume=True, bar=bar,
+                       start_images=pool, start_source=f"{PROTOCOL} step 1 training images")
     done("synthesize", f"kept {r['count']} images from an earlier run" if r["resumed_shards"] else "")
 
     results, students, iterations = {}, {}, {}

@@ -137,8 +137,20 @@ def fair_batch(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "distill": {**spec.get("distill", {}), "batch_size": batch}}
 
 
+#: HRHF as these tables ran it: the rearranged CE on the replayed half (HRHF's default until the 64 px replay-gap
+#: benchmark moved it to seed 002's placement), written out so that the rows stay what the report shows.
+HRHF_AS_RUN = {"seg_on": "rearranged"}
+
+
 def run_spec(cell: str, run: str) -> dict[str, Any]:
     """The recipe entry (`recipes/README.md`) of ``run`` in ``cell``."""
+    spec = _run_spec(cell, run)
+    if spec["method"] == "hrhf":
+        spec = {**spec, "options": {**HRHF_AS_RUN, **spec.get("options", {})}}
+    return spec
+
+
+def _run_spec(cell: str, run: str) -> dict[str, Any]:
     if run in TABLE1:
         spec = {"method": run, "replay": "synthesize" if run == "hrhf" else "none", **TABLE1_OPTIONS.get(run, {})}
         return {**spec, "distill": {"epochs": JOINT_EPOCHS}} if run == "joint" else fair_batch(spec)

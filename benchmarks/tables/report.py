@@ -169,7 +169,8 @@ def shipped_defaults() -> dict[str, Any]:
     from seginv.synthesis.run import RunConfig
 
     inv, seg_on = InversionConfig(), inspect.signature(HalfRealHalfFake).parameters["seg_on"].default
-    return {"eq. 4 placement (`--seg-on`)": seg_on, "BatchNorm (`--bn`)": DistillConfig().bn,
+    placement = f"{plan.HRHF_AS_RUN['seg_on']} (the code's default is now {seg_on}: docs/replay-gap.md)"
+    return {"eq. 4 placement these rows ran (`--seg-on`)": placement, "BatchNorm (`--bn`)": DistillConfig().bn,
             "synthesis loss (`--loss`)": inv.loss, "synthesis steps (`--steps`, cpu preset)": inv.steps,
             "fake images (`--num-images`)": RunConfig().num_images}
 

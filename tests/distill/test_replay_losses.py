@@ -127,7 +127,7 @@ def test_hrhf_one_pass_equals_the_per_half_terms_in_value_and_gradient(logits, r
     results = []
     for temperature in (1.0, 1 + 1e-9):  # the shipped settings take the one pass; the other the per-half terms
         student = s.clone().requires_grad_(True)
-        method, batch = create_method("hrhf", replay_weight=weight, temperature=temperature), \
+        method, batch = create_method("hrhf", seg_on="rearranged", replay_weight=weight, temperature=temperature), \
             Batch(student, t, labels, torch.tensor(replay))
         assert method._one_pass(batch) == (temperature == 1.0)
         out = method.loss(batch)
@@ -189,7 +189,7 @@ def test_hrhf_unpooled_halves_add_each_halfs_mean(logits):
 def test_hrhf_min_confidence_keeps_only_the_pixels_the_teacher_is_sure_of(logits, threshold):
     batch = _batch(logits)
     s, t, y = batch.student, batch.teacher, batch.labels
-    out = create_method("hrhf", min_confidence=threshold, confidence_quantile=0).loss(batch)
+    out = create_method("hrhf", seg_on="rearranged", min_confidence=threshold, confidence_quantile=0).loss(batch)
     sure = torch.softmax(t[1:], 1).amax(1) >= threshold
     real_pixels = int((y[0] != 255).sum())
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
@@ -233,7 +233,7 @@ def test_classwise_confidence_mask_keeps_each_classs_upper_quantile(logits, q):
 def test_hrhf_confidence_quantile_takes_the_rearranged_ce_on_the_kept_pixels_only(logits):
     batch = _batch(logits)
     s, t, y = batch.student, batch.teacher, batch.labels
-    out = create_method("hrhf", confidence_quantile=0.5).loss(batch)
+    out = create_method("hrhf", seg_on="rearranged", confidence_quantile=0.5).loss(batch)
     keep = confidence_quantile_by_pixel(t[1:], 0.5)
     real_pixels = int((y[0] != 255).sum())
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
@@ -259,7 +259,7 @@ def test_old_softmax_ce_and_forgotten_only_by_pixel(logits):
     old_softmax_ce(grad, t).backward()
     assert (grad.grad[:, 4:] == 0).all()  # replay leaves the new classes' logits alone
     batch = _batch(logits)
-    out = create_method("hrhf", forgotten_only=True, confidence_quantile=0).loss(batch)
+    out = create_method("hrhf", seg_on="rearranged", forgotten_only=True, confidence_quantile=0).loss(batch)
     y = batch.labels
     real_pixels = int((y[0] != 255).sum())
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
@@ -280,7 +280,7 @@ def test_rearranged_ce_against_own_labels_matches_a_pixel_by_pixel_implementatio
 def test_hrhf_replay_labels_own_takes_the_exemplars_labels_on_the_replayed_half(logits, one_pass):
     s, t = logits
     batch = _batch(logits)
-    options = {} if one_pass else {"confidence_quantile": 1e-9}  # a quantile forces the per-half path
+    options = {"seg_on": "rearranged", **({} if one_pass else {"confidence_quantile": 1e-9})}  # a quantile: per half
     own = create_method("hrhf", replay_labels="own", **options)
     assert own._one_pass(batch) == one_pass
     out = own.loss(batch)

@@ -47,7 +47,9 @@ def test_hrhf_eq4_placements():
     is_replay = torch.tensor([False, True])
     real_only = create_method("hrhf", seg_on="real").loss(Batch(s, t, labels, is_replay))
     both = create_method("hrhf", seg_on="both").loss(Batch(s, t, labels, is_replay))
-    shipped = create_method("hrhf", confidence_quantile=0).loss(Batch(s, t, labels, is_replay))
+    shipped = create_method("hrhf", seg_on="rearranged").loss(Batch(s, t, labels, is_replay))
+    default = create_method("hrhf").loss(Batch(s, t, labels, is_replay))
+    assert default["seg"].item() == real_only["seg"].item()  # seed 002's placement is the default
     ref = create_method("hrhf", seg_on="both").loss(Batch(s[:1], t[:1], labels[:1], is_replay[:1]))
     assert real_only["seg"].item() == pytest.approx(ref["seg"].item())
     assert both["seg"].item() != pytest.approx(real_only["seg"].item())

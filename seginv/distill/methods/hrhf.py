@@ -1,11 +1,14 @@
 """HRHF: Half-Real Half-Fake distillation (seed 002, section 3.3): eq. 3 KD on every image, eq. 4 on the real
-half, ``l = lambda * l_kd + l_seg`` (eq. 5); ``hrhf-paper`` is exactly that.
+half, ``l = lambda * l_kd + l_seg`` (eq. 5). That is the default (``seg_on="real"``), as ``hrhf-paper``: with fake
+images inverted from the step's real images it keeps old classes without the new-class cost of a pseudo-label CE
+on the replayed half (docs/replay-gap.md, 64 px).
 
 Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``):
 
-- ``seg_on="rearranged"`` (the default): on the replayed half, the cross-entropy of the rearranged student against
-  the teacher's argmax (:func:`~seginv.distill.losses.rearranged_ce`), which teaches the old classes on replay
-  without the new-class collapse of eq. 4 on both halves (``seg_on="both"``); ``seg_on="real"`` is the paper's;
+- ``seg_on="rearranged"``: on the replayed half, the cross-entropy of the rearranged student against the teacher's
+  argmax (:func:`~seginv.distill.losses.rearranged_ce`), which teaches the old classes on replay without the
+  new-class collapse of eq. 4 on both halves (``seg_on="both"``); it was the default before the images improved,
+  and costs new classes when a step adds several;
 - ``replay_weight``: the weight of the replayed images' terms relative to the real ones (1 = the paper's plain
   mean over the batch);
 - ``temperature``: eq. 3's KD at temperature T (1 = the paper);
