@@ -80,10 +80,11 @@ def test_the_replay_gap_shipped_row_is_what_the_code_ships():
 
     from seginv.distill.methods.hrhf import HalfRealHalfFake
 
-    from seginv.synthesis.engine import REAL_START_LR
+    from seginv.synthesis.engine import REAL_START_LR, REAL_START_TV_L2
 
     defaults = {k: p.default for k, p in inspect.signature(HalfRealHalfFake).parameters.items()}
     assert all(defaults[k] == v for k, v in gap_plan.DEFAULT.items())
     fake = gap_plan.RUNS_64["fake"]
-    assert fake["options"] == gap_plan.DEFAULT and fake["synthesis"] == {"init": "real", "lr": REAL_START_LR}
+    assert fake["options"] == gap_plan.DEFAULT and fake["synthesis"] == {"init": "real", "lr": REAL_START_LR,
+                                                                  "tv_l2": REAL_START_TV_L2}
     assert gap_plan.RUNS_64["noise"]["options"] == gap_plan.DEFAULT

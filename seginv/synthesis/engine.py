@@ -278,15 +278,17 @@ class Inverter:
         )
 
 
-#: Adam's lr for images that start from real photos (``init="real"``) when none is given: the preset's 0.25 is
-#: for noise, and moves a photo so far that little of its natural statistics stays (docs/replay-gap.md).
+#: Adam's lr and the TV-l2 weight for images that start from real photos (``init="real"``) when none is given: the
+#: preset's lr 0.25 is for noise, and moves a photo so far that little of its natural statistics stays; a TV-l2
+#: weight 500x DeepInversion's keeps the changes smooth. Both chosen on the replay-gap benchmark (docs/replay-gap.md).
 REAL_START_LR = 0.05
+REAL_START_TV_L2 = 0.05
 
 
 def inversion_config(preset: str = "cpu", **overrides: Any) -> InversionConfig:
     """A preset (``cpu`` or ``paper``) with the non-None ``overrides`` applied; augmentation fields (``jitter``,
-    ``flip``, ``affine``, ``color``) may be given flat. Images that start from real photos (``init="real"``) move
-    at :data:`REAL_START_LR` unless ``lr`` is given."""
+    ``flip``, ``affine``, ``color``) may be given flat. Images that start from real photos (``init="real"``) take
+    :data:`REAL_START_LR` and :data:`REAL_START_TV_L2` unless ``lr`` and ``tv_l2`` are given."""
     if preset not in PRESETS:
         raise SeginvError(f"unknown preset {preset!r}.", f"Use one of {', '.join(PRESETS)}.")
     values = {**asdict(InversionConfig()), **PRESETS[preset]}
@@ -297,7 +299,9 @@ def inversion_config(preset: str = "cpu", **overrides: Any) -> InversionConfig:
     if unknown:
         raise SeginvError(f"unknown synthesis setting(s) {unknown}.")
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if values["init"] == "real" and overrides.get("lr") is None:
-        values["lr"] = REAL_START_LR
+    if values["init"] == "real":
+        for key, value in (("lr", REAL_START_LR), ("tv_l2", REAL_START_TV_L2)):
+            if overrides.get(key) is None:
+                values[key] = value
     values["augment"] = aug
     return InversionConfig(**values)

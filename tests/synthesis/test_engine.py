@@ -143,8 +143,12 @@ def test_presets_and_overrides():
     c = inversion_config("paper", steps=10, jitter=0, flip=None)
     assert c.steps == 10 and c.augment.jitter == 0 and c.augment.flip is True and c.size == (512, 512)
     assert c.to_dict()["augment"] == {"jitter": 0, "flip": True, "affine": False, "color": False}
-    assert inversion_config(init="real").lr == 0.05 and inversion_config("paper", init="real").lr == 0.05
-    assert inversion_config(init="real", lr=0.1).lr == 0.1 and inversion_config(init="noise").lr == 0.25
+    real = inversion_config(init="real")
+    assert (real.lr, real.tv_l2) == (0.05, 0.05) and inversion_config("paper", init="real").lr == 0.05
+    given = inversion_config(init="real", lr=0.1, tv_l2=0.0)
+    assert (given.lr, given.tv_l2) == (0.1, 0.0)
+    noise = inversion_config(init="noise")
+    assert (noise.lr, noise.tv_l2) == (0.25, 1e-4)
     with pytest.raises(SeginvError, match="unknown preset"):
         inversion_config("fast")
     with pytest.raises(SeginvError, match="aggregation must be saa, avg or max"):
