@@ -435,7 +435,7 @@ def _names(value: str | None, option: str) -> tuple[str, ...] | None:
 @click.option("--size", help="Image size N or HxW [cpu: 64, paper: 512].")
 @click.option("--batch-size", type=click.IntRange(1), help="Images optimised together [16].")
 @click.option("--steps", type=click.IntRange(1), help="Adam steps per batch [cpu: 200, paper: 1000].")
-@click.option("--lr", type=float, help="Adam learning rate on the pixels [0.25].")
+@click.option("--lr", type=float, help="Adam learning rate on the pixels [0.25; 0.05 with --start-from].")
 @click.option("--cosine/--no-cosine", default=None, help="Cosine learning-rate decay [off].")
 @click.option("--stop-loss", type=float, help="Stop a batch early once its loss is below this.")
 @click.option("--aggregation", type=click.Choice(["saa", "avg", "max"]), help="Pool scores per class: Scale-Aware "
@@ -445,7 +445,7 @@ def _names(value: str | None, option: str) -> tuple[str, ...] | None:
 @click.option("--loss", type=click.Choice(["bce", "ce"]), help="Classification loss on the pooled scores: "
               "multi-label BCE or softmax CE [bce].")
 @click.option("--tv-l1", type=float, help="Weight of total variation (l1) [0].")
-@click.option("--tv-l2", type=float, help="Weight of total variation (l2) [1e-4].")
+@click.option("--tv-l2", type=float, help="Weight of total variation (l2) [1e-4; 0.05 with --start-from].")
 @click.option("--l2", type=float, help="Weight of the l2 norm of the image [1e-5].")
 @click.option("--bn", type=float, help="Weight of the BatchNorm input-statistics prior [0.01].")
 @click.option("--first-bn-multiplier", type=float, help="Extra weight of the first BatchNorm layer [10].")
@@ -460,8 +460,8 @@ def _names(value: str | None, option: str) -> tuple[str, ...] | None:
               help="torch.compile the model with inductor (the first batch pays the compilation).")
 @click.option("--start-from", type=click.Path(exists=True, file_okay=False),
               help="Start each image from a real photo of this folder (.jpg/.png, searched recursively; e.g. the new "
-                   "classes' training images) instead of noise, at --lr 0.05 unless given: the images replay teaches "
-                   "best from (docs/replay-gap.md).")
+                   "classes' training images) instead of noise, at --lr 0.05 and --tv-l2 0.05 unless given: the "
+                   "images replay teaches best from (docs/replay-gap.md).")
 @click.option("--init-noise", type=float, help="With --start-from: normal noise added to the start, in normalised "
               "units [0].")
 @click.option("--shard-size", default=128, show_default=True, type=click.IntRange(1), help="Images per shard file.")
