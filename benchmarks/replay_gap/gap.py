@@ -341,7 +341,7 @@ ROW_TEXT_64 = {
     "real": "real exemplars, the rearranged CE against the teacher's argmax on them (`--seg-on rearranged`)",
     "real-gt": "real exemplars with their own labels (`--seg-on rearranged --option replay_labels=own`)",
     "fake": "the default: seed 002's loss (KD only on the replayed half) + fake images inverted from the step's "
-            "real images (lr 0.05); also `fake-paper`", "noise": "the default's loss + uniform noise as replay",
+            "real images (lr 0.05, TV-l2 0.05); also `fake-paper`", "noise": "the default's loss + uniform noise as replay",
     "real-paper": "seed 002's loss + real exemplars", "mib": "MiB, no replay",
 }
 
@@ -486,7 +486,8 @@ def readme_block(res: dict[str, Any]) -> list[str]:
         spread = lambda g: pm(f[g]).split(" ± ")  # noqa: E731
         old, new, all_ = (spread(g) for g in GROUPS)
         sd = "/".join(x[1] if len(x) > 1 else "-" for x in (old, new, all_))
-        return f"{old[0]} / {new[0]} / {all_[0]} (± {sd}; {len(f['seeds'])} seeds)"
+        n = len(f["seeds"])
+        return f"{old[0]} / {new[0]} / {all_[0]} (± {sd}; {n} seed{'s' if n > 1 else ''})"
 
     lines = [BEGIN, "", "| replay (HRHF unless named) | " + " | ".join(c.removesuffix("-64px") for c in cells) + " |",
              "|---|" + "---|" * len(cells)]
