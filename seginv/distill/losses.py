@@ -182,7 +182,8 @@ def merged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
 def hrhf_one_pass(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
                   is_replay: torch.Tensor, replay_weight: float = 1.0, ignore_index: int = IGNORE,
                   replay_target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``hrhf`` method's loss at its defaults, from one log-softmax of the whole batch: returns ``(kd, seg)``.
+    """The ``hrhf`` method's loss with ``seg_on="rearranged"`` (its other options at their defaults), from one
+    log-softmax of the whole batch: returns ``(kd, seg)``.
 
     - ``kd``: eq. 3 per image, the replayed images weighted ``replay_weight``, averaged over the batch;
     - ``seg``: eq. 4 on the real images (CE against the merged labels, ignored pixels skipped) and the rearranged CE

@@ -143,8 +143,8 @@ class HalfRealHalfFake:
         return self._with_features({"total": self.lam * kd + seg, "kd": kd, "seg": seg}, batch)
 
     def _one_pass(self, batch: Batch) -> bool:
-        """Whether :func:`~seginv.distill.losses.hrhf_one_pass` computes this batch's loss: the shipped settings
-        (rearranged CE on every replayed pixel, T = 1, pooled halves, eq. 4's own cross-entropy)."""
+        """Whether :func:`~seginv.distill.losses.hrhf_one_pass` computes this batch's loss: the rearranged CE on
+        every replayed pixel, T = 1, pooled halves, eq. 4's own cross-entropy."""
         return (self.seg_on == "rearranged" and self.replay_softmax == "rearranged" and self.temperature == 1.0
                 and self.pool_halves and self.seg_loss is None and self._replay_pixels_all())
 
