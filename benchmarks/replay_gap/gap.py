@@ -556,21 +556,28 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def keep_earlier(res: dict[str, Any], earlier: dict[str, Any]) -> None:
-    """Cells with no row in this cache keep the rows of the earlier report (``docs/replay-gap.json``), which
-    ``how.kept`` then names: a report built on another machine does not drop what it cannot rerun."""
-    kept = [c for c in (*plan.CELLS, *plan.CELLS_64) if not res.get(c) and earlier.get(c)]
-    for cell in kept:
-        res[cell] = earlier[cell]
-        for key in ("recovered", "step0"):
-            if cell in earlier.get(key, {}):
-                res[key][cell] = earlier[key][cell]
+    """Rows this cache lacks (no seed of them) keep their values from the earlier report (``docs/replay-gap.json``),
+    which ``how.kept`` then names: a report built from another cache does not drop what it cannot rerun."""
+    kept = []
+    for cell in (*plan.CELLS, *plan.CELLS_64):
+        for run, row in earlier.get(cell, {}).items():
+            if run not in res[cell] and run in plan.cell_runs(cell):
+                res[cell][run] = row
+                kept.append(f"{cell}/{run}")
+        if cell in earlier.get("step0", {}) and cell not in res["step0"]:
+            res["step0"][cell] = earlier["step0"][cell]
     if kept:
+        for cell in (*plan.CELLS, *plan.CELLS_64):
+            if cell in plan.CELLS_64:
+                res[cell].update({r: res[cell][same] for r, same in plan.SAME_AS_64.items() if same in res[cell]})
+            res["recovered"][cell] = recovered(res[cell])
         res["goal"] = goal(res)
         res["goal_64px"] = {cell: goal_64(res[cell]) for cell in plan.CELLS_64}
         threads = earlier.get("how", {}).get("threads", [])
         res["how"]["threads"] = sorted(set(res["how"]["threads"]) | set(threads))
-        res["how"]["kept"] = (f"The rows of {', '.join(kept)} are those of the earlier report, kept as "
-                              "docs/replay-gap.json holds them (this cache has none of them).")
+        cells = sorted({k.split("/")[0] for k in kept})
+        res["how"]["kept"] = (f"{len(kept)} rows of {', '.join(cells)} are those of the earlier report, kept as "
+                              "docs/replay-gap.json holds them (this cache has none of their seeds).")
 
 
 def main() -> None:
