@@ -205,27 +205,8 @@ def parse_recipe(raw: Any, base: str | os.PathLike[str] = ".", *, data: str | No
     runs_raw = _mapping(top["runs"], f"{where}: runs")
     if not runs_raw:
         raise SeginvError(f"{where}: `runs` is empty.", "Add at least one, e.g. runs: {hrhf: {method: hrhf}}.")
-    runs = []
-    for name, spec in runs_raw.items():
-        w = f"{where}: runs.{name}"
-        if not _is_folder_name(name):
-            raise SeginvError(f"{w}: a run name may hold letters, digits, '-' and '_' only (it names a folder).")
-        spec = _known(_mapping(spec, w), _RUN, w)
-        replay = str(spec.get("replay", "synthesize"))
-        if replay not in REPLAY_KINDS:
-            raise SeginvError(f"{w}: replay {replay!r} is unknown.", f"Use one of {', '.join(REPLAY_KINDS)}.")
-        if proto.task == "multilabel" and (replay == "noise" or spec.get("ial")):
-            raise SeginvError(f"{w}: {'replay noise' if replay == 'noise' else 'ial'} is a segmentation option and "
-                              f"{proto.name} a multi-label protocol.", "Use replay synthesize, memory or none.")
-        run = RunSpec(
-            name=str(name), method=str(spec.get("method", "hrhf")), replay=replay,
-            options=dict(_mapping(spec.get("options"), f"{w}.options")),
-            synthesis={**synth, **_known(_mapping(spec.get("synthesis"), f"{w}.synthesis"), _SYNTH, f"{w}.synthesis")},
-            distill={**dist, **_known(_mapping(spec.get("distill"), f"{w}.distill"), _DISTILL, f"{w}.distill")},
-            ial=_resolve(str(spec["ial"]), base) if spec.get("ial") else None,
-            memory=dict(_known(_mapping(spec.get("memory"), f"{w}.memory"), _MEMORY, f"{w}.memory")))
-        _build(run, w, proto.task)
-        runs.append(run)
+    runs = [_parse_run(str(name), spec, f"{where}: runs.{name}", synth, dist, base, proto)
+            for name, spec in runs_raw.items()]
 
     seed_list = seeds if seeds is not None else top.get("seeds", [0])
     if isinstance(seed_list, int):
@@ -266,6 +247,29 @@ def _build(run: RunSpec, where: str, task: str = "segmentation") -> None:
         raise SeginvError(f"{where}: {e.problem}", e.hint) from None
     except (TypeError, ValueError) as e:
         raise SeginvError(f"{where}: {e}.", "Check the value's type against recipes/README.md.") from None
+
+
+def _parse_run(name: str, spec: Any, w: str, synth: dict[str, Any], dist: dict[str, Any], base: Path,
+               proto: Any) -> RunSpec:
+    """One entry of a recipe's ``runs``, its settings merged over the recipe's and checked by building them."""
+    if not _is_folder_name(name):
+        raise SeginvError(f"{w}: a run name may hold letters, digits, '-' and '_' only (it names a folder).")
+    spec = _known(_mapping(spec, w), _RUN, w)
+    replay = str(spec.get("replay", "synthesize"))
+    if replay not in REPLAY_KINDS:
+        raise SeginvError(f"{w}: replay {replay!r} is unknown.", f"Use one of {', '.join(REPLAY_KINDS)}.")
+    if proto.task == "multilabel" and (replay == "noise" or spec.get("ial")):
+        raise SeginvError(f"{w}: {'replay noise' if replay == 'noise' else 'ial'} is a segmentation option and "
+                          f"{proto.name} a multi-label protocol.", "Use replay synthesize, memory or none.")
+    run = RunSpec(
+        name=name, method=str(spec.get("method", "hrhf")), replay=replay,
+        options=dict(_mapping(spec.get("options"), f"{w}.options")),
+        synthesis={**synth, **_known(_mapping(spec.get("synthesis"), f"{w}.synthesis"), _SYNTH, f"{w}.synthesis")},
+        distill={**dist, **_known(_mapping(spec.get("distill"), f"{w}.distill"), _DISTILL, f"{w}.distill")},
+        ial=_resolve(str(spec["ial"]), base) if spec.get("ial") else None,
+        memory=dict(_known(_mapping(spec.get("memory"), f"{w}.memory"), _MEMORY, f"{w}.memory")))
+    _build(run, w, proto.task)
+    return run
 
 
 def load_recipe(path: str | os.PathLike[str], **overrides: Any) -> Recipe:

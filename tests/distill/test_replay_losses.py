@@ -147,7 +147,7 @@ def test_hrhf_one_pass_equals_the_per_half_terms_in_value_and_gradient(logits, r
                                            ({"replay_softmax": "new"}, "unknown replay_softmax"),
                                            ({"replay_features": -1.0}, "replay_features must be >= 0"),
                                            ({"replay_labels": "gt"}, "unknown replay_labels"),
-                                           ({"replay_labels": "own", "seg_on": "real"}, "Use it with seg_on=rearranged")])
+                                           ({"replay_labels": "own", "seg_on": "real"}, "Add seg_on=rearranged")])
 def test_hrhf_refuses_bad_options(opts, message):
     with pytest.raises(SeginvError, match=message):
         create_method("hrhf", **opts)

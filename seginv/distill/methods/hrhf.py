@@ -66,7 +66,7 @@ class HalfRealHalfFake:
             raise SeginvError(f"unknown replay_labels {replay_labels!r}.", f"Use one of {', '.join(REPLAY_LABELS)}.")
         if replay_labels == "own" and seg_on != "rearranged":
             raise SeginvError("replay_labels=own sets the targets of the replayed half's rearranged CE, which "
-                              f"seg_on={seg_on!r} does not compute.", "Use it with seg_on=rearranged (the default).")
+                              f"seg_on={seg_on!r} does not compute.", "Add seg_on=rearranged.")
         self.replay_labels = replay_labels
         if not 0 <= min_confidence <= 1:
             raise SeginvError(f"min_confidence must be in [0, 1], not {min_confidence}.")
