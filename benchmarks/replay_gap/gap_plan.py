@@ -142,6 +142,8 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
                              _fake({**REAL_START, "tv_l2": 1e-4}, SHIPPED)),
     "fake-weak-tv": ("the default's images with the presets' TV-l2 weight (1e-4, 500x weaker)",
                      _fake({**REAL_START, "tv_l2": 1e-4}, DEFAULT)),
+    "fake-lam05": ("the default with eq. 5's lambda at 0.5 (KD half as strong: new classes against old)",
+                   _fake(REAL_START, DEFAULT, lam=0.5)),
 }
 CELL_ROWS_64 = (*RUNS_64, *PROBES)
 
