@@ -47,6 +47,13 @@ LOG_OPTIONS = [
 
 
 log_options = _stack(LOG_OPTIONS)  # NAME.log.csv and NAME.log.jsonl are written beside NAME.pt in any case
+run_options = _stack([  # a training run's outputs (seginv.outputs) and its resumable state (seginv.resume)
+    click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(0),
+                 help="Write the state a killed run resumes from (OUT.state) every N iterations."),
+    click.option("--resume", is_flag=True, help="Continue the interrupted run from OUT.state (same settings): it "
+                 "ends as an uninterrupted run would."),
+    click.option("--overwrite", is_flag=True, help="Replace an earlier run's checkpoint, logs and best model at --out."),
+])
 speed_options = _stack([
     click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
                  help="Autocast of the forward passes (fp16: CUDA only, with a gradient scaler); BatchNorm "
@@ -270,6 +277,7 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
 @click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes.")
 @click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
               "RWalk score) so that EWC, PI or RWalk can use it at the next step.")
+@run_options
 @speed_options
 @click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the whole global "
               "batch (SyncBatchNorm) instead of each process's part.")
@@ -279,8 +287,8 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
 @JSON
 def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: str, arch: str, width: int | None,
           epochs: int, batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, fmt: str,
-          workers: int, importance: bool, precision: str, channels_last: bool, compile_backend: str | None,
-          sync_bn: bool, val_every: int,
+          workers: int, importance: bool, checkpoint_every: int, resume: bool, overwrite: bool, precision: str,
+          channels_last: bool, compile_backend: str | None, sync_bn: bool, val_every: int,
           tensorboard: bool, device: str, seed: int, as_json: bool) -> None:
     """Train step 0 of a protocol (or --joint) and write a self-describing checkpoint.
 
@@ -291,6 +299,7 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
     torchrun --nproc-per-node 4 -m seginv train --data VOC2012/ --protocol voc-15-5 --batch-size 24 --sync-bn --out m.pt
     """
     from .distributed import group, local_device
+    from .outputs import checkpoint_run
     from .runtime import resolve_device
     from .training import TrainConfig
     from .workflows import train as run
@@ -300,15 +309,18 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
                       channels_last=channels_last, compile=compile_backend)
     kwargs = {"width": width} if width else {}
     dev = local_device(resolve_device(device))
-    with group(dev) as g:
+    with group(dev) as g, checkpoint_run(out, overwrite=overwrite, resume=resume, main=g.main):
         r = run(data, protocol, out, setting=setting, step=step, joint=joint, arch=arch, arch_kwargs=kwargs, cfg=cfg,
                 device=dev, fmt=fmt, val_every=val_every, tensorboard=tensorboard, command=command_line(), group=g,
-                sync_bn=sync_bn)
+                sync_bn=sync_bn, checkpoint_every=checkpoint_every, resume=resume)
     if not g.main:
         return
     val = r["metrics"].get("val", {})
     key, old = ("mAP", "map_old") if "map" in val else ("mIoU", "old")
-    emit(r, as_json, lambda r: f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
+    resumed = r["metrics"]["train"].get("resumed_from")
+    emit(r, as_json, lambda r: (f"resumed at iteration {resumed} of {r['metrics']['train']['iterations']}; "
+                                if resumed is not None else "")
+         + f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
                                f"val {key} {val.get(key.lower(), float('nan')):.4f} "
                                f"(old {val.get(old) or float('nan'):.4f})" + _best(r))
 
@@ -582,9 +594,7 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["sgd", "adam", "adamw"]))
 @click.option("--weight-decay", default=1e-4, show_default=True, type=float)
 @click.option("--crop-size", default=64, show_default=True, type=int)
-@click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(0),
-              help="Write a resumable state every N iterations (OUT.state).")
-@click.option("--resume", is_flag=True, help="Continue from OUT.state.")
+@run_options
 @click.option("--no-verify", is_flag=True, help="Skip checking --replay against its manifest (sha256, schema) first.")
 @click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
               "RWalk score) for EWC, PI or RWalk at the next step (implied by those methods).")
@@ -600,7 +610,7 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
             out: str, method: str, ratio: str, lam: float, seg_on: str | None, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
-            resume: bool, no_verify: bool, importance: bool, precision: str, channels_last: bool,
+            resume: bool, overwrite: bool, no_verify: bool, importance: bool, precision: str, channels_last: bool,
             compile_backend: str | None, val_every: int,
             tensorboard: bool, fmt: str, workers: int,
             device: str, seed: int, as_json: bool) -> None:
@@ -615,6 +625,7 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
     """
     from .distill.trainer import DistillConfig
     from .distributed import group, local_device
+    from .outputs import checkpoint_run
     from .runtime import resolve_device
     from .training import TrainConfig
     from .workflows import distill as run
@@ -636,7 +647,8 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
                         ratio=_ratio(ratio), bn=bn, checkpoint_every=checkpoint_every)
     names = _names(new_classes, "--new-classes")
     dev = local_device(resolve_device(device))
-    with group(dev) as g:
+    inputs = [("--teacher", teacher), ("--weights", weights), ("--class-names", class_names), ("--ial", ial)]
+    with group(dev) as g, checkpoint_run(out, overwrite=overwrite, resume=resume, inputs=inputs, main=g.main):
         r = run(teacher or weights, out, data, arch=arch, class_names=class_names, unsafe_load=unsafe_load,
                 replay=replay, new_classes=list(names) if names else None, protocol=protocol, setting=setting,
                 method=method, method_options=opts, cfg=cfg, init=init, ial=ial, device=dev, fmt=fmt, resume=resume,
@@ -980,6 +992,7 @@ def _warn(message: Warning | str, category: type[Warning], *args: Any, **kwargs:
 RESUME = {
     "synthesize": "Rerun the same command with --resume: the shards already written are kept.",
     "distill": "Rerun the same command with --resume: it continues from OUT.state when --checkpoint-every wrote one.",
+    "train": "Rerun the same command with --resume: it continues from OUT.state when --checkpoint-every wrote one.",
     "run": "Rerun the same command: finished steps are kept and an interrupted one resumes.",
     "demo": "Rerun it: the dataset and the replay already written are kept.",
     "data": "Rerun the same command: the half-written dataset is cleared first.",

@@ -132,19 +132,20 @@ class RankSlice(Sampler[list[int]]):
 
 
 def shuffled_loader(data: Dataset, batch: int, generator: torch.Generator, workers: int, group: Group,
-                    persistent: bool = False) -> DataLoader:
+                    persistent: bool = False, wrap: Callable[[Any], Any] | None = None) -> DataLoader:
     """Shuffled batches of ``batch`` (dropping the last partial one when there is more than one batch), drawn from
     ``generator`` exactly as a one-process ``DataLoader(shuffle=True)`` draws them; under torchrun each rank gets its
-    part of every global batch."""
+    part of every global batch. ``wrap`` wraps the batch sampler (e.g. to leave batches out)."""
     drop = len(data) > batch  # type: ignore[arg-type]
-    if group.world == 1:
-        return DataLoader(data, batch_size=batch, shuffle=True, drop_last=drop, num_workers=workers,
-                          generator=generator, persistent_workers=persistent and workers > 0)
     if batch < group.world:
         raise SeginvError(f"a batch of {batch} cannot be shared by {group.world} processes.",
                           f"Use a batch of at least {group.world}, or fewer processes.")
-    sampler = BatchSampler(RandomSampler(data, generator=generator), batch, drop)  # type: ignore[arg-type]
-    return DataLoader(data, batch_sampler=RankSlice(sampler, group), num_workers=workers, generator=generator,
+    sampler: Any = BatchSampler(RandomSampler(data, generator=generator), batch, drop)  # type: ignore[arg-type]
+    if wrap is not None:
+        sampler = wrap(sampler)
+    if group.world > 1:
+        sampler = RankSlice(sampler, group)
+    return DataLoader(data, batch_sampler=sampler, num_workers=workers, generator=generator,
                       persistent_workers=persistent and workers > 0)
 
 

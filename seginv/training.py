@@ -16,10 +16,11 @@ from torch.utils.data import Dataset
 from .data.classes import IGNORE
 from .data.transforms import TrainTransform
 from .distill.regularizers import ImportanceTracker
-from .distributed import SINGLE, Group, shuffled_loader
+from .distributed import SINGLE, Group
 from .errors import SeginvError
 from .precision import PRECISIONS, apply_layout_and_compile, autocast, check_compile, check_precision, grad_scaler
 from .models import SegModel
+from .resume import Batches, Run, read_state, run_settings
 from .runlog import TrainLog
 from .runtime import progress
 
@@ -139,7 +140,9 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
                      log_to: str | Path | None = None, tensorboard: bool = False,
                      validate: Callable[[SegModel, int, int], dict[str, Any]] | None = None,
                      val_every: int = 0, group: Group = SINGLE, transform: Any = None,
-                     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = pixel_cross_entropy) -> dict[str, Any]:
+                     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = pixel_cross_entropy,
+                     state_path: str | Path | None = None, resume: bool = False, checkpoint_every: int = 0,
+                     settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Cross-entropy training (ignore 255) with a poly learning rate; returns the loss history and wall time.
     ``transform`` and ``loss`` replace the random crops and the pixel cross-entropy (a classifier's whole images
     and binary cross-entropy on image labels); the loss takes fp32 logits and the batch's labels.
@@ -149,18 +152,26 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
     (``group``) each rank trains on its part of every global batch of ``cfg.batch_size`` and gradients are averaged;
     BatchNorm statistics are each rank's own unless the model's BatchNorm layers were made SyncBatchNorm."""
     attach_transform(dataset, transform or TrainTransform(cfg.crop_size, model.mean, model.std, scale=tuple(cfg.scale)))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = shuffled_loader(dataset, cfg.batch_size, gen, cfg.workers, group, persistent=True)
+    settings = run_settings({**(settings or {}), "train": {k: v for k, v in cfg.to_dict().items() if k != "workers"}})
+    state = read_state(state_path, resume, settings)
+    loader = Batches(dataset, cfg.batch_size, torch.Generator().manual_seed(cfg.seed), cfg.workers, group,
+                     persistent=True)
     on_device(model, device, cfg).train()
     scaler = grad_scaler(cfg.precision, device)
     opt = make_optimizer(model, cfg)
     tracker = ImportanceTracker(model) if cfg.importance else None
-    total, it, history = cfg.epochs * len(loader), 0, []
-    log = TrainLog(log_to, tensorboard=tensorboard) if log_to is not None and group.main else None
+    total, it, history, carried = cfg.epochs * len(loader), 0, [], (0.0, 0)
+    run = Run(model, opt, {"real": loader}, tracker, validate, scaler, path=state_path, every=checkpoint_every,
+              settings=settings, main=group.main)
+    if state is not None:
+        it, history, carried = run.restore(state, state_path)
+    resumed_from = it if state is not None else None
+    log = TrainLog(log_to, resume_from=resumed_from, tensorboard=tensorboard) \
+        if log_to is not None and group.main else None
     start = time.perf_counter()
-    bar = progress(total=total, desc="train", unit="it", disable=not group.main)
-    for epoch in range(cfg.epochs):
-        running, n = 0.0, 0
+    bar = progress(total=total, initial=it, desc="train", unit="it", disable=not group.main)
+    for epoch in range(it // len(loader), cfg.epochs):
+        running, n = carried if it > epoch * len(loader) else (0.0, 0)
         for images, labels in loader:
             for g in opt.param_groups:
                 g["lr"] = poly_lr(cfg.lr, it, total)
@@ -179,17 +190,21 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
                 log.step(it, epoch, opt.param_groups[0]["lr"], {"total": value}, len(images))
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
+            run.save_if_due(it, total, history, running, n)
         history.append(running / max(n, 1))
         if validate is not None and val_every and ((epoch + 1) % val_every == 0 or epoch + 1 == cfg.epochs):
             metrics = validate(model, it, epoch)
             if log is not None:
                 log.validation(it, epoch, metrics)
             model.train()
+        run.save_if_due(it, total, history, 0.0, 0, epoch_end=True)
     bar.close()
     group.check_same(model)
     if log is not None:
         log.close()
     if tracker is not None:
         model.importance = tracker.result()
+    if state_path is not None and group.main:
+        Path(state_path).unlink(missing_ok=True)
     return {"loss_per_epoch": history, "train_seconds": time.perf_counter() - start, "images": len(dataset),
-            "iterations": total}
+            "iterations": total, "resumed_from": resumed_from}

@@ -28,6 +28,7 @@ from .models.checkpoint import (
     save_checkpoint,
 )
 from .protocols import Protocol, check_setting, get_protocol
+from .outputs import run_files
 from .runlog import log_paths
 from .runtime import seed_everything
 from .distributed import SINGLE, Group
@@ -64,6 +65,7 @@ def best_keeper(test: Any, steps: Any, device: torch.device, path: Path, parent:
                                                 command=command))
         return m
 
+    validate.best = best  # type: ignore[attr-defined]  # what a resumed run continues from
     return validate, best
 
 
@@ -121,10 +123,12 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
           step: int = 0, joint: bool = False, arch: str = "deeplab-mini", arch_kwargs: dict[str, Any] | None = None,
           cfg: TrainConfig | None = None, device: torch.device | str = "cpu", fmt: str = "auto",
           evaluate_after: bool = True, val_every: int = 0, tensorboard: bool = False,
-          command: str | None = None, group: Group = SINGLE, sync_bn: bool = False) -> dict[str, Any]:
+          command: str | None = None, group: Group = SINGLE, sync_bn: bool = False, checkpoint_every: int = 0,
+          resume: bool = False) -> dict[str, Any]:
     """Train step 0 of ``protocol`` (or, with ``joint``, every class at once) and write a checkpoint, with its
     training logs beside it (:mod:`seginv.runlog`); ``val_every`` N validates every N epochs and keeps the best
-    model as ``NAME.best.pt``. Under torchrun (``group``) the ranks share each batch and rank 0 writes the files;
+    model as ``NAME.best.pt``. ``checkpoint_every`` N writes the state a killed run continues from with ``resume``
+    (``NAME.pt.state``, :mod:`seginv.resume`) every N iterations. Under torchrun (``group``) the ranks share each batch and rank 0 writes the files;
     ``sync_bn`` computes BatchNorm statistics over the global batch (CUDA only, as torch's SyncBatchNorm).
 
     Later steps are incremental and need a teacher (``seginv distill``), so only step 0 is accepted here.
@@ -164,8 +168,11 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
                               "Drop --sync-bn on CPU; each process then normalises with its own part of the batch.")
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     group.broadcast(model)
+    settings = {"data": str(data), "protocol": protocol, "setting": setting, "joint": joint, "arch": arch,
+                "arch_kwargs": arch_kwargs or {}, "val_every": val_every}
     history = train_supervised(model, dataset, cfg, device, log_to=out, tensorboard=tensorboard, validate=validate,
-                               val_every=val_every, group=group, **extra)
+                               val_every=val_every, group=group, state_path=run_files(out)["state"], resume=resume,
+                               checkpoint_every=checkpoint_every, settings=settings, **extra)
     metrics: dict[str, Any] = {"train": history, **({"best": best} if best else {})}
     if evaluate_after:
         metrics["val"] = score(model, test, device, protocol_steps(proto, last, model.class_names), group)
@@ -438,7 +445,7 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         m.seg_loss = ImportanceAwareLoss(ial_cfg, student.class_names)
     settings = {"teacher_sha256": sha256_file(teacher_path), "data": str(data), "replay": str(replay) if replay else None,
                 "protocol": proto.name, "step": step, "setting": setting, "method_options": method_options or {},
-                "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None}
+                "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None, "val_every": val_every}
     test = task_test_split(data, proto, step, student, fmt) if val_every or evaluate_after else None
     validate, best = None, None
     if val_every:
@@ -446,7 +453,7 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
                                      log_paths(out)["best"], teacher_path, command, group)
     group.broadcast(student)
     history = run_distill(teacher, student, real, replay_ds, m, cfg, device,
-                          state_path=out.with_name(out.name + ".state"), resume=resume, settings=settings,
+                          state_path=run_files(out)["state"], resume=resume, settings=settings,
                           log_to=out, tensorboard=tensorboard, validate=validate, val_every=val_every, group=group)
     metrics: dict[str, Any] = {"train": history, **({"best": best} if best else {})}
     if evaluate_after:

@@ -18,6 +18,7 @@ Fisher and score.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,6 +90,15 @@ class ImportanceTracker:
         if walk_now:
             self.walk_from = {n: p.detach().clone() for n, p in self.model.named_parameters() if n in self.fisher}
         self.count += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run continues the measurement from."""
+        return {"count": self.count, **{k: getattr(self, k) for k in ("start", "fisher", "path", "walk", "walk_from")}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count = int(state["count"])
+        for k in ("start", "fisher", "path", "walk", "walk_from"):
+            setattr(self, k, {n: t.to(self.fisher[n].device) for n, t in state[k].items()})
 
     def result(self, previous: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> dict[str, dict[str, torch.Tensor]]:
         """The importance to store with the model; scores of parameters the previous step measured too are

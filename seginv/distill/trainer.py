@@ -12,7 +12,6 @@ replayed half with the running statistics; ``frozen`` keeps every BatchNorm laye
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,16 +21,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..data.transforms import ImageTransform, TrainTransform
-from ..distributed import SINGLE, Group, shuffled_loader
+from ..distributed import SINGLE, Group
 from ..errors import SeginvError
-from ..fileio import atomic_path
 from ..metrics import class_map
 from ..models import SegModel
 from ..precision import autocast, grad_scaler
-from ..replay.manifest import differences
+from ..resume import Batches, Run, read_state, run_settings
 from ..runlog import TrainLog
 from ..runtime import progress
 from ..training import (
@@ -84,11 +82,6 @@ def _set_bn_training(model: nn.Module, training: bool) -> None:
             m.train(training and any(p.requires_grad for p in m.parameters(recurse=False)))
 
 
-def _cycle(loader: DataLoader) -> Any:
-    while True:
-        yield from loader
-
-
 def _student_forward(student: SegModel, real: torch.Tensor, fake: torch.Tensor | None, bn: str,
                      features: bool) -> Any:
     """The student's logits on real (+ fake) images, with the encoder output when ``features``."""
@@ -112,33 +105,30 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             val_every: int = 0, group: Group = SINGLE) -> dict[str, Any]:
     """Train ``student`` (the teacher's classes plus the new ones) on ``real`` (+ ``replay``) with ``method``.
 
-    With ``state_path``, the student, optimiser and position are written there every ``cfg.checkpoint_every``
-    iterations (atomically), with ``settings`` (what the run was asked to do, JSON-like); ``resume`` continues from
-    it, and refuses a state saved with other settings. Without ``resume`` an existing state is refused rather than
-    replaced. ``log_to``, ``tensorboard``, ``validate`` and ``val_every`` as for
+    With ``state_path``, everything the run continues from (:mod:`seginv.resume`) is written there every
+    ``cfg.checkpoint_every`` iterations (atomically), with ``settings`` (what the run was asked to do, JSON-like);
+    ``resume`` continues from it as if uninterrupted, and refuses a state saved with other settings. Without
+    ``resume`` an existing state is refused rather than replaced. ``log_to``, ``tensorboard``, ``validate`` and ``val_every`` as for
     :func:`~seginv.training.train_supervised`. Under torchrun (``group``) every rank takes its part of each global
     batch of real and of replayed images (so the real:fake ratio holds per global batch), gradients are averaged
     over ranks, and only rank 0 writes the state and the logs. Returns the loss history and timing.
     """
-    settings = json.loads(json.dumps({**(settings or {}), "distill": cfg.to_dict(), "method": method.name},
-                                     default=str))
+    settings = run_settings({**(settings or {}), "distill": cfg.to_dict(), "method": method.name})
     settings["distill"].pop("checkpoint_every", None)  # neither changes what is trained
     settings["distill"]["train"].pop("workers", None)
-    state = _read_state(state_path, resume, settings)
+    state = read_state(state_path, resume, settings, "distillation")
     t = cfg.train
     n_real, n_fake = cfg.split(replay is not None)
     multilabel = student.task == "multilabel"
     transform = ImageTransform(t.crop_size, student.mean, student.std, flip=True) if multilabel else \
         TrainTransform(t.crop_size, student.mean, student.std, scale=tuple(t.scale))
     attach_transform(real, transform)
-    gen = torch.Generator().manual_seed(t.seed)
-    loader = shuffled_loader(real, n_real, gen, t.workers, group)
-    fake_iter = None
+    loader = Batches(real, n_real, torch.Generator().manual_seed(t.seed), t.workers, group)
+    fake_batches, fake_iter = None, None
     exemplars = getattr(replay, "kind", "synthesis") == "dataset"
     if replay is not None and n_fake:
         attach_transform(replay, transform)
-        fake_loader = shuffled_loader(replay, n_fake, torch.Generator().manual_seed(t.seed + 1), t.workers, group)
-        fake_iter = _cycle(fake_loader)
+        fake_batches = Batches(replay, n_fake, torch.Generator().manual_seed(t.seed + 1), t.workers, group)
     on_device(teacher, device, t).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -155,28 +145,21 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     track = t.importance or bool(getattr(method, "tracks_importance", False))
     tracker = ImportanceTracker(student) if track else None
     total, it, history, carried = t.epochs * len(loader), 0, [], (0.0, 0)
+    run = Run(student, opt, {"real": loader, "replay": fake_batches}, tracker, validate, scaler, path=state_path,
+              every=cfg.checkpoint_every, settings=settings, main=group.main)
     if state is not None:
-        try:
-            student.load_state_dict(state["student"])
-            opt.load_state_dict(state["optimizer"])
-            it, history = int(state["iteration"]), list(state["history"])
-            gen.set_state(state["generator"])  # the shuffling of the interrupted epoch
-            carried = (float(state.get("running", 0.0)), int(state.get("running_count", 0)))
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise SeginvError(f"{state_path} does not fit this run ({type(e).__name__}: {str(e)[:160]}).",
-                              f"Delete {state_path} to start over.") from None
+        it, history, carried = run.restore(state, state_path)
+    if fake_batches is not None:
+        fake_iter = fake_batches.forever()
     resumed_from = it if state is not None else None
     log = TrainLog(log_to, resume_from=resumed_from, tensorboard=tensorboard) \
         if log_to is not None and group.main else None
     start = time.perf_counter()
     bar = progress(total=total, initial=it, desc=f"distill {method.name}", unit="it", disable=not group.main)
     for epoch in range(it // len(loader), t.epochs):
-        skip = it - epoch * len(loader)  # batches of this epoch done before a resume
-        epoch_gen = gen.get_state()
-        running, n = carried if skip else (0.0, 0)  # the interrupted epoch's loss counts its earlier batches too
-        for b, (images, labels) in enumerate(loader):
-            if b < skip:
-                continue
+        # the interrupted epoch's loss counts its earlier batches too
+        running, n = carried if it > epoch * len(loader) else (0.0, 0)
+        for images, labels in loader:
             for g in opt.param_groups:
                 g["lr"] = poly_lr(t.lr, it, total)
             images, labels = as_input(images, device, t), labels.to(device)
@@ -221,11 +204,7 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                 log.step(it, epoch, opt.param_groups[0]["lr"], {**terms, "total": value}, len(labels))
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
-            if state_path is not None and cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < total \
-                    and group.main:
-                _save_state(state_path, {"student": student.state_dict(), "optimizer": opt.state_dict(),
-                                         "iteration": it, "history": history, "generator": epoch_gen,
-                                         "running": running, "running_count": n, "settings": json.dumps(settings)})
+            run.save_if_due(it, total, history, running, n)
         history.append(running / max(n, 1))
         if validate is not None and val_every and ((epoch + 1) % val_every == 0 or epoch + 1 == t.epochs):
             metrics = validate(student, it, epoch)
@@ -233,11 +212,12 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                 log.validation(it, epoch, metrics)
             student.train()
             _set_bn_training(student, cfg.bn != "frozen")
+        run.save_if_due(it, total, history, 0.0, 0, epoch_end=True)
     bar.close()
     group.check_same(student)
     if log is not None:
         log.close()
-    if tracker is not None:  # measured from the resume on, when the run was resumed
+    if tracker is not None:
         student.importance = tracker.result(previous=teacher.importance)
     if state_path is not None and group.main:
         Path(state_path).unlink(missing_ok=True)
@@ -245,32 +225,3 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             "resumed_from": resumed_from,
             "real_images": len(real), "replay_images": len(replay) if replay is not None else 0,
             "batch": {"real": n_real, "replay": n_fake if fake_iter is not None else 0}}
-
-
-def _save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _read_state(path: str | os.PathLike[str] | None, resume: bool, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The saved state to resume from (None to start afresh); refuses a damaged one, one saved with other
-    settings, and one that a run without ``resume`` would silently replace."""
-    if path is None or not Path(path).is_file():
-        return None
-    if not resume:
-        raise SeginvError(f"{path} holds an interrupted distillation into the same checkpoint.",
-                          f"Pass --resume to continue it (same settings), or delete {path} to start over.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved = json.loads(state["settings"]) if "settings" in state else None
-    except Exception as e:  # truncated or foreign file: torch raises many kinds
-        raise SeginvError(f"{path} is not a readable distillation state ({type(e).__name__}: {str(e)[:120]}).",
-                          f"Delete {path} to start over.") from None
-    if not isinstance(state, dict) or saved is None:
-        raise SeginvError(f"{path} is not a distillation state of this seginv version.",
-                          f"Delete {path} to start over.")
-    diffs = differences(saved, settings)
-    if diffs:
-        raise SeginvError(f"{path} was saved by a run with other settings ({'; '.join(diffs[:4])}).",
-                          f"Resume with the settings it was saved with, or delete {path} to start over.")
-    return state

@@ -149,6 +149,14 @@ def _is_seginv(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
+def is_seginv_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a checkpoint seginv wrote (read without running any code stored in it)."""
+    try:
+        return _is_seginv(read_raw(path))
+    except SeginvError:
+        return False
+
+
 def _check_version(path: Path, obj: dict[str, Any]) -> None:
     """Refuse a newer format, and a description whose entries are missing or of the wrong type (an edited or
     damaged file), before anything is built from it."""
