@@ -18,6 +18,7 @@ from .data.classes import voc_palette
 from .data.transforms import normalize
 from .errors import SeginvError
 from .fileio import atomic_path
+from .locks import folder_lock
 from .metrics import class_map
 from .models import SegModel
 from .runtime import progress
@@ -48,13 +49,17 @@ def find_images(inputs: list[str] | tuple[str, ...]) -> list[Path]:
 
 
 def output_names(paths: list[Path]) -> list[str]:
-    """One output stem per input: the file stem, or, where two inputs share one, the path relative to their common
-    folder with '/' replaced by '__'."""
+    """One output stem per input: the file stem; where two inputs share one, the path relative to their common
+    folder with '/' replaced by '__'; where two still share one (``a.jpg`` and ``a.png``), that with its suffix
+    (``a_jpg``, ``a_png``)."""
     stems = [p.stem for p in paths]
     if len(set(stems)) == len(stems):
         return stems
     common = Path(os.path.commonpath([str(p.parent) for p in paths]))
-    return [str(p.relative_to(common).with_suffix("")).replace(os.sep, "__") for p in paths]
+    names = [str(p.relative_to(common).with_suffix("")).replace(os.sep, "__") for p in paths]
+    if len(set(names)) < len(names):
+        names = [str(p.relative_to(common)).replace(os.sep, "__").replace(".", "_") for p in paths]
+    return names
 
 
 def _read(path: Path) -> np.ndarray:
@@ -96,12 +101,47 @@ def predict_images(model: SegModel, inputs: list[str] | tuple[str, ...], out: st
     paths = find_images(inputs)
     names = output_names(paths)
     out = Path(out)
-    targets = [out / f"{n}.png" for n in names] + ([out / f"{n}_overlay.jpg" for n in names] if with_overlay else [])
-    clash = [p.name for p in targets if p.exists()]
+    with folder_lock(out, "the predictions"):
+        return _predict(model, paths, names, out, device, batch_size, with_overlay, overwrite)
+
+
+def _earlier(out: Path) -> dict[str, str]:
+    """The masks an earlier ``seginv predict`` wrote in ``out``: name -> its input image (from its sidecar); refuses
+    a sidecar name that another program wrote."""
+    sidecar = out / CLASSES_FILE
+    if not (sidecar.exists() or sidecar.is_symlink()):
+        return {}
+    try:
+        earlier = json.loads(sidecar.read_text(encoding="utf-8"))
+        images = earlier["images"] if isinstance(earlier, dict) and "classes" in earlier else None
+    except (OSError, ValueError, KeyError):
+        images = None
+    if not isinstance(images, dict) or sidecar.is_symlink():
+        raise SeginvError(f"{sidecar} was not written by seginv predict, which writes its class list there.",
+                          "Move it away, or choose another --out.")
+    return images
+
+
+def _predict(model: SegModel, paths: list[Path], names: list[str], out: Path, device: torch.device, batch_size: int,
+             with_overlay: bool, overwrite: bool) -> dict[str, Any]:
+    earlier = _earlier(out)
+    targets = {out / f"{n}.png": n for n in names}
+    if with_overlay:
+        targets.update({out / f"{n}_overlay.jpg": n for n in names})
+    inputs = {p.resolve() for p in paths}
+    for target in targets:
+        if target.resolve() in inputs:
+            raise SeginvError(f"the mask {target} would replace the input image {target.name}.",
+                              "Choose an --out outside the input folders.")
+    clash = [p for p in targets if p.exists() or p.is_symlink()]
     if clash and not overwrite:
-        raise SeginvError(f"{out} already holds {', '.join(clash[:3])}{' ...' if len(clash) > 3 else ''}.",
+        names_ = [p.name for p in clash]
+        raise SeginvError(f"{out} already holds {', '.join(names_[:3])}{' ...' if len(names_) > 3 else ''}.",
                           "Pass --overwrite to replace them, or choose another --out.")
-    out.mkdir(parents=True, exist_ok=True)
+    foreign = [p.name for p in clash if targets[p] not in earlier or p.is_symlink()]
+    if foreign:
+        raise SeginvError(f"{out}/{foreign[0]} was not written by seginv predict; --overwrite replaces only its "
+                          "earlier masks.", "Move it away, or choose another --out.")
     palette = voc_palette()
     counts = np.zeros(model.num_classes, dtype=np.int64)
     model.to(device).eval()
@@ -122,7 +162,7 @@ def predict_images(model: SegModel, inputs: list[str] | tuple[str, ...], out: st
                 bar.update(1)
     colours = np.array(palette).reshape(256, 3)
     sidecar = {"classes": [{"id": i, "name": n, "color": colours[i].tolist()} for i, n in enumerate(model.class_names)],
-               "background": model.background, "images": {n: str(p) for n, p in zip(names, paths)}}
+               "background": model.background, "images": {**earlier, **{n: str(p) for n, p in zip(names, paths)}}}
     with atomic_path(out / CLASSES_FILE) as tmp:
         tmp.write_text(json.dumps(sidecar, indent=1) + "\n")
     total = max(int(counts.sum()), 1)

@@ -6,6 +6,7 @@ import shlex
 
 import pytest
 
+from seginv.outputs import run_files
 from tests.test_faults import MODEL, SYNTH, one_line_error, seginv
 
 
@@ -19,7 +20,8 @@ def test_a_saved_command_reruns_as_written(monkeypatch, capsys, tiny_scenes, tmp
     code, text, _ = seginv(monkeypatch, capsys, "info", out, "--json")
     command = json.loads(text)["provenance"]["command"]
     assert "()" not in command and command.count("--option") == len(extra) // 2
-    out.unlink()
+    for path in run_files(out).values():  # the earlier run's checkpoint and logs (a rerun refuses them)
+        path.unlink(missing_ok=True)
     words = shlex.split(command)
     assert words[0] == "seginv"
     code, _, err = seginv(monkeypatch, capsys, *words[1:])

@@ -118,6 +118,10 @@ def test_scenes_into_an_existing_dataset_keeps_it_refuses_other_settings_and_ove
     assert seginv(monkeypatch, capsys, *smaller, "--overwrite")[0] == 0
     assert len(list((out / "JPEGImages").iterdir())) == 5  # no stale files beside the new split
     assert not (tmp_path / "d.partial").exists()
+    (out / "notes.txt").write_text("mine")
+    code, _, err = seginv(monkeypatch, capsys, *args, "--overwrite")
+    one_line_error(code, err, "files the Scenes dataset did not write (notes.txt)", "Move them away")
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def _children(pid):

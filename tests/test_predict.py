@@ -43,43 +43,39 @@ def test_predict_writes_one_mask_per_image_with_the_models_class_ids(monkeypatch
     one_line_error(code, err, "nope does not exist")
 
 
-def test_info_and_predict_take_foreign_weights_like_the_other_commands(monkeypatch, capsys, tmp_path):
-    from seginv.models.torchvision_adapters import build_torchvision
+def test_predict_never_replaces_an_input_or_a_file_it_did_not_write(monkeypatch, capsys, tmp_path):
+    photos = tmp_path / "photos"
+    write_jpg(photos / "y.jpg", 24, 24, seed=1)
+    Image.fromarray(np.full((20, 28, 3), 40, np.uint8)).save(photos / "x.png")
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    for extra in ([], ["--overwrite"]):  # masks into the photos' own folder: x.png would replace the photo
+        code, _, err = seginv(monkeypatch, capsys, "predict", "--model", MODEL, photos, "--out", photos, *extra)
+        one_line_error(code, err, "would replace the input image x.png")
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
+    out = tmp_path / "masks"
+    (out).mkdir()
+    (out / "x.png").write_bytes(b"mine")
+    code, _, err = seginv(monkeypatch, capsys, "predict", "--model", MODEL, photos, "--out", out, "--overwrite")
+    one_line_error(code, err, "x.png was not written by seginv predict")
+    assert (out / "x.png").read_bytes() == b"mine"
+    (out / "x.png").unlink()
+    assert seginv(monkeypatch, capsys, "predict", "--model", MODEL, photos, "--out", out)[0] == 0
+    code, _, err = seginv(monkeypatch, capsys, "predict", "--model", MODEL, photos / "x.png", "--out", out,
+                          "--overwrite")
+    assert code == 0, err  # its own earlier mask is replaced, and the sidecar still names both
+    assert set(json.loads((out / "classes.json").read_text())["images"]) == {"x", "y"}
+    (out / "classes.json").write_text('{"mine": 1}')
+    code, _, err = seginv(monkeypatch, capsys, "predict", "--model", MODEL, photos, "--out", out, "--overwrite")
+    one_line_error(code, err, "classes.json was not written by seginv predict")
 
-    torch.manual_seed(0)
-    torch.save(build_torchvision("lraspp_mobilenet_v3_large", 3).state_dict(), tmp_path / "w.pth")
-    (tmp_path / "names.txt").write_text("background\ncat\ndog\n")
-    foreign = ["--arch", "torchvision:lraspp_mobilenet_v3_large", "--weights", tmp_path / "w.pth", "--class-names",
-               tmp_path / "names.txt"]
-    code, text, err = seginv(monkeypatch, capsys, "info", *foreign, "--json")
+
+def test_images_of_one_name_and_two_formats_get_a_mask_each(monkeypatch, capsys, tmp_path):
+    photos = tmp_path / "photos"
+    write_jpg(photos / "dup.jpg", 24, 24, seed=1)
+    Image.fromarray(np.full((20, 28, 3), 90, np.uint8)).save(photos / "dup.png")
+    code, text, err = seginv(monkeypatch, capsys, "predict", "--model", MODEL, photos, "--out", tmp_path / "m",
+                             "--json")
     assert code == 0, err
-    d = json.loads(text)
-    assert d["format"] == "foreign weights" and d["classes_per_step"] == [["background", "cat", "dog"]]
-    write_jpg(tmp_path / "in" / "x.jpg", 40, 48)
-    code, _, err = seginv(monkeypatch, capsys, "predict", *foreign, tmp_path / "in", "--out", tmp_path / "out")
-    assert code == 0, err
-    assert Image.open(tmp_path / "out" / "x.png").size == (48, 40)
-    code, _, err = seginv(monkeypatch, capsys, "info", MODEL, *foreign)
-    one_line_error(code, err, "not both")
-
-
-def test_distill_takes_a_foreign_teacher_like_the_other_commands(monkeypatch, capsys, tiny_scenes, tmp_path):
-    from seginv.models.torchvision_adapters import build_torchvision
-
-    torch.manual_seed(0)
-    torch.save(build_torchvision("lraspp_mobilenet_v3_large", 3).state_dict(), tmp_path / "w.pth")
-    (tmp_path / "names.txt").write_text("background\naeroplane\nbicycle\n")
-    foreign = ["--arch", "torchvision:lraspp_mobilenet_v3_large", "--weights", tmp_path / "w.pth", "--class-names",
-               tmp_path / "names.txt"]
-    args = ["distill", "--data", tiny_scenes, "--new-classes", "bird", "--epochs", "1", "--batch-size", "8",
-            "--crop-size", "32", "--out", tmp_path / "m.pt", "--device", "cpu"]
-    code, _, err = seginv(monkeypatch, capsys, *args, *foreign)
-    assert code == 0, err
-    code, text, err = seginv(monkeypatch, capsys, "info", tmp_path / "m.pt", "--json")
-    d = json.loads(text)
-    assert d["classes_per_step"] == [["background", "aeroplane", "bicycle"], ["bird"]]
-    assert d["provenance"]["config"]["teacher_arch"] == "torchvision:lraspp_mobilenet_v3_large"
-    code, _, err = seginv(monkeypatch, capsys, *args, *foreign[:4])
-    one_line_error(code, err, "all of --arch, --weights and --class-names")
-    code, _, err = seginv(monkeypatch, capsys, *args, "--teacher", MODEL, *foreign)
-    one_line_error(code, err, "either as --teacher")
+    assert json.loads(text)["images"] == 2
+    assert Image.open(tmp_path / "m" / "dup_jpg.png").size == (24, 24)
+    assert Image.open(tmp_path / "m" / "dup_png.png").size == (28, 20)

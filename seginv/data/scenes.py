@@ -385,6 +385,11 @@ def write_scenes(out: str | os.PathLike[str], cfg: ScenesConfig, workers: int = 
                      if have.get("config", {}).get(k) != v] or [f"generator {have.get('version')} -> {GENERATOR_VERSION}"]
             raise SeginvError(f"{out} holds a Scenes dataset made with other settings ({', '.join(diffs)}).",
                               "Pass --overwrite to replace it, or choose a new directory.")
+        foreign = _not_written_by_scenes(out)
+        if foreign:
+            raise SeginvError(f"{out} holds files the Scenes dataset did not write ({', '.join(foreign[:3])}"
+                              f"{' ...' if len(foreign) > 3 else ''}); --overwrite replaces only the dataset.",
+                              "Move them away, or choose a new directory.")
     partial = out.with_name(out.name + ".partial")
     if partial.is_dir() and any(partial.iterdir()) and read_lock(partial) is None:
         raise SeginvError(f"{partial} exists and was not left by seginv.", f"Move it away; seginv writes {out} there first.")
@@ -402,6 +407,24 @@ def write_scenes(out: str | os.PathLike[str], cfg: ScenesConfig, workers: int = 
         os.replace(partial, out)
         (out / LOCK).unlink(missing_ok=True)
     return summary
+
+
+def _not_written_by_scenes(out: Path) -> list[str]:
+    """The files under ``out`` (a Scenes dataset) that its lists do not name, as paths relative to ``out``."""
+    from ..locks import LOCK
+
+    ids: set[str] = set()
+    for split in ("train", "val"):
+        listed = out / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if listed.is_file():
+            ids |= set(listed.read_text(encoding="utf-8", errors="replace").split())
+    ours = {"scenes.json", LOCK, "ImageSets/Segmentation/train.txt", "ImageSets/Segmentation/val.txt",
+            *(f"JPEGImages/{i}.jpg" for i in ids), *(f"SegmentationClass/{i}.png" for i in ids)}
+    found = []
+    for folder, dirs, files in os.walk(out):  # symbolic links are listed, never followed
+        for name in files + [d for d in dirs if (Path(folder) / d).is_symlink()]:
+            found.append((Path(folder) / name).relative_to(out).as_posix())
+    return sorted(f for f in found if f not in ours)
 
 
 def _write_files(out: Path, cfg: ScenesConfig, workers: int, progress: Any) -> dict[str, Any]:

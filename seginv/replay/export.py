@@ -17,6 +17,11 @@ A multi-label classifier's replay (task ``multilabel``) has labels instead of ma
 Both tasks write ``classes.txt`` (one class per line, in id order; background first when the model has one) and
 ``export.json`` (the source directory, its manifest's sha256, the count, the task and the format). Ids are
 ``replay_<index>`` in the replay's sample order.
+
+An export starts by writing ``.seginv-export``, so that a folder an export was interrupted in is known as one:
+``--overwrite`` replaces an earlier or interrupted export, and removes only the files an export writes (the names
+above); a folder seginv did not export into is refused, with or without ``--overwrite``, and so is a symbolic link
+where the export would write (it would write outside ``--out``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import csv
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,9 @@ from .dataset import ReplayDataset
 from .schema import MANIFEST
 
 FORMATS = ("voc", "folder")
+MARK = ".seginv-export"
+FILES = ("export.json", "classes.txt", "labels.csv", MARK)  # the files and folders an export writes in --out
+FOLDERS = ("JPEGImages", "SegmentationClass", "images", "masks")
 
 
 def _save(image: Image.Image, path: Path, fmt: str) -> None:
@@ -61,12 +68,12 @@ def export_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     if ds.task == "segmentation" and len(ds.class_names) > 256:
         raise SeginvError(f"{root} has {len(ds.class_names)} classes; a palette PNG holds 256.")
     out = Path(out)
-    if out.exists() and any(p.name != LOCK for p in out.iterdir()):
-        if not (overwrite and (out / "export.json").is_file()):
-            raise SeginvError(f"{out} exists and is not empty.",
-                              "Choose a new folder (--overwrite replaces an earlier export there).")
+    if out.exists() and not out.is_dir():
+        raise SeginvError(f"{out} is a file.", "Choose a new folder for the export.")
     with folder_lock(out, "the export"):
+        _check_out(out, overwrite)
         _clear(out)
+        (out / MARK).write_text(json.dumps({"source": str(Path(root).resolve())}) + "\n")
         try:
             summary = _write(ds, root, out, fmt, image_format, bar)
         except BaseException:  # an error or Ctrl-C: no half export that a rerun would refuse
@@ -75,10 +82,52 @@ def export_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     return {"out": str(out), **summary}
 
 
+def _ours(out: Path, path: Path) -> bool:
+    """Whether ``path`` (a file under ``out``) is one an export writes."""
+    rel = path.relative_to(out)
+    if len(rel.parts) == 1:
+        return rel.name in FILES
+    if rel.parts[0] == "ImageSets":
+        return rel.suffix == ".txt"
+    return rel.parts[0] in FOLDERS and len(rel.parts) == 2 and re.fullmatch(r"replay_\d{6}\.(jpg|png)", rel.name) is not None
+
+
+def _entries(out: Path) -> list[Path]:
+    found = []
+    for folder, dirs, files in os.walk(out):  # symbolic links are listed, never followed
+        found += [Path(folder) / n for n in files + [d for d in dirs if (Path(folder) / d).is_symlink()]]
+    return [p for p in found if p.name != LOCK]
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse ``out`` unless it is empty, or (with ``overwrite``) holds an earlier or interrupted export only."""
+    entries = _entries(out)
+    if not entries:
+        return
+    exported = (out / MARK).is_file() or (out / "export.json").is_file()
+    if not exported:
+        raise SeginvError(f"{out} exists and is not empty.", "Choose a new folder; seginv exports only into an empty "
+                          "folder or over an earlier export (--overwrite).")
+    if not overwrite:
+        what = "an earlier export" if (out / "export.json").is_file() else "an interrupted export"
+        raise SeginvError(f"{out} holds {what}.", "Pass --overwrite to replace it, or choose a new folder.")
+    links = [p for p in entries if p.is_symlink()]
+    foreign = [p for p in entries if not p.is_symlink() and not _ours(out, p)]
+    if links or foreign:
+        bad = (links or foreign)[0].relative_to(out)
+        why = "a symbolic link (the export would write outside --out)" if links else "not written by an export"
+        raise SeginvError(f"{out}/{bad} is {why}; --overwrite replaces only an earlier export's files.",
+                          "Move it away, or choose a new folder.")
+
+
 def _clear(out: Path) -> None:
-    for child in out.iterdir():
-        if child.name != LOCK:
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    """Remove what an export wrote in ``out`` (and the folders it leaves empty)."""
+    for path in _entries(out):
+        if not path.is_symlink() and _ours(out, path):
+            path.unlink()
+    for folder, _, _ in sorted(os.walk(out), key=lambda w: -len(w[0])):
+        if Path(folder) != out and not any(Path(folder).iterdir()):
+            Path(folder).rmdir()
 
 
 def _write(ds: ReplayDataset, root: str | os.PathLike[str], out: Path, fmt: str, image_format: str,

@@ -66,10 +66,44 @@ def test_folder_export_and_refusals(monkeypatch, capsys, replays, tmp_path):
     assert [p.name for p in images] == [p.name for p in masks] and len(images) == 5
     assert json.loads((out / "export.json").read_text())["count"] == 5
     code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out)
-    one_line_error(code, err, "exists and is not empty", "--overwrite")
+    one_line_error(code, err, "holds an earlier export", "--overwrite")
     code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out, "--overwrite")
     assert code == 0, err
     assert not (out / "images").exists() and (out / "JPEGImages").is_dir()  # the earlier export was replaced
+
+
+def test_overwrite_replaces_only_what_an_export_wrote(monkeypatch, capsys, replays, tmp_path):
+    out = tmp_path / "voc"
+    assert seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out)[0] == 0
+    notes = out / "JPEGImages" / "my_photo.jpg"
+    notes.write_bytes(b"mine")
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out, "--overwrite")
+    one_line_error(code, err, "my_photo.jpg is not written by an export", "Move it away")
+    assert notes.read_bytes() == b"mine" and (out / "export.json").is_file()  # nothing removed
+    notes.unlink()
+    (out / "JPEGImages").rename(tmp_path / "elsewhere")
+    (out / "JPEGImages").symlink_to(tmp_path / "elsewhere")
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out, "--overwrite")
+    one_line_error(code, err, "is a symbolic link")
+    assert len(list((tmp_path / "elsewhere").iterdir())) == 5
+
+
+def test_an_interrupted_export_is_named_and_replaced_with_overwrite(monkeypatch, capsys, replays, tmp_path):
+    out = tmp_path / "voc"
+    assert seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out)[0] == 0
+    (out / "export.json").unlink()  # what kill -9 leaves: the marker and some images, no export.json
+    (out / "JPEGImages" / "replay_000004.jpg").unlink()
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out)
+    one_line_error(code, err, "holds an interrupted export", "--overwrite")
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out, "--overwrite")
+    assert code == 0, err
+    assert len(list((out / "JPEGImages").iterdir())) == 5 and (out / "export.json").is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", other, "--overwrite")
+    one_line_error(code, err, "exists and is not empty")
+    assert (other / "notes.txt").read_text() == "mine"
 
 
 def test_import_of_an_export_gives_back_the_same_samples(monkeypatch, capsys, replays, tmp_path):
