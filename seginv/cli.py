@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import click
 
-from .errors import SeginvError
+from .errors import SeginvError, resource_error
+from .processes import follow_launcher
 
 DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 SEED = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
@@ -1005,6 +1006,7 @@ def _how_to_resume(args: list[str]) -> str:
 
 
 def main() -> None:
+    follow_launcher()  # a torchrun rank ends with its launcher, even one killed with kill -9
     debug = "--debug" in sys.argv
     if not debug:
         warnings.showwarning = _warn  # one line per warning, without the source line
@@ -1025,6 +1027,14 @@ def main() -> None:
         if debug:
             traceback.print_exc()
         click.echo(f"seginv: error: {e}", err=True)
+        sys.exit(2)
+    except Exception as e:  # out of memory or disk in any command: one line, not a traceback
+        mapped = resource_error(e)
+        if mapped is None:
+            raise
+        if debug:
+            traceback.print_exc()
+        click.echo(f"seginv: error: {mapped}", err=True)
         sys.exit(2)
     if isinstance(rv, int) and rv:
         sys.exit(rv)

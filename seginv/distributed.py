@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import torch
@@ -21,6 +22,7 @@ import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 from .errors import SeginvError
+from .processes import LAUNCHER, die_with_parent
 
 T = TypeVar("T")
 
@@ -146,7 +148,8 @@ def shuffled_loader(data: Dataset, batch: int, generator: torch.Generator, worke
     if group.world > 1:
         sampler = RankSlice(sampler, group)
     return DataLoader(data, batch_sampler=sampler, num_workers=workers, generator=generator,
-                      persistent_workers=persistent and workers > 0)
+                      persistent_workers=persistent and workers > 0,
+                      worker_init_fn=partial(die_with_parent, os.getpid()) if workers else None)
 
 
 def launched() -> bool:
@@ -187,4 +190,5 @@ def relaunch(nproc: int, argv: list[str]) -> int:
         raise SeginvError("--nproc was given inside a torchrun job.", "Drop --nproc; torchrun already set the count.")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m",
            "seginv.cli", *argv]
-    return subprocess.run(cmd).returncode
+    env = {**os.environ, LAUNCHER: str(os.getpid())}
+    return subprocess.run(cmd, env=env, preexec_fn=partial(die_with_parent, os.getpid())).returncode  # noqa: PLW1509

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import SeginvError
+from .errors import SeginvError, resource_error
 
 
 @contextmanager
@@ -27,8 +28,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise SeginvError(f"could not write {path}: {e.strerror or e}.", "Check free space and permissions.") from None
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        full = resource_error(e) if isinstance(e, Exception) else None  # torch's and safetensors' writers
+        if full is not None:
+            raise SeginvError(f"could not write {path}: {full.problem}", full.hint) from None
         raise
 
 
@@ -61,17 +65,53 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+@contextmanager
+def image_file(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """``PIL.Image.open(path)`` for the block; an image larger than PIL decodes safely (a decompression bomb: more
+    pixels than ``PIL.Image.MAX_IMAGE_PIXELS``) is an error naming the file, not a warning or a traceback."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                yield image
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise SeginvError(f"image {path} is too large to decode safely ({_short(e)}).",
+                              "Downscale it; or, for a file you trust, raise PIL.Image.MAX_IMAGE_PIXELS.") from None
+
+
+MAX_YAML_BYTES = 1 << 20  # recipes and IAL files are a few kB
+
+
+def _yaml_loader() -> Any:
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        """YAML without anchors' aliases (``*name``), which let a few lines expand to gigabytes."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.events.AliasEvent):
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted; write the values out",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
+    return NoAliases
+
+
 def read_yaml(path: str | os.PathLike[str], what: str, hint: str) -> Any:
-    """The parsed YAML file ``path``; a missing file or bad YAML is an error naming ``what`` it is (``hint``: where
-    to find an example)."""
+    """The parsed YAML file ``path``; a missing file, bad YAML, an alias or more than ``MAX_YAML_BYTES`` is an error
+    naming ``what`` it is (``hint``: where to find an example)."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise SeginvError(f"{what} {p} does not exist.", hint)
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise SeginvError(f"{what} {p} is {p.stat().st_size} bytes; seginv reads at most {MAX_YAML_BYTES}.", hint)
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.load(p.read_text(encoding="utf-8"), Loader=_yaml_loader())  # noqa: S506  (a SafeLoader)
     except yaml.YAMLError as e:
-        raise SeginvError(f"{what} {p} is not valid YAML: {e}") from None
+        raise SeginvError(f"{what} {p} is not valid YAML: {' '.join(str(e).split())}") from None
     except (UnicodeDecodeError, OSError) as e:
         raise SeginvError(f"{what} {p} is not a readable text file ({_short(e)}).", hint) from None

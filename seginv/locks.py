@@ -19,18 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SeginvError
+from .processes import alive
 
 LOCK = ".seginv.lock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def read_lock(folder: str | os.PathLike[str], path: Path | None = None) -> dict[str, Any] | None:
@@ -52,7 +43,7 @@ def _held_by_other(owner: dict[str, Any]) -> bool:
         return False
     if owner.get("host") not in (None, socket.gethostname()):
         return True  # cannot tell whether a process on another machine runs: assume it does
-    return _alive(pid)
+    return alive(pid)
 
 
 @contextmanager

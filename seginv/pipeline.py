@@ -36,6 +36,7 @@ from .errors import SeginvError
 from .fileio import atomic_path, sha256_file
 from .locks import LOCK, folder_lock
 from .models.checkpoint import load_model
+from .outputs import run_files
 from .protocols import get_protocol
 from .recipes import Recipe, RunSpec, fingerprint, train_config
 from .replay.exemplars import from_dataset
@@ -182,7 +183,8 @@ class Pipeline:
         replay, synth_seconds = self.replay(run, teacher, teacher_sha, seed, data, t)
         r = distill(teacher, ckpt, data, replay=replay, protocol=self.proto.name, setting=self.recipe.setting,
                     method=run.method, method_options=run.options, cfg=run.distill_config(seed), init=run.init, ial=run.ial,
-                    device=self.device, fmt=self.fmt, resume=True, command=self.command, group=self.group)
+                    device=self.device, fmt=self.fmt, resume=run_files(ckpt)["state"].is_file(), command=self.command,
+                    group=self.group)
         m = _metrics(r["metrics"]["val"])
         record = {"config": config, "checkpoint": str(ckpt), "replay": replay, "metrics": m,
                   "seconds": {"synthesis": round(synth_seconds, 1), "distill": round(r["seconds"], 1)},

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from .data.classes import voc_palette
 from .data.transforms import normalize
 from .errors import SeginvError
-from .fileio import atomic_path
+from .fileio import atomic_path, image_file
 from .locks import folder_lock
 from .metrics import class_map
 from .models import SegModel
@@ -64,7 +64,7 @@ def output_names(paths: list[Path]) -> list[str]:
 
 def _read(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as img:
+        with image_file(path) as img:
             return np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise SeginvError(f"cannot read image {path} ({type(e).__name__}: {e}).", "Give readable image files.") from None

@@ -18,7 +18,7 @@ from .data.transforms import ImageTransform
 from .distill.multilabel_losses import binary_cross_entropy
 from .errors import SeginvError
 from .evaluation import evaluate, evaluate_classifier
-from .fileio import sha256_file
+from .fileio import image_file, sha256_file
 from .models import SegModel, create_model
 from .models.checkpoint import (
     load_foreign,
@@ -269,7 +269,6 @@ def folder_images(folder: str | os.PathLike[str], size: tuple[int, int], *, limi
                   seed: int = 0) -> np.ndarray:
     """The ``.jpg``/``.jpeg``/``.png`` images under ``folder`` (recursively, sorted; a random ``limit`` of them by
     ``seed`` when there are more), centre-cropped to a square and resized to ``size``: ``(N, H, W, 3)`` uint8."""
-    from PIL import Image
 
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not paths:
@@ -278,7 +277,7 @@ def folder_images(folder: str | os.PathLike[str], size: tuple[int, int], *, limi
 
     def read(i: int) -> np.ndarray:
         try:
-            with Image.open(paths[i]) as im:
+            with image_file(paths[i]) as im:
                 return np.asarray(im.convert("RGB"))
         except OSError as e:
             raise SeginvError(f"cannot read the image {paths[i]}: {e}.", "Remove it or fix it.") from None

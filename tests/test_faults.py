@@ -396,3 +396,102 @@ def test_an_interrupted_scenes_run_leaves_nothing_and_the_rerun_completes(monkey
     monkeypatch.undo()
     write_scenes(out, ScenesConfig(train=2, val=2, size=32))
     assert (out / "scenes.json").is_file()
+
+
+# 28 ------------------------------------------------------------------- resources, bombs: one line each
+def test_a_yaml_alias_bomb_or_a_huge_yaml_file_is_refused_before_it_expands(monkeypatch, capsys, tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+                    'c: [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n')
+    code, _, err = seginv(monkeypatch, capsys, "run", bomb, "--check")
+    one_line_error(code, err, "aliases (*name) are not accepted")
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * (2 << 20))
+    code, _, err = seginv(monkeypatch, capsys, "run", huge, "--check")
+    one_line_error(code, err, "seginv reads at most")
+
+
+def test_a_decompression_bomb_is_one_line_naming_the_image(monkeypatch, capsys, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "in" / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    code, _, err = seginv(monkeypatch, capsys, "predict", "--model", MODEL, tmp_path / "in", "--out", tmp_path / "o")
+    one_line_error(code, err, "big.png is too large to decode safely", "MAX_IMAGE_PIXELS")
+
+
+def test_out_of_memory_in_any_command_is_one_line(monkeypatch, capsys, tiny_scenes, tmp_path):
+    import seginv.workflows as workflows
+
+    def oom(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9999999999 bytes.")
+
+    monkeypatch.setattr(workflows, "train_supervised", oom)
+    code, _, err = seginv(monkeypatch, capsys, "train", "--data", tiny_scenes, "--protocol", "voc-15-5",
+                          "--out", tmp_path / "m.pt")
+    one_line_error(code, err, "out of memory", "--batch-size")
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.pt.lock").exists()
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_full_disk_while_a_checkpoint_is_saved_is_one_line_and_leaves_no_partial_file(monkeypatch, capsys,
+                                                                                        tmp_path, suffix):
+    import safetensors.torch
+
+    def full(*args, **kwargs):
+        if suffix == ".pt":
+            raise RuntimeError("[enforce fail at inline_container.cc:595] . PytorchStreamWriter failed writing file "
+                               "data/0: file write failed")
+        raise safetensors.SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                                          "message: \"No space left on device\" })")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    out = tmp_path / f"m{suffix}"
+    with pytest.raises(SeginvError, match="could not write .*the disk is full"):
+        save_checkpoint(create_model("deeplab-mini", ["background", "a"], width=8, aspp_channels=16), out)
+    assert not list(tmp_path.iterdir())
+
+
+def _descendants(pid):
+    found, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        found, todo = found + kids, todo + kids
+    return found
+
+
+def _running(pids):
+    alive = []
+    for p in pids:
+        try:
+            if "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]:
+                alive.append(p)
+        except OSError:
+            pass
+    return alive
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process parents from /proc")
+@pytest.mark.parametrize("command, count", [
+    (["synthesize", "--num-images", "400", "--nproc", "2"], 3),  # torchrun's agent and its two ranks
+    (["train", "--protocol", "voc-15-5", "--workers", "2", "--epochs", "50"], 2),  # two DataLoader workers
+])
+def test_kill_minus_9_of_the_parent_leaves_no_process_computing_after_5_s(tiny_scenes, tmp_path, command, count):
+    args = [*SYNTH[1:], "--out", tmp_path / "r"] if command[0] == "synthesize" else \
+        ["--data", tiny_scenes, "--crop-size", "32", "--width", "8", "--out", tmp_path / "m.pt"]
+    proc = subprocess.Popen([sys.executable, "-m", "seginv.cli", *command, *map(str, args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, kids = time.time() + 90, []
+    while time.time() < deadline and len(kids) < count and proc.poll() is None:
+        time.sleep(0.2)
+        kids = _running(_descendants(proc.pid))
+    assert len(kids) >= count, f"expected {count} child processes, saw {kids}"
+    time.sleep(1.0)  # computing
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline and _running(kids):
+        time.sleep(0.1)
+    assert not _running(kids), f"{_running(kids)} outlived their parent by 5 s"

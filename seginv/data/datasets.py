@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import SeginvError
+from ..fileio import image_file
 from .classes import ADE20K_CLASSES, CITYSCAPES_CLASSES, CITYSCAPES_LABELID_TO_TRAINID, IGNORE, VOC_CLASSES
 
 
 def _read_image(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with image_file(path) as im:
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError) as e:
         raise SeginvError(f"cannot read image {path}: {e}.", "Check that the file is a complete JPEG/PNG.") from None
@@ -30,7 +30,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 def _read_label(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with image_file(path) as im:
             if im.mode not in ("P", "L", "I", "I;16"):
                 raise SeginvError(
                     f"label {path} is a {im.mode} image; expected single-channel class ids (palette or greyscale PNG).",

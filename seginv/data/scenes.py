@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SeginvError
+from ..processes import die_with_parent
 from .classes import VOC_CLASSES, voc_palette
 
 GENERATOR_VERSION = 1
@@ -316,20 +317,6 @@ def _encode_chunk(args: tuple[ScenesConfig, str, int, int]) -> list[tuple[str, b
     return [_encode(cfg, split, i) for i in range(start, stop)]
 
 
-def _die_with_parent(parent: int) -> None:
-    """Pool worker initializer: end this worker when the process that started it ends, even by ``kill -9`` (a
-    worker blocked on the task queue would otherwise wait forever). Linux only; elsewhere a no-op."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent ended before the line above ran
-        os._exit(1)
-
-
 def iter_encoded(cfg: ScenesConfig, split: str, workers: int = 1) -> Iterator[tuple[str, bytes, bytes, list[int]]]:
     """Encoded samples of one split in index order; the bytes do not depend on ``workers``."""
     count = cfg.train if split == "train" else cfg.val
@@ -339,7 +326,7 @@ def iter_encoded(cfg: ScenesConfig, split: str, workers: int = 1) -> Iterator[tu
         for job in jobs:
             yield from _encode_chunk(job)
         return
-    with ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         for part in pool.map(_encode_chunk, jobs):
             yield from part
 

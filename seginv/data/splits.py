@@ -6,7 +6,7 @@ import os
 
 from torch.utils.data import Subset
 
-from ..errors import SeginvError
+from ..errors import SeginvError, did_you_mean
 from ..protocols import IGNORE, Protocol, eval_lut, keep_image, name_lut, train_lut
 from .datasets import SegmentationDataset, open_dataset
 
@@ -34,6 +34,11 @@ def train_split(root: str | os.PathLike[str], protocol: Protocol, step: int, set
     if protocol.step_cities:
         cities = tuple(c for s in protocol.step_cities[: step + 1] for c in s) if joint else protocol.step_cities[step]
     ds = _open(root, "train", protocol, cities, fmt, cache)
+    learned = protocol.class_names if joint else protocol.names(protocol.current(step))
+    absent = [n for n in learned if n not in ds.class_names and not (protocol.background and n == protocol.class_names[0])]
+    if absent:
+        raise SeginvError(f"{root} ({ds.name}) has no class {absent[0]!r} to learn.{did_you_mean(absent[0], ds.class_names)}",
+                          f"Its classes: {', '.join(ds.class_names[:25])}{' ...' if len(ds.class_names) > 25 else ''}.")
     to_model = name_lut(ds.class_names, protocol.class_names)
     ds.label_lut = train_lut(protocol, step, joint=joint)[to_model]
     if joint or protocol.step_cities:

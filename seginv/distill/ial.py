@@ -12,6 +12,7 @@ over the labelled pixels of the batch, so that with every factor equal to 1 it i
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,11 +65,23 @@ def load_ial(path: str | os.PathLike[str]) -> IALConfig:
     if unknown:
         raise SeginvError(f"IAL file {p}: unknown key(s) {', '.join(unknown)}.",
                           "Known keys: groups, lambda, alpha, class_weights.")
+    if not isinstance(raw["groups"], list) or not all(isinstance(g, list) for g in raw["groups"]):
+        raise SeginvError(f"IAL file {p}: `groups` must be a list of lists of class names, not "
+                          f"{str(raw['groups'])[:60]}.", EXAMPLE)
     groups = tuple(tuple(str(c) for c in g) for g in raw["groups"])
     lam = raw.get("lambda", 0.5)
-    lambdas = tuple(float(v) for v in (lam if isinstance(lam, list) else [lam] * (len(groups) - 1)))
-    return IALConfig(groups, lambdas, float(raw.get("alpha", 1.0)),
-                     {str(k): float(v) for k, v in (raw.get("class_weights") or {}).items()})
+    lambdas = tuple(_number(p, "lambda", v) for v in (lam if isinstance(lam, list) else [lam] * (len(groups) - 1)))
+    weights = raw.get("class_weights") or {}
+    if not isinstance(weights, dict):
+        raise SeginvError(f"IAL file {p}: `class_weights` must map class names to numbers.", EXAMPLE)
+    return IALConfig(groups, lambdas, _number(p, "alpha", raw.get("alpha", 1.0)),
+                     {str(k): _number(p, f"class_weights.{k}", v) for k, v in weights.items()})
+
+
+def _number(path: Path, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SeginvError(f"IAL file {path}: {key} must be a finite number, not {value!r}.", EXAMPLE)
+    return float(value)
 
 
 def importance_factors(p_true: torch.Tensor, group: torch.Tensor, lambdas: torch.Tensor) -> torch.Tensor:

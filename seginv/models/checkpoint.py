@@ -141,8 +141,8 @@ def read_raw(path: str | os.PathLike[str], unsafe_load: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise _explain_unpickling(path, e) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
-        raise _unreadable(path, e) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError, TypeError) as e:
+        raise _unreadable(path, e) from None  # a damaged pickle can fail in any of torch's rebuild functions
 
 
 def _is_seginv(obj: Any) -> bool:

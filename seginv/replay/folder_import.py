@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from .. import __version__
 from ..errors import SeginvError
+from ..fileio import image_file
 from ..models.checkpoint import read_class_names
 from .exemplars import resize_whole, square_resize, write_memory
 from .schema import make_header
@@ -42,7 +43,7 @@ def _pairs(images: Path, masks: Path) -> list[tuple[Path, Path]]:
 
 def _open(path: Path, mode: str) -> np.ndarray:
     try:
-        with Image.open(path) as img:
+        with image_file(path) as img:
             return np.asarray(img.convert(mode) if mode == "RGB" else img)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise SeginvError(f"cannot read {path} ({type(e).__name__}: {e}).") from None

@@ -20,6 +20,8 @@ teacher's sigmoid above 0.5 for the old classes (or an exemplar's own labels).
 from __future__ import annotations
 
 import inspect
+import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -76,7 +78,27 @@ def create_method(name: str, task: str = "segmentation", **options: Any) -> Meth
     if unknown:
         raise SeginvError(f"method {name} has no option(s) {', '.join(unknown)}.",
                           f"Its options: {', '.join(params) or 'none'}.")
+    signature = inspect.signature(factory).parameters
+    for key, value in options.items():
+        _check_option(name, key, value, signature[key].default)
     return factory(**options)
+
+
+def _check_option(method: str, key: str, value: Any, default: Any) -> None:
+    """Refuse an option value of another type than the option's default, or a number that is not finite."""
+    kinds = {bool: "true or false", int: "a whole number", float: "a number", str: "a word"}
+    kind = next((t for t in kinds if isinstance(default, t)), None)  # bool before int: True is an int
+    if kind is None:
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, bool) if kind is bool else (number and (kind is float or float(value).is_integer())) \
+        if kind in (int, float) else isinstance(value, str)
+    if ok and number and not math.isfinite(value):
+        ok = False
+    if not ok:
+        raise SeginvError(f"method {method}'s option {key} must be {kinds[kind]}"
+                          f"{' (finite)' if kind in (int, float) else ''}, not {value!r}.",
+                          f"Its default is {default!r}, e.g. --option {key}={json.dumps(default)}.")
 
 
 def list_methods(task: str = "segmentation") -> dict[str, dict[str, Any]]:
