@@ -144,6 +144,9 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
                      _fake({**REAL_START, "tv_l2": 1e-4}, DEFAULT)),
     "fake-lam05": ("the default with eq. 5's lambda at 0.5 (KD half as strong: new classes against old)",
                    _fake(REAL_START, DEFAULT, lam=0.5)),
+    "noise-lam05": ("noise replay with eq. 5's lambda at 0.5 (the control of fake-lam05)",
+                    _replay(replay="noise", options={**DEFAULT, "lam": 0.5})),
+    "none-lam05": ("no replay with eq. 5's lambda at 0.5", _replay(replay="none", options={**DEFAULT, "lam": 0.5})),
 }
 CELL_ROWS_64 = (*RUNS_64, *PROBES)
 
