@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
 from contextlib import contextmanager
@@ -41,8 +42,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 FILE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, EOFError)
 
 
-def _short(e: BaseException) -> str:
-    text = (str(e).strip().splitlines() or [""])[0][:160]
+def short_error(e: BaseException, limit: int = 160) -> str:
+    """``Type: the first line of the message``, cut at a word boundary to at most ``limit`` characters."""
+    text = (str(e).strip().splitlines() or [""])[0]
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " ..."
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
@@ -54,7 +58,15 @@ def reading(path: str | os.PathLike[str], what: str, hint: str) -> Iterator[None
     except SeginvError:
         raise
     except FILE_ERRORS as e:  # UnicodeDecodeError is a ValueError
-        raise SeginvError(f"{what} {path} is damaged or unreadable ({_short(e)}).", hint) from None
+        raise SeginvError(f"{what} {path} is damaged or unreadable ({short_error(e)}).", hint) from None
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads``, with absurdly deep nesting a ``ValueError`` as other bad JSON is (not a RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -77,7 +89,7 @@ def image_file(path: str | os.PathLike[str]) -> Iterator[Any]:
             with Image.open(path) as image:
                 yield image
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise SeginvError(f"image {path} is too large to decode safely ({_short(e)}).",
+            raise SeginvError(f"image {path} is too large to decode safely ({short_error(e)}).",
                               "Downscale it; or, for a file you trust, raise PIL.Image.MAX_IMAGE_PIXELS.") from None
 
 
@@ -114,4 +126,4 @@ def read_yaml(path: str | os.PathLike[str], what: str, hint: str) -> Any:
     except yaml.YAMLError as e:
         raise SeginvError(f"{what} {p} is not valid YAML: {' '.join(str(e).split())}") from None
     except (UnicodeDecodeError, OSError) as e:
-        raise SeginvError(f"{what} {p} is not a readable text file ({_short(e)}).", hint) from None
+        raise SeginvError(f"{what} {p} is not a readable text file ({short_error(e)}).", hint) from None

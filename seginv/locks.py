@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SeginvError
+from .fileio import parse_json
 from .processes import alive
 
 LOCK = ".seginv.lock"
@@ -29,7 +30,7 @@ def read_lock(folder: str | os.PathLike[str], path: Path | None = None) -> dict[
     unreadable lock reads as an owner that is gone)."""
     path = path or Path(folder) / LOCK
     try:
-        owner = json.loads(path.read_text())
+        owner = parse_json(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError):

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .distributed import Group, shuffled_loader
 from .errors import SeginvError
-from .fileio import atomic_path
+from .fileio import atomic_path, short_error
 from .replay.manifest import differences
 
 
@@ -154,7 +154,7 @@ class Run:
             set_random_state(state["random"])
             return int(state["iteration"]), list(state["history"]), (float(state["running"]), int(state["running_count"]))
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise SeginvError(f"{path} does not fit this run ({type(e).__name__}: {str(e)[:160]}).",
+            raise SeginvError(f"{path} does not fit this run ({short_error(e)}).",
                               f"Delete {path} to start over.") from None
 
 
@@ -187,7 +187,7 @@ def read_state(path: str | os.PathLike[str] | None, resume: bool, settings: dict
         state = torch.load(path, map_location="cpu", weights_only=True)
         saved = json.loads(state["settings"]) if isinstance(state, dict) and "settings" in state else None
     except Exception as e:  # truncated or foreign file: torch raises many kinds
-        raise SeginvError(f"{path} is not a readable {what} state ({type(e).__name__}: {str(e)[:120]}).",
+        raise SeginvError(f"{path} is not a readable {what} state ({short_error(e, 120)}).",
                           f"Delete {path} to start over.") from None
     if saved is None or "random" not in state:
         raise SeginvError(f"{path} is not a {what} state of this seginv version.", f"Delete {path} to start over.")

@@ -495,3 +495,42 @@ def test_kill_minus_9_of_the_parent_leaves_no_process_computing_after_5_s(tiny_s
     while time.time() < deadline and _running(kids):
         time.sleep(0.1)
     assert not _running(kids), f"{_running(kids)} outlived their parent by 5 s"
+
+
+def test_absurdly_deep_json_in_a_manifest_or_scenes_json_is_one_line(monkeypatch, capsys, tmp_path):
+    for folder, name in (("r", "manifest.json"), ("s", "scenes.json")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_text("[" * 100000 + "]" * 100000)
+    code, _, err = seginv(monkeypatch, capsys, "shards", "verify", tmp_path / "r")
+    one_line_error(code, err, "manifest.json", "nested too deeply")
+    code, _, err = seginv(monkeypatch, capsys, "data", "scenes", "--out", tmp_path / "s", "--train", "2")
+    one_line_error(code, err, "exists and is not empty")
+
+
+def test_bad_synthesis_numbers_and_large_scenes_sizes(monkeypatch, capsys, tmp_path):
+    for option, value in (("--first-bn-multiplier", "-5"), ("--stop-loss", "nan"), ("--lr", "inf")):
+        code, _, err = seginv(monkeypatch, capsys, *SYNTH, option, value, "--out", tmp_path / "r")
+        one_line_error(code, err, "invalid synthesis setting")
+    assert not (tmp_path / "r").exists()
+    code, _, err = seginv(monkeypatch, capsys, "data", "scenes", "--out", tmp_path / "big", "--size", "300",
+                          "--train", "2", "--val", "1")
+    assert code == 0, err
+
+
+def test_bad_method_options_and_ial_numbers_are_one_line(monkeypatch, capsys, tiny_scenes, tmp_path):
+    base = ["distill", "--teacher", MODEL, "--data", tiny_scenes, "--protocol", "voc-15-5", "--out", tmp_path / "m.pt"]
+    for options, needle in ((["--option", "kd=abc"], "kd must be a number"),
+                            (["--method", "hrhf", "--option", "pool_halves=maybe"], "pool_halves must be true or false"),
+                            (["--lam", "nan"], "lam must be a number (finite)")):
+        code, _, err = seginv(monkeypatch, capsys, *base, *(["--method", "lwf"] if "kd" in needle else []), *options)
+        one_line_error(code, err, needle)
+    for text, needle in (("groups: 5\n", "must be a list of lists"),
+                         ("groups: [[background], [aeroplane]]\nlambda: [x]\n", "lambda must be a finite number"),
+                         ("groups: [[background], [aeroplane]]\nlambda: .nan\n", "lambda must be a finite number")):
+        (tmp_path / "ial.yaml").write_text(text)
+        code, _, err = seginv(monkeypatch, capsys, *base, "--method", "ft", "--ial", tmp_path / "ial.yaml")
+        one_line_error(code, err, needle)
+    code, _, err = seginv(monkeypatch, capsys, "distill", "--teacher", MODEL, "--data", tiny_scenes,
+                          "--new-classes", "pottedplant,shep", "--out", tmp_path / "m.pt")
+    one_line_error(code, err, "no class 'shep' to learn", "Did you mean 'sheep'?")
+    assert not list(tmp_path.glob("m.pt*"))

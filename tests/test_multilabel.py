@@ -390,3 +390,26 @@ def test_torchvision_classifiers_load_as_multilabel_models_that_score_what_torch
     assert code == 0 and json.loads(out)["task"] == "multilabel"
     with pytest.raises(SeginvError, match="is an image classifier; it cannot be a segmentation model"):
         create_model(f"torchvision:{name}", ["background", "cat"])
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda d: d["images"][0].update(id=1.5), "id 1.5 is not a whole number"),
+    (lambda d: d["annotations"][0].update(image_id=float("inf")), "id inf is not a whole number"),
+    (lambda d: d["images"][0].update(file_name="../../outside.jpg"), "leaves the image folder"),
+    (lambda d: d["images"][0].update(file_name="/etc/hostname"), "leaves the image folder"),
+])
+def test_coco_ids_and_file_names_are_checked(tmp_path, edit, needle):
+    coco = coco2014(tmp_path / "coco", [(3, 1), (4, 18)])
+    path = coco / "annotations" / "instances_train2014.json"
+    d = json.loads(path.read_text())
+    edit(d)
+    path.write_text(json.dumps(d))  # json writes inf as Infinity, as the files that broke the reader had
+    with pytest.raises(SeginvError, match=needle.replace("(", r"\(")):
+        multilabel_train_split(coco, get_protocol("coco-b0-c5"), 0)
+
+
+def test_absurdly_deep_coco_json_is_refused_in_one_line(tmp_path):
+    coco = coco2014(tmp_path / "coco", [(3, 1)])
+    (coco / "annotations" / "instances_train2014.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(SeginvError, match="is not a COCO instances file"):
+        multilabel_train_split(coco, get_protocol("coco-b0-c5"), 0)

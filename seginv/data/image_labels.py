@@ -11,6 +11,7 @@ t's classes only (the other columns are zero and no loss reads them); a test set
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import SeginvError
+from ..fileio import short_error
 from ..protocols import IGNORE, Protocol, name_lut
 from .classes import COCO_CLASSES, VOC_CLASSES
 from .datasets import FORMATS, SegmentationDataset, _read_image, open_dataset
@@ -107,11 +109,11 @@ def coco_classification(root: str | os.PathLike[str], split: str) -> tuple[list[
         raise SeginvError(f"no annotation file {path}.", "Expected COCO 2014's annotations/instances_*2014.json.")
     try:
         d = json.loads(path.read_text())
-        categories = {int(c["id"]): str(c["name"]) for c in d["categories"]}
-        files = {int(im["id"]): str(im["file_name"]) for im in d["images"]}
-        pairs = [(int(a["image_id"]), int(a["category_id"])) for a in d["annotations"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SeginvError(f"{path} is not a COCO instances file ({type(e).__name__}: {e}).",
+        categories = {_coco_id(c["id"]): str(c["name"]) for c in d["categories"]}
+        files = {_coco_id(im["id"]): _coco_file(im["file_name"]) for im in d["images"]}
+        pairs = [(_coco_id(a["image_id"]), _coco_id(a["category_id"])) for a in d["annotations"]]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:  # RecursionError: absurdly deep nesting
+        raise SeginvError(f"{path} is not a COCO instances file ({short_error(e)}).",
                           "Use COCO 2014's annotations/instances_train2014.json or instances_val2014.json.") from None
     foreign = sorted(set(categories.values()) - set(COCO_CLASSES))
     if foreign:
@@ -132,6 +134,21 @@ def coco_classification(root: str | os.PathLike[str], split: str) -> tuple[list[
     for image_id, cid in pairs:
         labels[row[image_id], column[cid]] = 1
     return [base / f"{split}2014" / files[i] for i in order], list(COCO_CLASSES), labels
+
+
+def _coco_id(value: Any) -> int:
+    """A COCO id: a whole number (``1.0`` is one, ``1.5``, ``Infinity``, ``true`` and ``"1"`` are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
+        raise ValueError(f"id {value!r} is not a whole number")
+    return int(value)
+
+
+def _coco_file(name: Any) -> str:
+    """An image's ``file_name``: a relative path inside the split's folder (no ``..``, not absolute)."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ValueError(f"file_name {str(name)[:60]!r} leaves the image folder")
+    return name
 
 
 def detect_labels(root: str | os.PathLike[str], split: str) -> str:

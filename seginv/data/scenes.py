@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SeginvError
+from ..fileio import parse_json
 from ..processes import die_with_parent
 from .classes import VOC_CLASSES, voc_palette
 
@@ -168,7 +169,8 @@ def _background(rng: np.random.Generator, context: str, size: int) -> np.ndarray
     options = BACKGROUNDS[context]
     name, tint = options[rng.integers(len(options))]
     src = _texture_source(name)
-    crop = int(rng.integers(size, min(src.shape) // 2 + 1))
+    largest = min(src.shape) // 2
+    crop = int(rng.integers(min(size, largest), largest + 1))  # above the texture's half size: upsampled
     y0 = int(rng.integers(0, src.shape[0] - crop + 1))
     x0 = int(rng.integers(0, src.shape[1] - crop + 1))
     idx = (np.arange(size) * crop // size)
@@ -337,7 +339,7 @@ def read_scenes_summary(out: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        summary = json.loads(path.read_text())
+        summary = parse_json(path.read_text())
     except (OSError, ValueError):
         return None
     return summary if isinstance(summary, dict) and summary.get("format") == "seginv.scenes" else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..fileio import sha256_file
+from ..fileio import parse_json, sha256_file
 from .manifest import SHARD_FILE, read_manifest
 from .schema import IGNORE_INDEX, MANIFEST, META_ATTR, OPTIONAL, TASK, columns, required
 
@@ -26,7 +25,7 @@ def check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> 
     n = entry["count"]
     try:
         with h5py.File(path, "r") as f:
-            meta = json.loads(f.attrs[META_ATTR])
+            meta = parse_json(f.attrs[META_ATTR])
             if meta.get("count") != n or meta.get("shard") != entry["index"]:
                 problems.append(f"{path.name}: attributes say shard {meta.get('shard')} with {meta.get('count')} samples")
             version = manifest["schema_version"]
