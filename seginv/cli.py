@@ -597,6 +597,8 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--crop-size", default=64, show_default=True, type=int)
 @run_options
 @click.option("--no-verify", is_flag=True, help="Skip checking --replay against its manifest (sha256, schema) first.")
+@click.option("--strict", is_flag=True, help="Refuse fake --replay inverted from another model than --teacher "
+              "(by default a warning names both sha256).")
 @click.option("--importance", is_flag=True, help="Measure and store parameter importance (Fisher, path integral, "
               "RWalk score) for EWC, PI or RWalk at the next step (implied by those methods).")
 @speed_options
@@ -611,7 +613,7 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
             out: str, method: str, ratio: str, lam: float, seg_on: str | None, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
-            resume: bool, overwrite: bool, no_verify: bool, importance: bool, precision: str, channels_last: bool,
+            resume: bool, overwrite: bool, no_verify: bool, strict: bool, importance: bool, precision: str, channels_last: bool,
             compile_backend: str | None, val_every: int,
             tensorboard: bool, fmt: str, workers: int,
             device: str, seed: int, as_json: bool) -> None:
@@ -653,7 +655,8 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
         r = run(teacher or weights, out, data, arch=arch, class_names=class_names, unsafe_load=unsafe_load,
                 replay=replay, new_classes=list(names) if names else None, protocol=protocol, setting=setting,
                 method=method, method_options=opts, cfg=cfg, init=init, ial=ial, device=dev, fmt=fmt, resume=resume,
-                verify=not no_verify, val_every=val_every, tensorboard=tensorboard, command=command_line(), group=g)
+                verify=not no_verify, val_every=val_every, tensorboard=tensorboard, command=command_line(), group=g,
+                strict=strict)
     if not g.main:
         return
     val = r["metrics"].get("val", {})

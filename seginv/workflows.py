@@ -347,6 +347,21 @@ def _new_class_teacher(teacher: SegModel, proto: Protocol, step: int, data: str 
     return model.eval()
 
 
+def _check_replay_teacher(replay: Any, manifest: dict[str, Any], teacher_path: Any, strict: bool) -> None:
+    """Warn (``strict``: refuse) when fake replay was inverted from another checkpoint than the teacher."""
+    made_from = manifest.get("source", {}).get("teacher_sha256")
+    if manifest.get("source", {}).get("kind") != "synthesis" or not isinstance(made_from, str):
+        return
+    sha = sha256_file(teacher_path)
+    if sha == made_from:
+        return
+    problem = (f"replay {replay} was inverted from another model (sha256 {made_from[:12]}) than the teacher "
+               f"{teacher_path} (sha256 {sha[:12]}), though their classes agree")
+    if strict:
+        raise SeginvError(f"{problem}.", "Synthesize replay from this teacher, or drop --strict to use it anyway.")
+    warnings.warn(f"{problem}; its images show what that model knew.", stacklevel=3)
+
+
 def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], data: str | os.PathLike[str], *,
             replay: str | os.PathLike[str] | None = None, new_classes: list[str] | None = None,
             protocol: str | None = None, setting: str = "overlapped", method: str = "hrhf",
@@ -355,11 +370,12 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
             device: torch.device | str = "cpu", fmt: str = "auto", evaluate_after: bool = True, resume: bool = False,
             verify: bool = True, val_every: int = 0, tensorboard: bool = False,
             command: str | None = None, arch: str | None = None, class_names: str | os.PathLike[str] | None = None,
-            unsafe_load: bool = False, group: Group = SINGLE) -> dict[str, Any]:
+            unsafe_load: bool = False, group: Group = SINGLE, strict: bool = False) -> dict[str, Any]:
     """Teach a checkpoint new classes from ``data`` (+ replay shards) and write the extended model to ``out``.
     With ``arch`` and ``class_names``, ``teacher_path`` holds foreign weights (as for :func:`open_model`).
     ``verify``: check the replay against its manifest (every shard's sha256 and schema) before training. Logs,
-    ``val_every`` and ``group`` (torchrun) as for :func:`train`."""
+    ``val_every`` and ``group`` (torchrun) as for :func:`train`. Fake replay made from another teacher (its
+    manifest records the teacher's sha256) is used with a warning, or refused with ``strict``."""
     from .distill.methods import create_method
     from .distill.trainer import DistillConfig
     from .distill.trainer import distill as run_distill
@@ -409,6 +425,7 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         if replay_ds.class_names != expected:
             raise SeginvError(f"replay {replay} was made for classes {replay_ds.class_names}, not the teacher's.",
                               "Synthesize replay from this teacher: seginv synthesize --model TEACHER --out DIR.")
+        _check_replay_teacher(replay, replay_ds.manifest, teacher_path, strict)
         covered = replay_ds.manifest.get("config", {}).get("classes")
         old_fg = [n for i, n in enumerate(expected) if not (teacher.background and i == 0)]
         if replay_ds.kind == "synthesis" and isinstance(covered, list) and set(old_fg) - set(covered):

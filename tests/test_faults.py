@@ -534,3 +534,35 @@ def test_bad_method_options_and_ial_numbers_are_one_line(monkeypatch, capsys, ti
                           "--new-classes", "pottedplant,shep", "--out", tmp_path / "m.pt")
     one_line_error(code, err, "no class 'shep' to learn", "Did you mean 'sheep'?")
     assert not list(tmp_path.glob("m.pt*"))
+
+
+def test_replay_of_another_teacher_is_named_with_both_sha256_and_refused_with_strict(monkeypatch, capsys, replay,
+                                                                                    tiny_scenes, tmp_path):
+    from seginv.models.checkpoint import load_model
+
+    other = tmp_path / "other.pt"
+    model = load_model(MODEL)[0]
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    save_checkpoint(model, other)
+    args = ["distill", "--teacher", other, "--replay", replay, "--data", tiny_scenes, "--protocol", "voc-15-5",
+            "--epochs", "1", "--batch-size", "4", "--crop-size", "32"]
+    code, _, err = seginv(monkeypatch, capsys, *args, "--strict", "--out", tmp_path / "a.pt")
+    one_line_error(code, err, "was inverted from another model", "--strict")
+    assert not (tmp_path / "a.pt").exists()
+    code, _, err = seginv(monkeypatch, capsys, *args, "--out", tmp_path / "b.pt")
+    assert code == 0, err
+    assert "warning: replay" in err and "inverted from another model" in err
+
+
+def test_export_refuses_replay_that_fails_verification(monkeypatch, capsys, replay, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(replay, bad)
+    with open(bad / "shard-00001.h5", "r+b") as f:
+        f.seek(-100, 2)
+        f.write(b"\0" * 10)
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", bad, "--out", tmp_path / "x")
+    one_line_error(code, err, "fails verification", "nothing was exported")
+    assert not (tmp_path / "x").exists()

@@ -62,6 +62,12 @@ def export_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         raise SeginvError(f"unknown export format {fmt!r}.", f"Use one of {', '.join(FORMATS)}.")
     if image_format not in ("jpg", "png"):
         raise SeginvError(f"unknown image format {image_format!r}.", "Use jpg or png.")
+    from .verify import verify_replay
+
+    checked = verify_replay(root)  # another trainer gets what distill would accept, or nothing
+    if not checked["ok"]:
+        raise SeginvError(f"replay {root} fails verification: {'; '.join(checked['problems'][:3])}.",
+                          "Remake it (`seginv synthesize ... --resume` rewrites what is damaged); nothing was exported.")
     ds = ReplayDataset(root)  # complete replay only
     if ds.task == "multilabel" and fmt == "voc":
         _list_names(ds.class_names)  # refuse before touching out

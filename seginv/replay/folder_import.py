@@ -27,7 +27,15 @@ def _by_stem(folder: Path, option: str, suffixes: tuple[str, ...] = IMAGE_SUFFIX
     """The files of ``folder`` (given as ``option``) ending in ``suffixes``, by name without the suffix."""
     if not folder.is_dir():
         raise SeginvError(f"{option} {folder} is not a folder.")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in suffixes}
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in suffixes:
+            continue
+        if p.stem in found:  # a.jpg and a.png: which one a mask or label belongs to is unknowable
+            raise SeginvError(f"{option} {folder} holds two images named {p.stem} ({found[p.stem].name}, {p.name}).",
+                              "Rename or remove one: each image is paired with its label by name.")
+        found[p.stem] = p
+    return found
 
 
 def _pairs(images: Path, masks: Path) -> list[tuple[Path, Path]]:

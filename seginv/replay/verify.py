@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..fileio import parse_json, sha256_file
 from .manifest import SHARD_FILE, read_manifest
+from .writer import shard_meta
 from .schema import IGNORE_INDEX, MANIFEST, META_ATTR, OPTIONAL, TASK, columns, required
 
 
@@ -26,8 +28,11 @@ def check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> 
     try:
         with h5py.File(path, "r") as f:
             meta = parse_json(f.attrs[META_ATTR])
+            if not isinstance(meta, dict):
+                return [f"{path.name}: its {META_ATTR} attribute is not a JSON object"]
             if meta.get("count") != n or meta.get("shard") != entry["index"]:
                 problems.append(f"{path.name}: attributes say shard {meta.get('shard')} with {meta.get('count')} samples")
+            problems += _check_json(path.name, meta, entry, manifest)
             version = manifest["schema_version"]
             if meta.get("schema_version") != version:
                 problems.append(f"{path.name}: schema version {meta.get('schema_version')}, the manifest's is {version}")
@@ -58,6 +63,21 @@ def check_shard(path: Path, entry: dict[str, Any], manifest: dict[str, Any]) -> 
     except (OSError, KeyError, ValueError) as e:
         problems.append(f"{path.name}: unreadable ({e})")
     return problems
+
+
+#: what a reader takes from a shard's JSON attribute (the rest, such as the config, may differ between the shards of
+#: a directory extended with --resume)
+READ_KEYS = ("task", "class_names", "background", "ignore_index", "normalization", "first")
+
+
+def _check_json(name: str, meta: dict[str, Any], entry: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+    """What the shard's JSON attribute repeats of the manifest that a reader takes (``READ_KEYS``) and its size
+    agree with the manifest."""
+    expected = {k: v for k, v in shard_meta(manifest, entry["index"], entry.get("first", meta.get("first")),
+                                            entry["count"]).items() if k in READ_KEYS}
+    expected["image_size"] = list(manifest["image_size"])
+    return [f"{name}: its {META_ATTR} attribute says {key} {str(meta[key])[:60]}, the manifest says {str(want)[:60]}"
+            for key, want in expected.items() if key in meta and parse_json(json.dumps(meta[key])) != want]
 
 
 def _check_native(name: str, attrs: Any, entry: dict[str, Any], manifest: dict[str, Any]) -> list[str]:

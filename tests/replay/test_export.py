@@ -123,6 +123,10 @@ def test_import_of_an_export_gives_back_the_same_samples(monkeypatch, capsys, re
     code, _, err = seginv(monkeypatch, capsys, "shards", "import", "--images", voc / "JPEGImages", "--masks",
                           voc / "SegmentationClass", "--class-names", voc / "classes.txt", "--out", tmp_path / "bad")
     one_line_error(code, err, "holds class id(s) [40]", "--class-names")
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(voc / "JPEGImages" / "replay_000001.jpg")
+    code, _, err = seginv(monkeypatch, capsys, "shards", "import", "--images", voc / "JPEGImages", "--masks",
+                          voc / "SegmentationClass", "--class-names", voc / "classes.txt", "--out", tmp_path / "two")
+    one_line_error(code, err, "two images named replay_000001 (replay_000001.jpg, replay_000001.png)")
 
 
 def shard_labels(replay):

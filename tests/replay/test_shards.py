@@ -110,6 +110,23 @@ def test_fletcher32_catches_damage_even_when_the_manifest_hash_is_updated(tmp_pa
     assert not report["ok"] and "shard-00000.h5: unreadable" in report["problems"][0]
 
 
+def test_a_json_attribute_listing_other_classes_fails_verification_even_with_the_manifest_hash_updated(tmp_path):
+    from seginv.fileio import sha256_file
+    from seginv.replay.schema import META_ATTR
+
+    write_dir(tmp_path / "r")
+    path = tmp_path / "r" / "shard-00001.h5"
+    with h5py.File(path, "r+") as f:
+        meta = json.loads(f.attrs[META_ATTR])
+        meta["class_names"] = meta["class_names"][::-1]
+        f.attrs[META_ATTR] = json.dumps(meta)
+    m = read_manifest(tmp_path / "r")
+    m["shards"][1]["sha256"] = sha256_file(path)
+    (tmp_path / "r" / "manifest.json").write_text(json.dumps(m))
+    report = verify_replay(tmp_path / "r")
+    assert not report["ok"] and any("attribute says class_names" in p for p in report["problems"])
+
+
 def test_missing_and_stray_shards_are_reported(tmp_path):
     write_dir(tmp_path / "r")
     (tmp_path / "r" / "shard-00002.h5").unlink()
