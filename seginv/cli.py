@@ -17,7 +17,7 @@ from .errors import SeginvError, resource_error
 from .processes import follow_launcher
 
 DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-SEED = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Random seed.")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 MODEL_OPTIONS = [
     click.option("--model", type=click.Path(dir_okay=False), help="A seginv checkpoint (.pt or .safetensors)."),
@@ -267,7 +267,7 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
 @click.option("--joint", is_flag=True, help="Train every class of the protocol at once (the upper bound).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt or .safetensors).")
 @click.option("--arch", default="deeplab-mini", show_default=True, help="Architecture (see `seginv info --list-archs`).")
-@click.option("--width", type=int, help="deeplab-mini: backbone width.")
+@click.option("--width", type=click.IntRange(1), help="deeplab-mini: backbone width.")
 @click.option("--epochs", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=0.003, show_default=True, type=float)
@@ -333,7 +333,7 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
 @click.option("--protocol", help="Evaluate as this protocol stands after --step (classes not yet learned ignored).")
 @click.option("--step", type=int, help="Protocol step (default: the model's last step).")
 @click.option("--split", default="val", show_default=True, help="Dataset split to evaluate.")
-@click.option("--crop", type=int, help="Centre crop side (MiB's 512 evaluation); default full images.")
+@click.option("--crop", type=click.IntRange(8), help="Centre crop side (MiB's 512 evaluation); default full images.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--format", "fmt", default="auto", show_default=True, type=click.Choice(["auto", "voc", "ade20k", "cityscapes"]))
 @DEVICE
@@ -652,7 +652,7 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
     dev = local_device(resolve_device(device))
     inputs = [("--teacher", teacher), ("--weights", weights), ("--class-names", class_names), ("--ial", ial)]
     with group(dev) as g, checkpoint_run(out, overwrite=overwrite, resume=resume, inputs=inputs, main=g.main):
-        r = run(teacher or weights, out, data, arch=arch, class_names=class_names, unsafe_load=unsafe_load,
+        r = run(teacher if teacher is not None else weights, out, data, arch=arch, class_names=class_names, unsafe_load=unsafe_load,
                 replay=replay, new_classes=list(names) if names else None, protocol=protocol, setting=setting,
                 method=method, method_options=opts, cfg=cfg, init=init, ial=ial, device=dev, fmt=fmt, resume=resume,
                 verify=not no_verify, val_every=val_every, tensorboard=tensorboard, command=command_line(), group=g,
@@ -769,7 +769,13 @@ def run_command(recipe: str, out: str | None, data: str | None, step0: str | Non
     if nproc > 1 and not check:
         sys.exit(relaunch(nproc, _without_option(sys.argv[1:], "--nproc")))
 
-    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    seed_list = None
+    if seeds:
+        words = [w.strip() for w in seeds.split(",")]
+        if not all(w.isdigit() and int(w) < 2**32 for w in words):
+            raise click.BadParameter(f"{seeds!r} is not a comma-separated list of seeds (whole numbers >= 0).",
+                                     param_hint="--seeds")
+        seed_list = [int(w) for w in words]
     r = load_recipe(recipe, data=data, step0_model=step0, device=device, seeds=seed_list)
     if check:
         emit(r.to_dict(), as_json, lambda d: json.dumps(d, indent=2))
@@ -987,6 +993,25 @@ def shards_import(images: str, masks: str | None, class_names: str | None, label
     else:
         r = import_folder(images, masks, class_names, out, background=not no_background, **common)
     emit(r, as_json, lambda r: f"wrote {r['count']} images in {r['shards']} shard(s) to {r['out']}")
+
+
+MAX_INT = 2**24  # no count, size or step a user means is larger; larger ones overflow torch's and NumPy's C integers
+
+
+def _bound_integers(group: click.Group) -> None:
+    """Give every integer option of every command the upper bound ``MAX_INT`` (a one-line usage error above it)."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _bound_integers(command)
+            continue
+        for p in command.params:
+            if p.type is click.INT:
+                p.type = click.IntRange(max=MAX_INT)
+            elif isinstance(p.type, click.IntRange) and p.type.max is None:
+                p.type = click.IntRange(p.type.min, MAX_INT, min_open=p.type.min_open)
+
+
+_bound_integers(cli)
 
 
 def _warn(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:

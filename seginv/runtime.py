@@ -13,6 +13,10 @@ import torch
 from .errors import SeginvError
 
 
+MAX_SETTING = 1e6  # learning rates and weights: larger ones overflow torch's float32 optimizer and image steps
+MAX_SIDE = 8192  # pixels: the largest image or crop side a setting may ask for
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` -> cuda if available else cpu; ``cuda[:N]`` must exist."""
     if name == "auto":

@@ -22,7 +22,7 @@ from .precision import PRECISIONS, apply_layout_and_compile, autocast, check_com
 from .models import SegModel
 from .resume import Batches, Run, read_state, run_settings
 from .runlog import TrainLog
-from .runtime import progress
+from .runtime import MAX_SETTING, MAX_SIDE, progress
 
 
 @dataclass
@@ -45,14 +45,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
         checks = [
-            (finite(self.lr) and self.lr > 0, f"lr must be a positive finite number, not {self.lr}", "--lr"),
+            (finite(self.lr) and 0 < self.lr <= MAX_SETTING,
+             f"lr must be a positive finite number (at most {MAX_SETTING:g}), not {self.lr}", "--lr"),
             (self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}", "--epochs"),
             (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}", "--batch-size"),
-            (finite(self.weight_decay) and self.weight_decay >= 0,
-             f"weight decay must be a finite number >= 0, not {self.weight_decay}", "weight_decay"),
+            (finite(self.weight_decay) and 0 <= self.weight_decay <= MAX_SETTING,
+             f"weight decay must be a finite number in [0, {MAX_SETTING:g}], not {self.weight_decay}", "weight_decay"),
             (finite(self.momentum) and 0 <= self.momentum < 1, f"momentum must be in [0, 1), not {self.momentum}",
              "momentum"),
-            (self.crop_size >= 8, f"crop size must be at least 8, not {self.crop_size}", "--crop-size"),
+            (8 <= self.crop_size <= MAX_SIDE, f"crop size must be in [8, {MAX_SIDE}], not {self.crop_size}",
+             "--crop-size"),
             (len(self.scale) == 2 and all(finite(v) for v in self.scale) and 0 < self.scale[0] <= self.scale[1],
              f"scale must be two numbers 0 < lo <= hi, not {self.scale}", "scale"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}",

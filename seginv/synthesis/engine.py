@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..data.transforms import normalize
 from ..errors import SeginvError
 from ..metrics import class_map
+from ..runtime import MAX_SETTING, MAX_SIDE
 from ..precision import PRECISIONS, apply_layout_and_compile, autocast, check_compile, check_precision
 from ..models import SegModel
 from .aggregation import AGGREGATIONS, aggregate, wide_scales
@@ -72,8 +73,10 @@ class InversionConfig:
             (self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, not {self.precision!r}"),
             (self.steps >= 1 and self.batch_size >= 1, "steps and batch size must be at least 1"),
-            (min(self.size) >= 8, f"image size {self.size} is too small (at least 8x8)"),
-            (math.isfinite(self.lr) and self.lr > 0, f"lr must be a positive finite number, not {self.lr}"),
+            (8 <= min(self.size) and max(self.size) <= MAX_SIDE,
+             f"image size {self.size} must be between 8x8 and {MAX_SIDE}x{MAX_SIDE}"),
+            (math.isfinite(self.lr) and 0 < self.lr <= MAX_SETTING,
+             f"lr must be a positive finite number (at most {MAX_SETTING:g}), not {self.lr}"),
             (all(r > 0 for r in self.r_choices) and len(self.r_choices) > 0, f"r values must be positive: {self.r_choices}"),
             (all(math.isfinite(v) and v >= 0 for v in (self.tv_l1, self.tv_l2, self.l2, self.bn,
                                                          self.first_bn_multiplier, self.init_noise)),
