@@ -909,8 +909,9 @@ def shards_inspect(root: str, as_json: bool) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--num", default=24, show_default=True, type=click.IntRange(1), help="Samples to show.")
 @click.option("--columns", default=6, show_default=True, type=click.IntRange(1))
+@click.option("--overwrite", is_flag=True, help="Replace an earlier preview at --out.")
 @JSON
-def shards_preview(root: str, out: str, num: int, columns: int, as_json: bool) -> None:
+def shards_preview(root: str, out: str, num: int, columns: int, overwrite: bool, as_json: bool) -> None:
     """A PNG contact sheet: each sample beside its mask, captioned with its target classes.
 
     \b
@@ -918,7 +919,7 @@ def shards_preview(root: str, out: str, num: int, columns: int, as_json: bool) -
     """
     from .replay.preview import preview_replay
 
-    r = preview_replay(root, out, num=num, columns=columns)
+    r = preview_replay(root, out, num=num, columns=columns, overwrite=overwrite)
     emit(r, as_json, lambda r: f"wrote {r['out']} ({r['samples']} samples)")
 
 

@@ -155,3 +155,19 @@ def test_resume_without_a_state_is_refused_in_one_line(setup, tmp_path):
     _, err = p.communicate()
     assert p.returncode == 2 and err.count("\n") == 1 and "no " in err and "Rerun without --resume" in err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_pickled_state_is_refused_in_one_line_cut_at_a_word(setup, tmp_path, monkeypatch, capsys):
+    from argparse import Namespace
+
+    from tests.test_faults import one_line_error, seginv
+
+    root = setup
+    out = tmp_path / "m.pt"
+    torch.save({"settings": "{}", "x": Namespace(a=1)}, tmp_path / "m.pt.state")  # a pickled object, not weights
+    args = [str(a) for a in COMMANDS["distill-replay"](root, out)]
+    code, _, err = seginv(monkeypatch, capsys, *args, "--resume")
+    one_line_error(code, err, "is not a readable distillation state", "Delete")
+    detail = err.split("state (", 1)[1].split(")", 1)[0]
+    assert detail.endswith("...") or len(detail) < 140, detail  # cut at a word, not mid-word
+    assert not out.exists()

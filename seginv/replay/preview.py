@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from ..data.classes import voc_palette
 from ..errors import SeginvError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, image_file
 from .dataset import ReplayDataset
 
 
@@ -89,17 +89,37 @@ def mask_grid(images: list[np.ndarray], columns: list[tuple[str, list[np.ndarray
     return grid
 
 
+SOFTWARE = "seginv shards preview"  # the PNG text that marks a sheet as ours, so --overwrite replaces only sheets
+
+
 def preview_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, num: int = 24, columns: int = 6,
-                   cell: int = 128) -> dict[str, Any]:
-    """Write a contact sheet of the first ``num`` samples of ``root`` to ``out`` (PNG)."""
+                   cell: int = 128, overwrite: bool = False) -> dict[str, Any]:
+    """Write a contact sheet of the first ``num`` samples of ``root`` to ``out`` (PNG). An existing ``out`` is
+    refused, or with ``overwrite`` replaced when it is an earlier sheet."""
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise SeginvError(f"preview file {out} should end in .png.", "Example: --out preview.png")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise SeginvError(f"{out} exists.", "Pass --overwrite to replace an earlier preview, or choose another --out.")
+        if not _is_sheet(out):
+            raise SeginvError(f"{out} is not a preview seginv wrote; --overwrite replaces only those.",
+                              "Choose another --out.")
     sheet, samples = replay_sheet(root, num=num, columns=columns, cell=cell)
     out.parent.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", SOFTWARE)
     with atomic_path(out) as tmp:
-        sheet.save(tmp, format="PNG")
+        sheet.save(tmp, format="PNG", pnginfo=info)
     return {"out": str(out), "samples": samples}
+
+
+def _is_sheet(path: Path) -> bool:
+    try:
+        with image_file(path) as image:
+            return not path.is_symlink() and getattr(image, "text", {}).get("Software") == SOFTWARE
+    except (OSError, ValueError, SeginvError):
+        return False
 
 
 def replay_sheet(root: str | os.PathLike[str], *, num: int = 24, columns: int = 6,

@@ -237,6 +237,12 @@ def test_preview_writes_a_png_contact_sheet(tmp_path):
     assert all(tuple(palette[k]) in legend for k in present)  # a swatch for every class shown
     with pytest.raises(SeginvError, match="should end in .png"):
         preview_replay(tmp_path / "r", tmp_path / "p.jpg")
+    with pytest.raises(SeginvError, match="p.png exists.*--overwrite"):
+        preview_replay(tmp_path / "r", tmp_path / "p.png")
+    assert preview_replay(tmp_path / "r", tmp_path / "p.png", num=2, overwrite=True)["samples"] == 2
+    Image.new("RGB", (4, 4)).save(tmp_path / "photo.png")
+    with pytest.raises(SeginvError, match="not a preview seginv wrote"):
+        preview_replay(tmp_path / "r", tmp_path / "photo.png", overwrite=True)
 
 
 @pytest.mark.parametrize("kind", ["synthesis", "dataset"])
