@@ -69,6 +69,18 @@ def parse_json(text: str | bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
+MAX_JSON_BYTES = 64 << 20  # a manifest of 100000 shards is about 20 MB
+
+
+def read_json(path: str | os.PathLike[str], limit: int = MAX_JSON_BYTES) -> Any:
+    """The JSON file ``path`` that seginv wrote (a manifest, record, summary or lock): bad JSON, absurd nesting and
+    more than ``limit`` bytes are a ``ValueError``."""
+    size = Path(path).stat().st_size
+    if size > limit:
+        raise ValueError(f"{size} bytes, more than the {limit} a seginv JSON file holds")
+    return parse_json(Path(path).read_text(encoding="utf-8"))
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SeginvError
-from .fileio import parse_json
+from .fileio import read_json
 from .processes import alive
 
 LOCK = ".seginv.lock"
@@ -30,7 +30,7 @@ def read_lock(folder: str | os.PathLike[str], path: Path | None = None) -> dict[
     unreadable lock reads as an owner that is gone)."""
     path = path or Path(folder) / LOCK
     try:
-        owner = parse_json(path.read_text())
+        owner = read_json(path)
     except FileNotFoundError:
         return None
     except (OSError, ValueError):

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from .data.scenes import ScenesConfig, write_scenes
 from .distributed import SINGLE, Group
 from .errors import SeginvError
-from .fileio import atomic_path, parse_json, sha256_file
+from .fileio import atomic_path, read_json, reading, sha256_file
 from .locks import LOCK, folder_lock
 from .models.checkpoint import load_model
 from .outputs import run_files
@@ -55,8 +55,10 @@ def _finished(record_path: Path, config: dict[str, Any]) -> dict[str, Any] | Non
     """The record of a finished step made with ``config``; None if the step is not finished."""
     if not record_path.is_file():
         return None
-    record = parse_json(record_path.read_text())
-    diff = differences(record["config"], json.loads(json.dumps(config, default=str)))
+    with reading(record_path, "step record", "Delete it to run the step again."):
+        record = read_json(record_path)
+        recorded = record["config"]
+    diff = differences(recorded, json.loads(json.dumps(config, default=str)))
     if diff:
         raise SeginvError(f"{record_path} was made with other settings ({'; '.join(diff[:4])}).",
                           "Run the changed recipe into a new --out, or delete that run's folder to redo it.")
@@ -100,7 +102,8 @@ class Pipeline:
         path, cfg = self.out / "data", ScenesConfig(**self.recipe.data["scenes"])
         summary = path / "scenes.json"
         if summary.is_file():
-            made = parse_json(summary.read_text())["config"]
+            with reading(summary, "Scenes summary", f"Delete {path} to generate it again."):
+                made = read_json(summary)["config"]
             if made != json.loads(json.dumps(cfg.__dict__)):
                 raise SeginvError(f"{path} holds Scenes made with other settings.", "Use a new --out.")
             return path
@@ -205,7 +208,7 @@ class Pipeline:
         previous = self.out / "recipe.json"
         if previous.is_file():
             try:
-                old = parse_json(previous.read_text())
+                old = read_json(previous)
             except (OSError, ValueError):
                 old = None
             mine = self.recipe.to_dict()

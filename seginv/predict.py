@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from .data.classes import voc_palette
 from .data.transforms import normalize
 from .errors import SeginvError
-from .fileio import atomic_path, image_file, parse_json
+from .fileio import atomic_path, image_file, read_json
 from .locks import folder_lock
 from .metrics import class_map
 from .models import SegModel
@@ -112,7 +112,7 @@ def _earlier(out: Path) -> dict[str, str]:
     if not (sidecar.exists() or sidecar.is_symlink()):
         return {}
     try:
-        earlier = parse_json(sidecar.read_text(encoding="utf-8"))
+        earlier = read_json(sidecar)
         images = earlier["images"] if isinstance(earlier, dict) and "classes" in earlier else None
     except (OSError, ValueError, KeyError):
         images = None

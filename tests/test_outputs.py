@@ -96,10 +96,14 @@ def test_a_second_run_into_the_same_checkpoint_is_refused_while_the_first_runs(m
     assert code == 0, err
 
 
-@pytest.mark.parametrize("kind", ["jsonl", "tensorboard", "state"])
+@pytest.mark.parametrize("kind", ["jsonl", "tensorboard", "tensorboard-file", "state"])
 def test_any_file_of_an_earlier_run_is_named_in_the_refusal(monkeypatch, capsys, tiny_scenes, tmp_path, kind):
     out = tmp_path / "m.pt"
-    path = run_files(out)[kind]
+    path = run_files(out)[kind.split("-")[0]]
     path.mkdir() if kind == "tensorboard" else path.write_text("")
     code, _, err = _train(monkeypatch, capsys, tiny_scenes, out)
     one_line_error(code, err, f"{path.name} exists", *(["--resume"] if kind == "state" else []))
+    if kind == "tensorboard-file":  # NAME.tb as a file is no TensorBoard folder of seginv's: kept
+        code, _, err = _train(monkeypatch, capsys, tiny_scenes, out, "--overwrite")
+        one_line_error(code, err, "m.tb was not written by seginv")
+        assert path.is_file()

@@ -149,12 +149,13 @@ def test_killed_twice_and_resumed_ends_as_an_uninterrupted_run(setup, tmp_path, 
     assert not state.exists()
 
 
-def test_resume_without_a_state_is_refused_in_one_line(setup, tmp_path):
-    root = setup
-    p = _cli(*COMMANDS["distill-replay"](root, tmp_path / "m.pt"), "--resume")
-    _, err = p.communicate()
-    assert p.returncode == 2 and err.count("\n") == 1 and "no " in err and "Rerun without --resume" in err
-    assert not (tmp_path / "m.pt").exists()
+def test_resume_without_a_state_is_refused_in_one_line(setup, tmp_path, monkeypatch, capsys):
+    from tests.test_faults import one_line_error, seginv
+
+    args = [str(a) for a in COMMANDS["distill-replay"](setup, tmp_path / "m.pt")]
+    code, _, err = seginv(monkeypatch, capsys, *args, "--resume")
+    one_line_error(code, err, "there is no", "Rerun without --resume")
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_pickled_state_is_refused_in_one_line_cut_at_a_word(setup, tmp_path, monkeypatch, capsys):

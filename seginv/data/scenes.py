@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SeginvError
-from ..fileio import parse_json
+from ..fileio import read_json
 from ..processes import die_with_parent
 from .classes import VOC_CLASSES, voc_palette
 
@@ -339,7 +339,7 @@ def read_scenes_summary(out: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        summary = parse_json(path.read_text())
+        summary = read_json(path)
     except (OSError, ValueError):
         return None
     return summary if isinstance(summary, dict) and summary.get("format") == "seginv.scenes" else None

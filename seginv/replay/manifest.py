@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 
 from ..errors import SeginvError
-from ..fileio import atomic_path, parse_json, sha256_file
+from ..fileio import atomic_path, read_json, sha256_file
 from ..locks import LOCK
 from .schema import FORMAT, MANIFEST, META_ATTR, READABLE
 
@@ -30,7 +30,7 @@ def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
         hint = "Write one with `seginv synthesize --out DIR`." if Path(root).is_dir() else "Check the path."
         raise SeginvError(f"{root} is not a replay directory (no {MANIFEST}).", hint)
     try:
-        m = parse_json(path.read_text())
+        m = read_json(path)
     except (OSError, ValueError) as e:
         raise SeginvError(f"cannot read {path}: {e}.", "The manifest is damaged; rewrite the directory with --overwrite.") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
