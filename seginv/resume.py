@@ -128,6 +128,11 @@ class Run:
         if epoch_end == (iteration % len(self.loaders["real"]) == 0):  # type: ignore[arg-type]
             save_state(self.path, self.state(iteration, history, running, count), self.settings)
 
+    def finish(self) -> None:
+        """The run ended: its state is of no further use."""
+        if self.path is not None and self.main:
+            Path(self.path).unlink(missing_ok=True)
+
     def state(self, iteration: int, history: list[float], running: float, count: int) -> dict[str, Any]:
         """Where the run stands after ``iteration`` (``running`` / ``count``: the loss so far in this epoch)."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "iteration": iteration,

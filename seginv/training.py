@@ -152,7 +152,9 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
     ``log_to``: the checkpoint whose logs (:mod:`seginv.runlog`) to write; ``validate(model, step, epoch)`` runs
     after every ``val_every`` epochs (and after the last) and returns the metrics to log. Under torchrun
     (``group``) each rank trains on its part of every global batch of ``cfg.batch_size`` and gradients are averaged;
-    BatchNorm statistics are each rank's own unless the model's BatchNorm layers were made SyncBatchNorm."""
+    BatchNorm statistics are each rank's own unless the model's BatchNorm layers were made SyncBatchNorm.
+    ``state_path``, ``resume``, ``checkpoint_every`` and ``settings``: the resumable state, as for
+    :func:`seginv.distill.trainer.distill` (:mod:`seginv.resume`)."""
     attach_transform(dataset, transform or TrainTransform(cfg.crop_size, model.mean, model.std, scale=tuple(cfg.scale)))
     settings = run_settings({**(settings or {}), "train": {k: v for k, v in cfg.to_dict().items() if k != "workers"}})
     state = read_state(state_path, resume, settings)
@@ -206,7 +208,6 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
         log.close()
     if tracker is not None:
         model.importance = tracker.result()
-    if state_path is not None and group.main:
-        Path(state_path).unlink(missing_ok=True)
+    run.finish()
     return {"loss_per_epoch": history, "train_seconds": time.perf_counter() - start, "images": len(dataset),
             "iterations": total, "resumed_from": resumed_from}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -108,8 +107,8 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     With ``state_path``, everything the run continues from (:mod:`seginv.resume`) is written there every
     ``cfg.checkpoint_every`` iterations (atomically), with ``settings`` (what the run was asked to do, JSON-like);
     ``resume`` continues from it as if uninterrupted, and refuses a state saved with other settings. Without
-    ``resume`` an existing state is refused rather than replaced. ``log_to``, ``tensorboard``, ``validate`` and ``val_every`` as for
-    :func:`~seginv.training.train_supervised`. Under torchrun (``group``) every rank takes its part of each global
+    ``resume`` an existing state is refused rather than replaced. ``log_to``, ``tensorboard``, ``validate`` and
+    ``val_every`` as for :func:`~seginv.training.train_supervised`. Under torchrun (``group``) every rank takes its part of each global
     batch of real and of replayed images (so the real:fake ratio holds per global batch), gradients are averaged
     over ranks, and only rank 0 writes the state and the logs. Returns the loss history and timing.
     """
@@ -219,8 +218,7 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
         log.close()
     if tracker is not None:
         student.importance = tracker.result(previous=teacher.importance)
-    if state_path is not None and group.main:
-        Path(state_path).unlink(missing_ok=True)
+    run.finish()
     return {"loss_per_epoch": history, "seconds": time.perf_counter() - start, "iterations": total,
             "resumed_from": resumed_from,
             "real_images": len(real), "replay_images": len(replay) if replay is not None else 0,
