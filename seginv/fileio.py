@@ -13,11 +13,18 @@ from typing import Any, Iterator
 from .errors import SeginvError, resource_error
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield ``path.partial`` to write; on success fsync it and rename it over ``path``, else remove it.
 
-    A reader never sees a half-written file, and a failed write (full disk) leaves any previous file intact.
+    A reader never sees a half-written file, and a failed write (full disk) leaves any previous file intact. The file
+    gets the mode the process umask gives new files (0644 under 022), whichever library wrote it.
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
@@ -25,6 +32,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # as a plain open() would: some writers (safetensors) make files 0600
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

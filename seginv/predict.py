@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data.classes import voc_palette
 from .data.transforms import normalize
@@ -62,10 +62,22 @@ def output_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _read(path: Path) -> np.ndarray:
+ORIENTATION = 0x0112  # EXIF's orientation tag: 1 = as stored; 2-8 = flipped and/or rotated for display
+
+
+def _orientation(path: Path) -> int:
     try:
         with image_file(path) as img:
-            return np.asarray(img.convert("RGB"))
+            return int(img.getexif().get(ORIENTATION, 1))
+    except (UnidentifiedImageError, OSError, ValueError, TypeError):
+        return 1
+
+
+def _read(path: Path) -> np.ndarray:
+    """The image as viewers show it: its EXIF orientation applied (a camera's portrait photo stands upright)."""
+    try:
+        with image_file(path) as img:
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise SeginvError(f"cannot read image {path} ({type(e).__name__}: {e}).", "Give readable image files.") from None
 
@@ -95,7 +107,8 @@ def predict_images(model: SegModel, inputs: list[str] | tuple[str, ...], out: st
                    device: torch.device, batch_size: int = 8, with_overlay: bool = False,
                    overwrite: bool = False) -> dict[str, Any]:
     """Segment every image of ``inputs`` with ``model`` at its own size; write ``out/<name>.png`` (palette PNG,
-    pixel value = class id), ``out/classes.json`` and, with ``with_overlay``, ``out/<name>_overlay.jpg``."""
+    pixel value = class id), ``out/classes.json`` and, with ``with_overlay``, ``out/<name>_overlay.jpg``. Images are
+    taken as viewers show them (EXIF orientation applied; ``classes.json`` lists the images it turned)."""
     if model.num_classes > 256:
         raise SeginvError(f"the model has {model.num_classes} classes; a palette PNG holds 256.")
     paths = find_images(inputs)
@@ -162,7 +175,8 @@ def _predict(model: SegModel, paths: list[Path], names: list[str], out: Path, de
                 bar.update(1)
     colours = np.array(palette).reshape(256, 3)
     sidecar = {"classes": [{"id": i, "name": n, "color": colours[i].tolist()} for i, n in enumerate(model.class_names)],
-               "background": model.background, "images": {**earlier, **{n: str(p) for n, p in zip(names, paths)}}}
+               "background": model.background, "images": {**earlier, **{n: str(p) for n, p in zip(names, paths)}},
+               "exif_orientation": {n: o for n, p in zip(names, paths) if (o := _orientation(p)) != 1}}
     with atomic_path(out / CLASSES_FILE) as tmp:
         tmp.write_text(json.dumps(sidecar, indent=1) + "\n")
     total = max(int(counts.sum()), 1)

@@ -79,3 +79,16 @@ def test_images_of_one_name_and_two_formats_get_a_mask_each(monkeypatch, capsys,
     assert json.loads(text)["images"] == 2
     assert Image.open(tmp_path / "m" / "dup_jpg.png").size == (24, 24)
     assert Image.open(tmp_path / "m" / "dup_png.png").size == (28, 20)
+
+
+def test_exif_orientation_is_applied_and_recorded(monkeypatch, capsys, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90 degrees: a camera's portrait photo
+    Image.fromarray(np.full((20, 36, 3), 120, np.uint8)).save(photos / "p.jpg", exif=exif)
+    out = tmp_path / "m"
+    code, _, err = seginv(monkeypatch, capsys, "predict", "--model", MODEL, photos, "--out", out)
+    assert code == 0, err
+    assert Image.open(out / "p.png").size == (20, 36)  # as viewers show it: 20 wide, 36 high
+    assert json.loads((out / "classes.json").read_text())["exif_orientation"] == {"p": 6}

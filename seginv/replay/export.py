@@ -1,8 +1,12 @@
 """``seginv shards export``: replay as plain image files, for trainers that read folders rather than HDF5.
 
-- ``voc``: PASCAL VOC's layout, which MiB, PLOP, mmsegmentation and torchvision's reference scripts read:
-  ``JPEGImages/<id>.jpg`` (or ``.png`` with ``--image-format png``), ``SegmentationClass/<id>.png`` (palette PNG,
-  pixel value = class id in the replay's class list, 255 = ignore), ``ImageSets/Segmentation/train.txt``;
+- ``voc``: PASCAL VOC's layout, which torchvision's ``VOCSegmentation``, mmsegmentation and seginv read, plus the
+  augmented-VOC files MiB and PLOP read: ``JPEGImages/<id>.jpg`` (or ``.png`` with ``--image-format png``, which
+  only readers that look for any suffix take), ``SegmentationClass/<id>.png`` (palette PNG, pixel value = class id
+  in the replay's class list, 255 = ignore), ``ImageSets/Segmentation/train.txt``, ``SegmentationClassAug/<id>.png``
+  (the same masks) and ``splits/train_aug.txt`` (``/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png`` per line,
+  MiB's pairs; MiB reads the folder as ``<data root>/PascalVOC12``). JPEG is written at quality 100 without chroma
+  subsampling: fake images keep their pixels within about a level (README, "Replay for other trainers");
 - ``folder``: ``images/<id>.png`` and ``masks/<id>.png`` pairs (lossless).
 
 A multi-label classifier's replay (task ``multilabel``) has labels instead of masks:
@@ -15,7 +19,8 @@ A multi-label classifier's replay (task ``multilabel``) has labels instead of ma
 - ``folder``: ``images/<id>.png`` and ``labels.csv`` (``id`` then one column per class: 1, 0, or empty = unknown).
 
 Both tasks write ``classes.txt`` (one class per line, in id order; background first when the model has one) and
-``export.json`` (the source directory, its manifest's sha256, the count, the task and the format). Ids are
+``export.json`` (the source directory, its manifest's sha256, the count, the task, the format, the ignore index and,
+for fake replay, the teacher's ``normalization``: the mean and std its inputs are normalised with). Ids are
 ``replay_<index>`` in the replay's sample order.
 
 An export starts by writing ``.seginv-export``, so that a folder an export was interrupted in is known as one:
@@ -47,12 +52,12 @@ from .schema import MANIFEST
 FORMATS = ("voc", "folder")
 MARK = ".seginv-export"
 FILES = ("export.json", "classes.txt", "labels.csv", MARK)  # the files and folders an export writes in --out
-FOLDERS = ("JPEGImages", "SegmentationClass", "images", "masks")
+FOLDERS = ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "images", "masks")
 
 
 def _save(image: Image.Image, path: Path, fmt: str) -> None:
     with atomic_path(path) as tmp:
-        image.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        image.save(tmp, format=fmt, **({"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}))
 
 
 def export_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, fmt: str = "voc",
@@ -93,7 +98,7 @@ def _ours(out: Path, path: Path) -> bool:
     rel = path.relative_to(out)
     if len(rel.parts) == 1:
         return rel.name in FILES
-    if rel.parts[0] == "ImageSets":
+    if rel.parts[0] in ("ImageSets", "splits"):
         return rel.suffix == ".txt"
     return rel.parts[0] in FOLDERS and len(rel.parts) == 2 and re.fullmatch(r"replay_\d{6}\.(jpg|png)", rel.name) is not None
 
@@ -142,12 +147,14 @@ def _write(ds: ReplayDataset, root: str | os.PathLike[str], out: Path, fmt: str,
     suffix = image_format if fmt == "voc" else "png"
     images = out / ("JPEGImages" if fmt == "voc" else "images")
     write = _write_labels if ds.task == "multilabel" else _write_masks
-    ids, labels = write(_samples(ds, images, suffix, bar), out, fmt, ds.class_names)
+    ids, labels = write(_samples(ds, images, suffix, bar), out, fmt, ds.class_names, suffix)
     ds.close()
     (out / "classes.txt").write_text("".join(f"{n}\n" for n in ds.class_names))
     summary = {"format": fmt, "task": ds.task, "source": str(Path(root).resolve()),
                "manifest_sha256": sha256_file(Path(root) / MANIFEST), "count": len(ids), "class_names": ds.class_names,
-               "background": ds.manifest.get("background", True), "images": f"{images.name}/*.{suffix}", **labels}
+               "background": ds.manifest.get("background", True), "ignore_index": ds.manifest.get("ignore_index", 255),
+               **({"normalization": ds.manifest["normalization"]} if "normalization" in ds.manifest else {}),
+               "images": f"{images.name}/*.{suffix}", **labels}
     with atomic_path(out / "export.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1) + "\n")
     return summary
@@ -165,24 +172,28 @@ def _samples(ds: ReplayDataset, images: Path, suffix: str, bar: Any) -> Iterator
             bar.update(1)
 
 
-def _write_masks(samples: Iterator[tuple[str, np.ndarray]], out: Path, fmt: str,
-                 class_names: list[str]) -> tuple[list[str], dict[str, str]]:
-    masks = out / ("SegmentationClass" if fmt == "voc" else "masks")
-    masks.mkdir(parents=True)
+def _write_masks(samples: Iterator[tuple[str, np.ndarray]], out: Path, fmt: str, class_names: list[str],
+                 suffix: str) -> tuple[list[str], dict[str, str]]:
+    folders = [out / "SegmentationClass", out / "SegmentationClassAug"] if fmt == "voc" else [out / "masks"]
+    for folder in folders:
+        folder.mkdir(parents=True)
     palette = voc_palette()
     ids = []
     for name, mask in samples:
         png = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
         png.putpalette(palette)
-        _save(png, masks / f"{name}.png", "PNG")
+        for folder in folders:
+            _save(png, folder / f"{name}.png", "PNG")
         ids.append(name)
     if fmt == "voc":
         _write_list(out / "ImageSets" / "Segmentation" / "train.txt", ids)
-    return ids, {"masks": f"{masks.name}/*.png"}
+        _write_list(out / "splits" / "train_aug.txt", [f"/JPEGImages/{i}.{suffix} /SegmentationClassAug/{i}.png"
+                                                       for i in ids])
+    return ids, {"masks": f"{folders[0].name}/*.png"}
 
 
-def _write_labels(samples: Iterator[tuple[str, np.ndarray]], out: Path, fmt: str,
-                  class_names: list[str]) -> tuple[list[str], dict[str, str]]:
+def _write_labels(samples: Iterator[tuple[str, np.ndarray]], out: Path, fmt: str, class_names: list[str],
+                  suffix: str) -> tuple[list[str], dict[str, str]]:
     ids, rows = [], []
     for name, labels in samples:
         ids.append(name)

@@ -97,3 +97,19 @@ def test_describe_file_reports_arch_classes_and_parameters(tmp_path):
     assert d["arch"] == "deeplab-mini" and d["classes_per_step"] == [NAMES, ["cow"]]
     assert d["parameters"] == sum(p.numel() for p in m.parameters())
     assert len(d["sha256"]) == 64
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_checkpoints_get_the_umask_mode_whatever_the_format(tmp_path, suffix):
+    import os
+
+    from seginv.models import create_model
+    from seginv.models.checkpoint import save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(create_model("deeplab-mini", ["background", "a"], width=4, aspp_channels=8),
+                        tmp_path / f"m{suffix}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / f"m{suffix}").stat().st_mode & 0o777 == 0o644

@@ -37,7 +37,8 @@ def shard_samples(replay):
 def replays(tmp_path_factory, tiny_scenes):
     root = tmp_path_factory.mktemp("replays")
     r = subprocess.run([sys.executable, "-m", "seginv.cli", *SYNTH, "--num-images", "5", "--shard-size", "3",
-                        "--out", str(root / "fake")], capture_output=True, text=True)
+                        "--steps", "20", "--out", str(root / "fake")], capture_output=True, text=True)  # 20: images
+    # with some structure (after 2 steps they are still mostly noise, which no lossy format keeps)
     assert r.returncode == 0, r.stderr
     from_dataset(tiny_scenes, "voc-15-5", root / "real", per_class=1, size=32, shard_size=4)
     return {"fake": root / "fake", "real": root / "real"}
@@ -70,6 +71,66 @@ def test_folder_export_and_refusals(monkeypatch, capsys, replays, tmp_path):
     code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out, "--overwrite")
     assert code == 0, err
     assert not (out / "images").exists() and (out / "JPEGImages").is_dir()  # the earlier export was replaced
+
+
+def mib_reader(voc_root):
+    """MiB's augmented-VOC reading, from its documented layout: pairs from splits/train_aug.txt, each line
+    '/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png' (the last character of a line cut, the leading slash
+    dropped before joining with the root)."""
+    lines = (Path(voc_root) / "splits" / "train_aug.txt").open().readlines()
+    for line in lines:
+        image, mask = line[:-1].split(" ")
+        yield np.asarray(Image.open(Path(voc_root) / image[1:]).convert("RGB")), np.asarray(Image.open(Path(voc_root) / mask[1:]))
+
+
+@pytest.mark.parametrize("kind", ["fake", "real"])
+def test_the_default_voc_export_keeps_the_pixels_and_what_the_teacher_sees_in_them(monkeypatch, capsys, replays,
+                                                                                    tmp_path, kind):
+    import torch
+
+    from seginv.data.transforms import normalize
+    from seginv.models.checkpoint import load_model
+    from tests.test_faults import MODEL
+
+    out = tmp_path / "voc"
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays[kind], "--out", out)
+    assert code == 0, err
+    manifest = json.loads((replays[kind] / "manifest.json").read_text())
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["ignore_index"] == 255
+    assert summary.get("normalization") == manifest.get("normalization") and (kind == "real") != ("normalization" in summary)
+    stored = list(shard_samples(replays[kind]))
+    for reader in (voc_reader(out), ((i, m, None) for i, m in mib_reader(out))):
+        read = list(reader)
+        assert len(read) == len(stored)
+        diff = np.mean([np.abs(i.astype(int) - w.astype(int)).mean() for (i, _, _), (w, _) in zip(read, stored)])
+        assert diff <= 2, f"{kind}: exported images differ from the shards by {diff:.2f} levels on average"
+        assert all((m == w).all() for (_, m, _), (_, w) in zip(read, stored))
+    if kind == "fake":  # the teacher's argmax on the exported images against the exported masks, foreground pixels
+        model = load_model(MODEL)[0].eval()
+        agree = total = 0
+        for image, mask, _ in voc_reader(out):
+            x = normalize(torch.from_numpy(image.copy()).permute(2, 0, 1), model.mean, model.std)[None]
+            with torch.no_grad():
+                pred = model(x).argmax(1)[0].numpy()
+            fg = (mask != 0) & (mask != 255)
+            agree, total = agree + int((pred[fg] == mask[fg]).sum()), total + int(fg.sum())
+        assert total and agree / total >= 0.99, f"teacher agrees on {agree / total:.3f} of foreground pixels"
+        print(f"teacher agreement on foreground {agree / total:.4f} ({total} pixels)")
+    print(f"{kind}: {diff:.2f} levels")
+
+
+def test_torchvision_reads_the_voc_export(monkeypatch, capsys, replays, tmp_path):
+    from torchvision.datasets import VOCSegmentation
+
+    out = tmp_path / "VOCdevkit" / "VOC2012"
+    out.parent.mkdir()
+    assert seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out)[0] == 0
+    ds = VOCSegmentation(str(tmp_path), year="2012", image_set="train", download=False)
+    stored = list(shard_samples(replays["fake"]))
+    assert len(ds) == len(stored)
+    for (image, mask), (want_image, want_mask) in zip(ds, stored):
+        assert image.size == want_image.shape[1::-1] and (np.asarray(mask) == want_mask).all()
 
 
 def test_overwrite_replaces_only_what_an_export_wrote(monkeypatch, capsys, replays, tmp_path):
