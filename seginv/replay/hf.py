@@ -3,13 +3,15 @@ real-exemplar replay directories, with the same columns for both.
 
 Columns: ``image`` (an ``Image`` feature, RGB), ``mask`` (an ``Image`` feature, mode L: pixel value = class id, 255 =
 ignore), ``classes`` (a sequence of ``ClassLabel``: the classes the image shows, or was made to show, background
-excluded), ``kind`` (``synthesis`` or ``dataset``) and ``source`` (the directory's index in the call). A multi-label
+excluded), ``kind`` (``synthesis`` or ``dataset``) and ``source`` (the directory's index in the call). The table's
+``info.description`` is JSON with the class names, the ignore index and each source's kind and normalisation. A multi-label
 classifier's replay has no ``mask``; ``classes`` holds its positive labels and ``unknown`` the classes whose label is
 unknown (a memory sample's classes outside its own task). Directories must share one task and one class list.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,14 +50,25 @@ def hf_dataset(*roots: str | os.PathLike[str], cache_dir: str | os.PathLike[str]
     labels = ({"unknown": classes} if sets[0].task == "multilabel" else {"mask": datasets.Image()})
     features = datasets.Features({"image": datasets.Image(), **labels, "classes": classes,
                                   "kind": datasets.Value("string"), "source": datasets.Value("int32")})
-    # the manifests' hashes are arguments so that the datasets cache never serves an older version of a directory
-    stamps = [sha256_file(Path(r) / MANIFEST) for r in roots]
-    return datasets.Dataset.from_generator(_rows, features=features, cache_dir=str(cache_dir) if cache_dir else None,
-                                           gen_kwargs={"roots": [str(r) for r in roots], "stamps": stamps})
+    # each directory's index travels with it: `datasets` splits a list argument among generators, each of which
+    # sees its own part from index 0. The manifests' hashes are arguments so that its cache never serves an older
+    # version of a directory.
+    entries = [(k, str(r), sha256_file(Path(r) / MANIFEST)) for k, r in enumerate(roots)]
+    table = datasets.Dataset.from_generator(_rows, features=features, cache_dir=str(cache_dir) if cache_dir else None,
+                                            gen_kwargs={"entries": entries})
+    table.info.description = json.dumps(_about(sets))
+    return table
 
 
-def _rows(roots: list[str], stamps: list[str]) -> Iterator[dict[str, Any]]:
-    for k, root in enumerate(roots):
+def _about(sets: list[ReplayDataset]) -> dict[str, Any]:
+    """What a trainer needs beside the columns: the class names, the ignore index and each directory's kind and
+    input normalisation (fake replay: its teacher's; a memory of real images: none)."""
+    return {"class_names": list(sets[0].class_names), "ignore_index": sets[0].manifest.get("ignore_index", 255),
+            "sources": [{"kind": ds.kind, "normalization": ds.manifest.get("normalization")} for ds in sets]}
+
+
+def _rows(entries: list[tuple[int, str, str]]) -> Iterator[dict[str, Any]]:
+    for k, root, _ in entries:
         ds = ReplayDataset(root)
         background = 0 if ds.manifest.get("background", True) else None
         for i in range(len(ds)):

@@ -1,6 +1,8 @@
 """Replay for other trainers: `seginv.replay.open` as a torch Dataset, and one Hugging Face `datasets.Dataset` over
 fake and real-exemplar replay mixed (with the real `datasets` package)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,12 @@ def test_one_table_over_fake_and_real_replay(replays, tmp_path):  # noqa: F811
     for row, (image, mask) in zip(table, stored):
         assert (np.asarray(row["image"]) == image).all() and (np.asarray(row["mask"]) == mask).all()
         assert all(0 < c < len(names) for c in row["classes"])
+    fake = len(list(shard_samples(replays["fake"])))
+    assert table["source"] == [0] * fake + [1] * (len(stored) - fake)  # each row's directory
+    about = json.loads(table.info.description)
+    assert about["class_names"] == names and about["ignore_index"] == 255
+    assert about["sources"][0]["normalization"] == seginv.replay.read_manifest(replays["fake"])["normalization"]
+    assert about["sources"][1] == {"kind": "dataset", "normalization": None}
 
 
 def test_open_is_a_torch_dataset_of_image_mask_pairs(replays):  # noqa: F811
