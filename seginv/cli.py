@@ -932,9 +932,13 @@ def shards_preview(root: str, out: str, num: int, columns: int, overwrite: bool,
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (new or empty).")
 @click.option("--image-format", default="jpg", show_default=True, type=click.Choice(["jpg", "png"]),
               help="voc only: JPEG as VOC ships, or lossless PNG.")
+@click.option("--unknown", default="negative", show_default=True, type=click.Choice(["negative", "difficult", "skip"]),
+              help="A classifier's replay in VOC lists: write an unknown label as -1 (negative; safe for ML-GCN-style "
+                   "trainers), 0 (VOC's difficult, which partial-label trainers read as unknown) or leave it out.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export in --out.")
 @JSON
-def shards_export(root: str, fmt: str, out: str, image_format: str, overwrite: bool, as_json: bool) -> None:
+def shards_export(root: str, fmt: str, out: str, image_format: str, unknown: str, overwrite: bool,
+                  as_json: bool) -> None:
     """Write replay as plain image files (masks as palette PNGs of class ids; a classifier's labels as VOC 2007
     lists or a CSV, unknown labels marked), with classes.txt and export.json, so a trainer that reads a folder trains
     on it unchanged.
@@ -947,7 +951,8 @@ def shards_export(root: str, fmt: str, out: str, image_format: str, overwrite: b
     from .runtime import progress
 
     with progress(desc="export", unit="img") as bar:
-        r = export_replay(root, out, fmt=fmt, image_format=image_format, overwrite=overwrite, bar=bar)
+        r = export_replay(root, out, fmt=fmt, image_format=image_format, overwrite=overwrite, bar=bar,
+                          unknown=unknown)
     what = "image/mask pairs" if "masks" in r else f"images with their labels ({r['labels']})"
     emit(r, as_json, lambda r: f"wrote {r['count']} {what} to {r['out']} ({fmt} layout; class ids in "
                                f"{Path(r['out']) / 'classes.txt'})")

@@ -12,10 +12,13 @@
 A multi-label classifier's replay (task ``multilabel``) has labels instead of masks:
 
 - ``voc``: PASCAL VOC 2007's classification lists, which multi-label trainers read: ``JPEGImages/<id>.jpg``,
-  ``ImageSets/Main/train.txt`` and ``ImageSets/Main/<class>_train.txt`` with ``<id> 1`` (present), ``-1`` (absent)
-  or ``0`` (unknown: a memory sample's label outside its own task; VOC's lists use 0 for "difficult", and the
-  partial-label readers read it as unknown). A class name's spaces and slashes become ``_`` in its file name.
-  No ``Annotations/``: replay has no boxes;
+  ``ImageSets/Main/train.txt`` and ``ImageSets/Main/<class>_train.txt`` with ``<id> 1`` (present) or ``-1``
+  (absent). An unknown label (a memory sample's class outside its own task) is written as ``unknown`` says:
+  ``negative`` (``-1``, the default: ML-GCN-style trainers, which turn VOC's ``0`` into a positive, then read it as
+  absent), ``difficult`` (``0``, which partial-label trainers read as unknown) or ``skip`` (the line left out of that
+  class's list). When the classes are VOC's, every one of VOC's 20 classes gets a list (those the replay does not
+  know: every image unknown), as readers that loop over all 20 expect. A class name's spaces and slashes become
+  ``_`` in its file name. No ``Annotations/``: replay has no boxes;
 - ``folder``: ``images/<id>.png`` and ``labels.csv`` (``id`` then one column per class: 1, 0, or empty = unknown).
 
 Both tasks write ``classes.txt`` (one class per line, in id order; background first when the model has one) and
@@ -43,6 +46,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.classes import voc_palette
+from ..protocols import VOC_OBJECTS
 from ..errors import SeginvError
 from ..fileio import atomic_path, sha256_file
 from ..locks import LOCK, folder_lock
@@ -60,13 +64,19 @@ def _save(image: Image.Image, path: Path, fmt: str) -> None:
         image.save(tmp, format=fmt, **({"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}))
 
 
+UNKNOWN = {"negative": "-1", "difficult": "0", "skip": None}  # how the VOC lists write an unknown label
+
+
 def export_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, fmt: str = "voc",
-                  image_format: str = "jpg", overwrite: bool = False, bar: Any = None) -> dict[str, Any]:
+                  image_format: str = "jpg", overwrite: bool = False, bar: Any = None,
+                  unknown: str = "negative") -> dict[str, Any]:
     """Write every sample of the replay ``root`` to ``out`` in ``fmt`` (see the module doc); returns a summary."""
     if fmt not in FORMATS:
         raise SeginvError(f"unknown export format {fmt!r}.", f"Use one of {', '.join(FORMATS)}.")
     if image_format not in ("jpg", "png"):
         raise SeginvError(f"unknown image format {image_format!r}.", "Use jpg or png.")
+    if unknown not in UNKNOWN:
+        raise SeginvError(f"unknown --unknown {unknown!r}.", f"Use one of {', '.join(UNKNOWN)}.")
     from .verify import verify_replay
 
     checked = verify_replay(root)  # another trainer gets what distill would accept, or nothing
@@ -86,7 +96,7 @@ def export_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         _clear(out)
         (out / MARK).write_text(json.dumps({"source": str(Path(root).resolve())}) + "\n")
         try:
-            summary = _write(ds, root, out, fmt, image_format, bar)
+            summary = _write(ds, root, out, fmt, image_format, bar, unknown)
         except BaseException:  # an error or Ctrl-C: no half export that a rerun would refuse
             _clear(out)
             raise
@@ -142,12 +152,12 @@ def _clear(out: Path) -> None:
 
 
 def _write(ds: ReplayDataset, root: str | os.PathLike[str], out: Path, fmt: str, image_format: str,
-           bar: Any) -> dict[str, Any]:
+           bar: Any, unknown: str = "negative") -> dict[str, Any]:
     """Write the files of the export (see the module doc) into the empty ``out``; returns export.json's content."""
     suffix = image_format if fmt == "voc" else "png"
     images = out / ("JPEGImages" if fmt == "voc" else "images")
     write = _write_labels if ds.task == "multilabel" else _write_masks
-    ids, labels = write(_samples(ds, images, suffix, bar), out, fmt, ds.class_names, suffix)
+    ids, labels = write(_samples(ds, images, suffix, bar), out, fmt, ds.class_names, suffix, unknown)
     ds.close()
     (out / "classes.txt").write_text("".join(f"{n}\n" for n in ds.class_names))
     summary = {"format": fmt, "task": ds.task, "source": str(Path(root).resolve()),
@@ -173,7 +183,7 @@ def _samples(ds: ReplayDataset, images: Path, suffix: str, bar: Any) -> Iterator
 
 
 def _write_masks(samples: Iterator[tuple[str, np.ndarray]], out: Path, fmt: str, class_names: list[str],
-                 suffix: str) -> tuple[list[str], dict[str, str]]:
+                 suffix: str, unknown: str) -> tuple[list[str], dict[str, str]]:
     folders = [out / "SegmentationClass", out / "SegmentationClassAug"] if fmt == "voc" else [out / "masks"]
     for folder in folders:
         folder.mkdir(parents=True)
@@ -193,19 +203,23 @@ def _write_masks(samples: Iterator[tuple[str, np.ndarray]], out: Path, fmt: str,
 
 
 def _write_labels(samples: Iterator[tuple[str, np.ndarray]], out: Path, fmt: str, class_names: list[str],
-                  suffix: str) -> tuple[list[str], dict[str, str]]:
+                  suffix: str, unknown: str) -> tuple[list[str], dict[str, str]]:
     ids, rows = [], []
     for name, labels in samples:
         ids.append(name)
         rows.append(labels)
     table = np.stack(rows) if rows else np.zeros((0, len(class_names)), dtype=np.uint8)
     if fmt == "voc":
-        code = {1: "1", 0: "-1", 255: "0"}
+        code = {1: "1", 0: "-1", 255: UNKNOWN[unknown]}
         _write_list(out / "ImageSets" / "Main" / "train.txt", ids)
-        for c, file in enumerate(_list_names(class_names)):
+        names = list(class_names)
+        if set(names) <= set(VOC_OBJECTS):  # every VOC class gets a list; those the replay lacks: all unknown
+            table = np.concatenate([table, np.full((len(ids), len(VOC_OBJECTS) - len(names)), 255, np.uint8)], 1)
+            names += [n for n in VOC_OBJECTS if n not in names]
+        for c, file in enumerate(_list_names(names)):
             _write_list(out / "ImageSets" / "Main" / f"{file}_train.txt",
-                        [f"{n} {code[int(v)]:>2}" for n, v in zip(ids, table[:, c])])
-        return ids, {"labels": "ImageSets/Main/<class>_train.txt"}
+                        [f"{n} {code[int(v)]:>2}" for n, v in zip(ids, table[:, c]) if code[int(v)] is not None])
+        return ids, {"labels": "ImageSets/Main/<class>_train.txt", "unknown_written_as": unknown}
     with atomic_path(out / "labels.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", *class_names])

@@ -213,6 +213,28 @@ def voc2007_lists(root):
         yield np.asarray(Image.open(next((root / "JPEGImages").glob(f"{i}.*"))).convert("RGB")), labels
 
 
+@pytest.mark.parametrize("unknown, code", [("negative", "-1"), ("skip", None)])
+def test_unknown_labels_are_written_as_asked_and_every_voc_class_has_a_list(monkeypatch, capsys, tiny_scenes,
+                                                                           tmp_path, unknown, code):
+    from seginv.protocols import VOC_OBJECTS
+
+    from_dataset(tiny_scenes, "voc-b4-c2", tmp_path / "mem", step=1, per_class=1, size=24, shard_size=4)
+    stored = list(shard_labels(tmp_path / "mem"))
+    names = (seginv_names := json.loads((tmp_path / "mem" / "manifest.json").read_text())["class_names"])
+    args = ["shards", "export", tmp_path / "mem", "--out", tmp_path / "voc"] + (["--unknown", unknown] if unknown
+                                                                               != "negative" else [])
+    assert seginv(monkeypatch, capsys, *args)[0] == 0
+    lists = tmp_path / "voc" / "ImageSets" / "Main"
+    assert {p.name for p in lists.glob("*_train.txt")} == {f"{n}_train.txt" for n in VOC_OBJECTS}
+    ids = (lists / "train.txt").read_text().split()
+    for c, name in enumerate(VOC_OBJECTS):
+        rows = dict(line.split() for line in (lists / f"{name}_train.txt").read_text().splitlines())
+        want = {i: {1: "1", 0: "-1", 255: code}[int(labels[names.index(name)]) if name in names else 255]
+                for i, (_, labels) in zip(ids, stored)}
+        assert rows == {i: v for i, v in want.items() if v is not None}, name
+    assert len(seginv_names) < len(VOC_OBJECTS)
+
+
 def test_a_classifier_memory_exports_as_voc2007_lists_and_as_a_csv(monkeypatch, capsys, tiny_scenes, tmp_path):
     """The memory of a multi-label protocol holds all three label values: its own task's 1 and 0, 255 elsewhere."""
     import csv
@@ -223,7 +245,7 @@ def test_a_classifier_memory_exports_as_voc2007_lists_and_as_a_csv(monkeypatch, 
     stored = list(shard_labels(tmp_path / "mem"))
     assert {0, 1, 255} <= set(np.concatenate([labels for _, labels in stored]).tolist())
     code, out, err = seginv(monkeypatch, capsys, "shards", "export", tmp_path / "mem", "--out", tmp_path / "voc",
-                            "--image-format", "png")
+                            "--image-format", "png", "--unknown", "difficult")
     assert code == 0, err
     assert "images with their labels (ImageSets/Main/<class>_train.txt)" in out
     read = list(voc2007_lists(tmp_path / "voc"))
