@@ -829,6 +829,49 @@ def demo(workdir: str, num_images: int, steps: int, epochs: int, device: str, se
     emit(r, as_json, text)
 
 
+# ------------------------------------------------------------------------------------------------- weights
+@cli.group()
+def weights() -> None:
+    """A model's weights for code without seginv."""
+
+
+@weights.command("export")
+@_stack(MODEL_OPTIONS)
+@click.option("--to", "target", default="torchvision", show_default=True,
+              type=click.Choice(["torchvision", "state-dict"]),
+              help="torchvision: the state_dict of torchvision's segmentation model with every class the model knows; "
+                   "state-dict: seginv's own module names (deeplab-mini).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write (torch.save of a dict).")
+@JSON
+def weights_export(model: str | None, arch: str | None, weights: str | None, class_names: str | None,
+                   unsafe_load: bool, target: str, out: str, as_json: bool) -> None:
+    """Write a state_dict that plain torchvision (or seginv's modules) load with strict=True.
+
+    \b
+    seginv weights export --model m2.pt --to torchvision --out m2_torchvision.pth
+    # then: torchvision.models.segmentation.deeplabv3_resnet101(weights=None, weights_backbone=None,
+    #       num_classes=N).load_state_dict(torch.load("m2_torchvision.pth"))
+    """
+    import torch
+
+    from .fileio import atomic_path
+    from .models.export import export_weights
+    from .workflows import open_model
+
+    m = open_model(model, arch=arch, weights=weights, class_names=class_names, unsafe_load=unsafe_load)
+    r = export_weights(m, target)
+    path = Path(out)
+    if path.exists() or path.is_symlink():
+        raise SeginvError(f"{path} exists.", "Choose another --out (or remove it).")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(r["state_dict"], tmp)
+    build = (f"torchvision.models.segmentation.{r['arch']}(weights=None, weights_backbone=None, "
+             f"num_classes={r['num_classes']})" if target == "torchvision" else f"seginv's {r['arch']}")
+    emit({"out": str(path), "arch": r["arch"], "num_classes": r["num_classes"], "classes": m.class_names,
+          "load_with": build}, as_json, lambda d: f"wrote {d['out']}: load it into {d['load_with']} with strict=True")
+
+
 # -------------------------------------------------------------------------------------------------- shards
 @cli.group()
 def shards() -> None:

@@ -69,6 +69,7 @@ def _bases(i: Path) -> dict[str, list[str]]:
         "replay from-dataset": ["replay", "from-dataset", "--data", data, "--protocol", "voc-15-5", "--per-class", "1",
                                 "--size", "16", "--out", "OUT"],
         "info": ["info", t],
+        "weights export": ["weights", "export", "--model", t, "--to", "state-dict", "--out", "OUT.pth"],
         "shards export": ["shards", "export", str(i / "replay"), "--out", "OUT"],
         "shards preview": ["shards", "preview", str(i / "replay"), "--out", "OUT.png"],
         "shards import": ["shards", "import", "--images", f"{data}/JPEGImages", "--masks", f"{data}/SegmentationClass",
