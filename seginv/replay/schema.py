@@ -62,7 +62,8 @@ DESCRIBE = {
     "r": ("synthesis: Scale-Aware Aggregation exponent per class (0 = average pooling, inf = max pooling); NaN in "
           "dataset shards", ("sample", "class"), ""),
     "seed": ("synthesis: the seed of the batch that made the sample; -1 in dataset shards", ("sample",), ""),
-    "loss": ("synthesis: final inversion objective (per batch); NaN in dataset shards", ("sample",), ""),
+    "loss": ("synthesis: final inversion objective of the image (its BatchNorm term is its batch's); NaN in dataset "
+             "shards", ("sample",), ""),
     "loss_cls": ("synthesis: final classification term of the objective; NaN in dataset shards", ("sample",), ""),
     "loss_prior": ("synthesis: final image-prior term (TV, l2); NaN in dataset shards", ("sample",), ""),
     "loss_bn": ("synthesis: final BatchNorm-statistics term (per batch); NaN in dataset shards", ("sample",), ""),
