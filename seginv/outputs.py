@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -54,8 +55,9 @@ def _written_by_seginv(kind: str, path: Path) -> bool:
             with open(path, encoding="utf-8") as f:
                 first = f.readline()
             return not first or (isinstance(row := json.loads(first), dict) and "kind" in row)
-        return True  # a state is read (and refused if foreign) by the run itself
-    except (OSError, ValueError):
+        with zipfile.ZipFile(path) as z:  # a state: torch.save's zip archive, with its pickle of plain values
+            return any(n.endswith("/data.pkl") for n in z.namelist())
+    except (OSError, ValueError, zipfile.BadZipFile):
         return False
 
 
