@@ -613,7 +613,8 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
             out: str, method: str, ratio: str, lam: float, seg_on: str | None, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
-            resume: bool, overwrite: bool, no_verify: bool, strict: bool, importance: bool, precision: str, channels_last: bool,
+            resume: bool, overwrite: bool, no_verify: bool, strict: bool, importance: bool, precision: str,
+            channels_last: bool,
             compile_backend: str | None, val_every: int,
             tensorboard: bool, fmt: str, workers: int,
             device: str, seed: int, as_json: bool) -> None:
@@ -652,7 +653,8 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
     dev = local_device(resolve_device(device))
     inputs = [("--teacher", teacher), ("--weights", weights), ("--class-names", class_names), ("--ial", ial)]
     with group(dev) as g, checkpoint_run(out, overwrite=overwrite, resume=resume, inputs=inputs, main=g.main):
-        r = run(teacher if teacher is not None else weights, out, data, arch=arch, class_names=class_names, unsafe_load=unsafe_load,
+        r = run(teacher if teacher is not None else weights, out, data, arch=arch, class_names=class_names,
+                unsafe_load=unsafe_load,
                 replay=replay, new_classes=list(names) if names else None, protocol=protocol, setting=setting,
                 method=method, method_options=opts, cfg=cfg, init=init, ial=ial, device=dev, fmt=fmt, resume=resume,
                 verify=not no_verify, val_every=val_every, tensorboard=tensorboard, command=command_line(), group=g,
@@ -1070,11 +1072,13 @@ def _warn(message: Warning | str, category: type[Warning], *args: Any, **kwargs:
 RESUME = {
     "synthesize": "Rerun the same command with --resume: the shards already written are kept.",
     "distill": "Rerun the same command with --resume: it continues from OUT.state when --checkpoint-every wrote one.",
-    "train": "Rerun the same command with --resume: it continues from OUT.state when --checkpoint-every wrote one.",
     "run": "Rerun the same command: finished steps are kept and an interrupted one resumes.",
     "demo": "Rerun it: the dataset and the replay already written are kept.",
     "data": "Rerun the same command: the half-written dataset is cleared first.",
 }
+
+
+RESUME["train"] = RESUME["distill"]
 
 
 def _how_to_resume(args: list[str]) -> str:
