@@ -1082,8 +1082,35 @@ RESUME["train"] = RESUME["distill"]
 
 
 def _how_to_resume(args: list[str]) -> str:
-    command = next((a for a in args if not a.startswith("-")), "")
+    rest = _split_globals(args)[1]
+    command = next((a for a in rest if not a.startswith("-")), "")
     return RESUME.get(command, "Nothing was left half-written; rerun the command.")
+
+
+GLOBAL_FLAGS, GLOBAL_VALUED = ("--debug",), ("--threads",)  # seginv's own options, taken anywhere on the line
+
+
+def _global_first(args: list[str]) -> list[str]:
+    """``args`` with seginv's own options (``--threads N``, ``--debug``) moved before the command wherever they were
+    written, so that ``seginv demo --threads 1`` means ``seginv --threads 1 demo``."""
+    moved, rest = _split_globals(args)
+    return moved + rest
+
+
+def _split_globals(args: list[str]) -> tuple[list[str], list[str]]:
+    """``(seginv's own options with their values, the rest)`` of ``args``, each in order."""
+    moved, rest, k = [], [], 0
+    while k < len(args):
+        a = args[k]
+        if a in GLOBAL_FLAGS or a.split("=", 1)[0] in GLOBAL_VALUED and "=" in a:
+            moved.append(a)
+        elif a in GLOBAL_VALUED and k + 1 < len(args):
+            moved += [a, args[k + 1]]
+            k += 1
+        else:
+            rest.append(a)
+        k += 1
+    return moved, rest
 
 
 def main() -> None:
@@ -1092,7 +1119,7 @@ def main() -> None:
     if not debug:
         warnings.showwarning = _warn  # one line per warning, without the source line
     try:
-        rv = cli.main(standalone_mode=False)
+        rv = cli.main(args=_global_first(sys.argv[1:]), standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo(f"seginv: interrupted. {_how_to_resume(sys.argv[1:])}", err=True)
         sys.exit(130)

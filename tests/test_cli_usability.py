@@ -72,6 +72,23 @@ def test_ctrl_c_says_how_to_resume(monkeypatch, capsys, command, needle):
     monkeypatch.setattr(cli.cli, "main", interrupted)
     code, _, err = seginv(monkeypatch, capsys, command, "--whatever")
     assert code == 130 and err.startswith("seginv: interrupted.") and needle in err and err.count("\n") == 1
+    code, _, err = seginv(monkeypatch, capsys, "--threads", "1", command, "--whatever")  # the command, not "1"
+    assert code == 130 and needle in err
+
+
+def test_seginvs_own_options_are_taken_after_the_command_too(monkeypatch, capsys):
+    import torch
+
+    from seginv.cli import _global_first
+
+    assert _global_first(["demo", "--threads", "1", "--debug"]) == ["--threads", "1", "--debug", "demo"]
+    assert _global_first(["--threads=2", "train", "--out", "m.pt"]) == ["--threads=2", "train", "--out", "m.pt"]
+    before = torch.get_num_threads()
+    try:
+        code, text, err = seginv(monkeypatch, capsys, "protocols", "voc-15-5", "--threads", "1")
+        assert code == 0 and "voc-15-5" in text and torch.get_num_threads() == 1, err
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_threads_are_set_and_recorded_in_the_checkpoint(monkeypatch, capsys, tiny_scenes, tmp_path):
