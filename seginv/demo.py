@@ -67,6 +67,20 @@ def _predictions_sheet(models: dict[str, Any], data: Path, device: torch.device,
     return with_legend(grid, names, truth + [p for ps in preds.values() for p in ps])
 
 
+def _check_workdir(work: Path) -> None:
+    """Refuse a workdir holding anything the demo does not write (a later run replaces its students and picture)."""
+    from .models.checkpoint import is_seginv_checkpoint
+    from .outputs import run_files
+
+    ours = {"scenes", "replay", "demo.png", *(p.name for key in STUDENTS for p in run_files(work / f"{key}.pt").values())}
+    foreign = sorted(p.name for p in work.iterdir() if p.name not in ours) if work.is_dir() else []
+    foreign += [f"{key}.pt" for key in STUDENTS
+                if (work / f"{key}.pt").is_file() and not is_seginv_checkpoint(work / f"{key}.pt")]
+    if foreign:
+        raise SeginvError(f"{work} holds files the demo did not write ({', '.join(foreign[:3])}); a run replaces "
+                          "its students and picture there.", "Give the demo an empty or its own --workdir.")
+
+
 def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] = ASSET, num_images: int = 128,
              steps: int = 100, epochs: int = 2, device: torch.device | str = "cpu", seed: int = 0,
              log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
@@ -76,6 +90,7 @@ def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] =
     work = Path(workdir)
     if not Path(model).is_file():
         raise SeginvError(f"the demo model {model} is missing.", "Run the demo from a seginv checkout (assets/).")
+    _check_workdir(work)
     work.mkdir(parents=True, exist_ok=True)
     started, timings = time.perf_counter(), {}
     phases = 3 + len(STUDENTS)

@@ -27,3 +27,19 @@ def test_demo_reports_ft_and_hrhf_with_and_without_replay_before_and_after_and_d
     assert "[1/6] the Scenes dataset" in out and "kept from an earlier run" in out
     assert "[2/6] synthesize 4 fake images" in out and "kept 4 images from an earlier run" in out  # replay reused
     assert "[6/6] the picture" in out and "time:" in r.stdout and "synthesize " in r.stdout.splitlines()[-1]
+
+
+def test_the_demo_refuses_a_workdir_holding_files_it_did_not_write(tmp_path):
+    import pytest
+
+    from seginv.demo import run_demo
+    from seginv.errors import SeginvError
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SeginvError, match=r"holds files the demo did not write \(notes.txt\)"):
+        run_demo(tmp_path)
+    (tmp_path / "notes.txt").unlink()
+    (tmp_path / "ft.pt").write_text("my own ft.pt")
+    with pytest.raises(SeginvError, match=r"\(ft.pt\)"):
+        run_demo(tmp_path)
+    assert (tmp_path / "ft.pt").read_text() == "my own ft.pt" and sorted(p.name for p in tmp_path.iterdir()) == ["ft.pt"]

@@ -57,6 +57,7 @@ FORMATS = ("voc", "folder")
 MARK = ".seginv-export"
 FILES = ("export.json", "classes.txt", "labels.csv", MARK)  # the files and folders an export writes in --out
 FOLDERS = ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "images", "masks")
+LISTS = ("ImageSets/Segmentation/train.txt", "ImageSets/Main/train.txt", "splits/train_aug.txt")
 
 
 def _save(image: Image.Image, path: Path, fmt: str) -> None:
@@ -108,8 +109,8 @@ def _ours(out: Path, path: Path) -> bool:
     rel = path.relative_to(out)
     if len(rel.parts) == 1:
         return rel.name in FILES
-    if rel.parts[0] in ("ImageSets", "splits"):
-        return rel.suffix == ".txt"
+    if rel.parts[0] in ("ImageSets", "splits"):  # the lists an export writes, and no other text file
+        return rel.as_posix() in LISTS or (rel.parent.as_posix() == "ImageSets/Main" and rel.name.endswith("_train.txt"))
     return rel.parts[0] in FOLDERS and len(rel.parts) == 2 and re.fullmatch(r"replay_\d{6}\.(jpg|png)", rel.name) is not None
 
 

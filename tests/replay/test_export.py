@@ -142,6 +142,10 @@ def test_overwrite_replaces_only_what_an_export_wrote(monkeypatch, capsys, repla
     one_line_error(code, err, "my_photo.jpg is not written by an export", "Move it away")
     assert notes.read_bytes() == b"mine" and (out / "export.json").is_file()  # nothing removed
     notes.unlink()
+    (out / "ImageSets" / "Segmentation" / "val.txt").write_text("my split")  # a text file an export never writes
+    code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out, "--overwrite")
+    one_line_error(code, err, "val.txt is not written by an export")
+    (out / "ImageSets" / "Segmentation" / "val.txt").unlink()
     (out / "JPEGImages").rename(tmp_path / "elsewhere")
     (out / "JPEGImages").symlink_to(tmp_path / "elsewhere")
     code, _, err = seginv(monkeypatch, capsys, "shards", "export", replays["fake"], "--out", out, "--overwrite")
