@@ -65,28 +65,26 @@ def output_names(paths: list[Path]) -> list[str]:
 ORIENTATION = 0x0112  # EXIF's orientation tag: 1 = as stored; 2-8 = flipped and/or rotated for display
 
 
-def _orientation(path: Path) -> int:
+def _read(path: Path, turned: dict[int, int] | None = None, k: int = 0) -> np.ndarray:
+    """The image as viewers show it: its EXIF orientation applied (a camera's portrait photo stands upright); an
+    orientation other than 1 (as stored) is recorded in ``turned[k]``."""
     try:
         with image_file(path) as img:
-            return int(img.getexif().get(ORIENTATION, 1))
-    except (UnidentifiedImageError, OSError, ValueError, TypeError):
-        return 1
-
-
-def _read(path: Path) -> np.ndarray:
-    """The image as viewers show it: its EXIF orientation applied (a camera's portrait photo stands upright)."""
-    try:
-        with image_file(path) as img:
+            orientation = int(img.getexif().get(ORIENTATION, 1))
+            if orientation != 1 and turned is not None:
+                turned[k] = orientation
             return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, TypeError) as e:
         raise SeginvError(f"cannot read image {path} ({type(e).__name__}: {e}).", "Give readable image files.") from None
 
 
-def _batches(paths: list[Path], batch_size: int) -> Iterator[list[tuple[int, np.ndarray]]]:
-    """Same-size groups of at most ``batch_size`` images, in input order within each group."""
+def _batches(paths: list[Path], batch_size: int,
+             turned: dict[int, int]) -> Iterator[list[tuple[int, np.ndarray]]]:
+    """Same-size groups of at most ``batch_size`` images, in input order within each group (EXIF orientations other
+    than 1 go to ``turned``, by input index)."""
     pending: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
     for k, path in enumerate(paths):
-        image = _read(path)
+        image = _read(path, turned, k)
         group = pending.setdefault(image.shape, [])
         group.append((k, image))
         if len(group) == batch_size:
@@ -156,10 +154,10 @@ def _predict(model: SegModel, paths: list[Path], names: list[str], out: Path, de
         raise SeginvError(f"{out}/{foreign[0]} was not written by seginv predict; --overwrite replaces only its "
                           "earlier masks.", "Move it away, or choose another --out.")
     palette = voc_palette()
-    counts = np.zeros(model.num_classes, dtype=np.int64)
+    counts, turned = np.zeros(model.num_classes, dtype=np.int64), {}
     model.to(device).eval()
     with progress(total=len(paths), desc="predict", unit="img") as bar, torch.no_grad():
-        for group in _batches(paths, batch_size):
+        for group in _batches(paths, batch_size, turned):
             x = torch.stack([normalize(torch.from_numpy(img.copy()).permute(2, 0, 1), model.mean, model.std)
                              for _, img in group]).to(device)
             masks = class_map(model(x)).to(torch.uint8).cpu().numpy()
@@ -176,7 +174,7 @@ def _predict(model: SegModel, paths: list[Path], names: list[str], out: Path, de
     colours = np.array(palette).reshape(256, 3)
     sidecar = {"classes": [{"id": i, "name": n, "color": colours[i].tolist()} for i, n in enumerate(model.class_names)],
                "background": model.background, "images": {**earlier, **{n: str(p) for n, p in zip(names, paths)}},
-               "exif_orientation": {n: o for n, p in zip(names, paths) if (o := _orientation(p)) != 1}}
+               "exif_orientation": {names[k]: o for k, o in sorted(turned.items())}}
     with atomic_path(out / CLASSES_FILE) as tmp:
         tmp.write_text(json.dumps(sidecar, indent=1) + "\n")
     total = max(int(counts.sum()), 1)

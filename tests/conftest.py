@@ -11,6 +11,22 @@ from seginv.data.scenes import ScenesConfig, write_scenes
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
+def scenes_and_teacher(root: Path, scenes: ScenesConfig, width: int, aspp_channels: int) -> Path:
+    """``root/scenes`` (a Scenes dataset) and ``root/t.pt`` (an untrained deeplab-mini of voc-15-x's 16 classes,
+    seed 0), for tests that run whole commands on them; returns ``root``."""
+    import torch
+
+    from seginv.data.classes import VOC_CLASSES
+    from seginv.models import create_model
+    from seginv.models.checkpoint import save_checkpoint
+
+    write_scenes(root / "scenes", scenes)
+    torch.manual_seed(0)
+    save_checkpoint(create_model("deeplab-mini", VOC_CLASSES[:16], width=width, aspp_channels=aspp_channels),
+                    root / "t.pt")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small Scenes dataset in VOC layout, shared by the tests that only read it."""

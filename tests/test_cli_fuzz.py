@@ -13,20 +13,17 @@ from pathlib import Path
 
 import click
 import pytest
-import torch
 
 from seginv.cli import cli, main
-from seginv.data.scenes import ScenesConfig, write_scenes
-from seginv.models import create_model
-from seginv.models.checkpoint import save_checkpoint
+from seginv.data.classes import VOC_CLASSES
+from seginv.data.scenes import ScenesConfig
+from tests.conftest import scenes_and_teacher
 
 VALUES = ["nan", "inf", "-inf", "-1", "0", "", "2.5", "1e400", "1" * 40, "abc", "名前", "-", "1,2,x", "a=b"]
 SECONDS = 3
 SKIP = {"--nproc", "--workers", "--debug", "--threads", "--device"}  # processes and hardware, tested elsewhere
 
 ROOT = Path(__file__).resolve().parents[1]
-VOC16 = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-         "diningtable", "dog", "horse", "motorbike", "person"]
 
 
 class StillWorking(Exception):
@@ -39,23 +36,20 @@ def _alarm(signum, frame):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fuzz-in")
-    write_scenes(root / "data", ScenesConfig(train=12, val=4, size=16, seed=1))
-    torch.manual_seed(0)
-    save_checkpoint(create_model("deeplab-mini", VOC16, width=4, aspp_channels=8), root / "t.pt")
+    root = scenes_and_teacher(tmp_path_factory.mktemp("fuzz-in"), ScenesConfig(train=12, val=4, size=16, seed=1),
+                              width=4, aspp_channels=8)
     assert subprocess.run([sys.executable, "-m", "seginv.cli", "synthesize", "--model", str(root / "t.pt"),
                            "--num-images", "2", "--steps", "1", "--size", "16", "--batch-size", "2", "--out",
                            str(root / "replay")], capture_output=True).returncode == 0
-    (root / "names.txt").write_text("".join(f"{n}\n" for n in VOC16 + ["pottedplant", "sheep", "sofa", "train",
-                                                                         "tvmonitor"]))
+    (root / "names.txt").write_text("".join(f"{n}\n" for n in VOC_CLASSES))
     (root / "img").mkdir()
-    (root / "img" / "a.png").write_bytes((root / "data" / "SegmentationClass").iterdir().__next__().read_bytes())
+    (root / "img" / "a.png").write_bytes((root / "scenes" / "SegmentationClass").iterdir().__next__().read_bytes())
     return root
 
 
 def _bases(i: Path) -> dict[str, list[str]]:
     """A valid, small invocation of each command (``OUT`` is replaced by the case's output path)."""
-    data, t = str(i / "data"), str(i / "t.pt")
+    data, t = str(i / "scenes"), str(i / "t.pt")
     small = ["--epochs", "1", "--batch-size", "4", "--crop-size", "16"]
     return {
         "train": ["train", "--data", data, "--protocol", "voc-15-5", "--width", "4", *small, "--out", "OUT.pt"],

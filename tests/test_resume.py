@@ -17,13 +17,11 @@ import torch
 from torch.utils.data import TensorDataset
 
 from seginv.distributed import SINGLE
-from seginv.models import create_model
-from seginv.models.checkpoint import read_raw, save_checkpoint
+from seginv.data.scenes import ScenesConfig
+from seginv.models.checkpoint import read_raw
 from seginv.resume import Batches, random_state, set_random_state
-from seginv.data.scenes import ScenesConfig, write_scenes
+from tests.conftest import scenes_and_teacher
 
-VOC16 = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-         "diningtable", "dog", "horse", "motorbike", "person"]
 TIMING = {"images_per_s", "seconds"}
 
 
@@ -75,11 +73,8 @@ def test_random_state_round_trips_every_generator_through_a_weights_only_file(tm
 # ------------------------------------------------------------------------------------------ killed processes
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
-    write_scenes(root / "scenes", ScenesConfig(train=60, val=8, size=32, seed=3))
-    torch.manual_seed(0)
-    save_checkpoint(create_model("deeplab-mini", VOC16, width=8, aspp_channels=16), root / "t.pt")
-    return root
+    return scenes_and_teacher(tmp_path_factory.mktemp("resume"), ScenesConfig(train=60, val=8, size=32, seed=3),
+                              width=8, aspp_channels=16)
 
 
 def _cli(*args, **kw):
