@@ -97,6 +97,98 @@ def _student_forward(student: SegModel, real: torch.Tensor, fake: torch.Tensor |
     return torch.cat([out_real, out_fake])
 
 
+def _run_settings(settings: dict[str, Any] | None, cfg: DistillConfig, method: Method) -> dict[str, Any]:
+    """What a saved state must have been asked to do to be resumed: ``settings`` with the configuration and the
+    method, less what does not change what is trained (the checkpoint interval and the loader's workers)."""
+    out = run_settings({**(settings or {}), "distill": cfg.to_dict(), "method": method.name})
+    out["distill"].pop("checkpoint_every", None)
+    out["distill"]["train"].pop("workers", None)
+    return out
+
+
+def _validate(validate: Callable[[SegModel, int, int], dict[str, Any]], student: SegModel, it: int, epoch: int,
+              log: TrainLog | None, bn: str) -> None:
+    """Score the student (logging the row), then put it back in training mode with ``bn``'s BatchNorm layers."""
+    metrics = validate(student, it, epoch)
+    if log is not None:
+        log.validation(it, epoch, metrics)
+    student.train()
+    _set_bn_training(student, bn != "frozen")
+
+
+def _loaders(student: SegModel, real: Dataset, replay: Dataset | None, n_real: int, n_fake: int, t: TrainConfig,
+             group: Group) -> tuple[Batches, Batches | None]:
+    """The shuffled batches of real images and of replayed ones (None without replay), both with the student's
+    training transform: random crops and flips, or a classifier's whole images flipped."""
+    transform = ImageTransform(t.crop_size, student.mean, student.std, flip=True) if student.task == "multilabel" \
+        else TrainTransform(t.crop_size, student.mean, student.std, scale=tuple(t.scale))
+    attach_transform(real, transform)
+    loader = Batches(real, n_real, torch.Generator().manual_seed(t.seed), t.workers, group)
+    if replay is None or not n_fake:
+        return loader, None
+    attach_transform(replay, transform)
+    return loader, Batches(replay, n_fake, torch.Generator().manual_seed(t.seed + 1), t.workers, group)
+
+
+def _ready(teacher: SegModel, student: SegModel, method: Method, cfg: DistillConfig, device: torch.device) -> None:
+    """The teacher frozen in eval mode and the student training, both on ``device``; the method's own preparation;
+    the student's BatchNorm layers as ``cfg.bn`` asks."""
+    on_device(teacher, device, cfg.train).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    on_device(student, device, cfg.train).train()
+    prepare = getattr(method, "prepare", None)
+    if prepare is not None:
+        prepare(teacher, student)
+    _set_bn_training(student, cfg.bn != "frozen")
+
+
+def _replay_labels(fake_labels: torch.Tensor, t_replay: torch.Tensor, columns: int, exemplars: bool,
+                   multilabel: bool, device: torch.device) -> torch.Tensor:
+    """The replayed images' labels: exemplars keep theirs; fake images take the teacher's argmax (``t_replay``: its
+    fp32 logits on them)."""
+    if exemplars and multilabel:  # a memory's partial labels; 255 (unknown) in the columns it lacks
+        replay_labels = torch.full((len(fake_labels), columns), 255.0, device=device)
+        replay_labels[:, : fake_labels.shape[1]] = fake_labels.to(device)
+        return replay_labels
+    if exemplars:
+        return fake_labels.to(device)
+    if multilabel:  # (a classifier's: its sigmoid above 0.5, in the old classes' columns)
+        replay_labels = torch.zeros(len(t_replay), columns, device=device)
+        replay_labels[:, : t_replay.shape[1]] = (torch.sigmoid(t_replay) > 0.5).float()
+        return replay_labels
+    return class_map(t_replay)
+
+
+def _loss_terms(teacher: SegModel, student: SegModel, method: Method, cfg: DistillConfig, device: torch.device,
+                images: torch.Tensor, labels: torch.Tensor, replayed: tuple[torch.Tensor, torch.Tensor] | None,
+                exemplars: bool) -> tuple[dict[str, torch.Tensor], int]:
+    """One batch's loss terms from the method, and its image count: the teacher's and the student's outputs on the
+    real images (+ the ``replayed`` images and labels), with the replayed images' labels."""
+    t = cfg.train
+    features = bool(getattr(method, "needs_features", False))
+    images, labels = as_input(images, device, t), labels.to(device)
+    fake = None
+    if replayed is not None:
+        fake, fake_labels = replayed
+        fake = as_input(fake, device, t)
+    with torch.no_grad(), autocast(t.precision, device):
+        t_out = teacher(images if fake is None else torch.cat([images, fake]), return_features=features)
+    t_logits, t_feats = t_out if features else (t_out, None)
+    t_logits = t_logits.float()  # losses and pseudo-labels in fp32 whatever the forward's precision
+    if fake is not None:
+        replay_labels = _replay_labels(fake_labels, t_logits[len(images):], labels.shape[1], exemplars,
+                                       student.task == "multilabel", device)
+        labels = torch.cat([labels, replay_labels.to(labels.dtype)])
+    is_replay = torch.arange(len(labels), device=device) >= len(images)
+    with autocast(t.precision, device):
+        s_out = _student_forward(student, images, fake, cfg.bn, features)
+    s_logits, s_feats = s_out if features else (s_out, None)
+    s_logits = s_logits.float()
+    inputs = (images if fake is None else torch.cat([images, fake])) if getattr(method, "needs_images", False) else None
+    return method.loss(Batch(s_logits, t_logits, labels, is_replay, s_feats, t_feats, inputs)), len(labels)
+
+
 def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset | None, method: Method,
             cfg: DistillConfig, device: torch.device, *, state_path: str | os.PathLike[str] | None = None,
             resume: bool = False, settings: dict[str, Any] | None = None, log_to: str | os.PathLike[str] | None = None,
@@ -108,37 +200,19 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     ``cfg.checkpoint_every`` iterations (atomically), with ``settings`` (what the run was asked to do, JSON-like);
     ``resume`` continues from it as if uninterrupted, and refuses a state saved with other settings. Without
     ``resume`` an existing state is refused rather than replaced. ``log_to``, ``tensorboard``, ``validate`` and
-    ``val_every`` as for :func:`~seginv.training.train_supervised`. Under torchrun (``group``) every rank takes its part of each global
-    batch of real and of replayed images (so the real:fake ratio holds per global batch), gradients are averaged
+    ``val_every`` as for :func:`~seginv.training.train_supervised`. Under torchrun (``group``) every rank takes its
+    part of each global batch of real and of replayed images (so the real:fake ratio holds per global batch), gradients are averaged
     over ranks, and only rank 0 writes the state and the logs. Returns the loss history and timing.
     """
-    settings = run_settings({**(settings or {}), "distill": cfg.to_dict(), "method": method.name})
-    settings["distill"].pop("checkpoint_every", None)  # neither changes what is trained
-    settings["distill"]["train"].pop("workers", None)
+    settings = _run_settings(settings, cfg, method)
     state = read_state(state_path, resume, settings, "distillation")
     t = cfg.train
     n_real, n_fake = cfg.split(replay is not None)
-    multilabel = student.task == "multilabel"
-    transform = ImageTransform(t.crop_size, student.mean, student.std, flip=True) if multilabel else \
-        TrainTransform(t.crop_size, student.mean, student.std, scale=tuple(t.scale))
-    attach_transform(real, transform)
-    loader = Batches(real, n_real, torch.Generator().manual_seed(t.seed), t.workers, group)
-    fake_batches, fake_iter = None, None
+    loader, fake_batches = _loaders(student, real, replay, n_real, n_fake, t, group)
+    fake_iter = None
     exemplars = getattr(replay, "kind", "synthesis") == "dataset"
-    if replay is not None and n_fake:
-        attach_transform(replay, transform)
-        fake_batches = Batches(replay, n_fake, torch.Generator().manual_seed(t.seed + 1), t.workers, group)
-    on_device(teacher, device, t).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    on_device(student, device, t).train()
+    _ready(teacher, student, method, cfg, device)
     scaler = grad_scaler(t.precision, device)
-    prepare = getattr(method, "prepare", None)
-    if prepare is not None:
-        prepare(teacher, student)
-    _set_bn_training(student, cfg.bn != "frozen")
-    features = bool(getattr(method, "needs_features", False))
-    with_images = bool(getattr(method, "needs_images", False))
     opt = make_optimizer(student, t)
     penalty = getattr(method, "penalty", None)
     track = t.importance or bool(getattr(method, "tracks_importance", False))
@@ -161,34 +235,8 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
         for images, labels in loader:
             for g in opt.param_groups:
                 g["lr"] = poly_lr(t.lr, it, total)
-            images, labels = as_input(images, device, t), labels.to(device)
-            fake = None
-            if fake_iter is not None:
-                fake, fake_labels = next(fake_iter)
-                fake = as_input(fake, device, t)
-            with torch.no_grad(), autocast(t.precision, device):
-                t_out = teacher(images if fake is None else torch.cat([images, fake]), return_features=features)
-            t_logits, t_feats = t_out if features else (t_out, None)
-            t_logits = t_logits.float()  # losses and pseudo-labels in fp32 whatever the forward's precision
-            if fake is not None:  # exemplars keep their labels; fake images take the teacher's argmax
-                if exemplars and multilabel:  # a memory's partial labels; 255 (unknown) in the columns it lacks
-                    replay_labels = torch.full((len(fake), labels.shape[1]), 255.0, device=device)
-                    replay_labels[:, : fake_labels.shape[1]] = fake_labels.to(device)
-                elif exemplars:
-                    replay_labels = fake_labels.to(device)
-                elif multilabel:  # (a classifier's: its sigmoid above 0.5, in the old classes' columns)
-                    replay_labels = torch.zeros(len(fake), labels.shape[1], device=device)
-                    replay_labels[:, : t_logits.shape[1]] = (torch.sigmoid(t_logits[len(images):]) > 0.5).float()
-                else:
-                    replay_labels = class_map(t_logits[len(images):])
-                labels = torch.cat([labels, replay_labels.to(labels.dtype)])
-            is_replay = torch.arange(len(labels), device=device) >= len(images)
-            with autocast(t.precision, device):
-                s_out = _student_forward(student, images, fake, cfg.bn, features)
-            s_logits, s_feats = s_out if features else (s_out, None)
-            s_logits = s_logits.float()
-            inputs = (images if fake is None else torch.cat([images, fake])) if with_images else None
-            terms = method.loss(Batch(s_logits, t_logits, labels, is_replay, s_feats, t_feats, inputs))
+            terms, count = _loss_terms(teacher, student, method, cfg, device, images, labels,
+                                       next(fake_iter) if fake_iter is not None else None, exemplars)
             if penalty is not None:
                 terms["reg"] = penalty(student)
                 terms["total"] = terms["total"] + terms["reg"]
@@ -200,17 +248,13 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             if tracker is not None:
                 tracker.update()
             if log is not None:
-                log.step(it, epoch, opt.param_groups[0]["lr"], {**terms, "total": value}, len(labels))
+                log.step(it, epoch, opt.param_groups[0]["lr"], {**terms, "total": value}, count)
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
             run.save_if_due(it, total, history, running, n)
         history.append(running / max(n, 1))
         if validate is not None and val_every and ((epoch + 1) % val_every == 0 or epoch + 1 == t.epochs):
-            metrics = validate(student, it, epoch)
-            if log is not None:
-                log.validation(it, epoch, metrics)
-            student.train()
-            _set_bn_training(student, cfg.bn != "frozen")
+            _validate(validate, student, it, epoch, log, cfg.bn)
         run.save_if_due(it, total, history, 0.0, 0, epoch_end=True)
     bar.close()
     group.check_same(student)
