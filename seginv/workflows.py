@@ -347,16 +347,92 @@ def _new_class_teacher(teacher: SegModel, proto: Protocol, step: int, data: str 
     return model.eval()
 
 
-def _check_replay_teacher(replay: Any, manifest: dict[str, Any], teacher_path: Any, strict: bool) -> None:
-    """Warn (``strict``: refuse) when fake replay was inverted from another checkpoint than the teacher."""
+def _check_method_replay(m: Any, method: str, replay_ds: Any) -> None:
+    """Refuse a method that trains on replayed images (``replays``) or on real exemplars (``needs_memory``) without
+    them."""
+    if getattr(m, "replays", False) and replay_ds is None:
+        raise SeginvError(f"method {method} trains on replayed images of the old classes, and no --replay is given.",
+                          "Pass --replay DIR: a memory (`seginv replay from-dataset --protocol P --step S-1 --out MEM`) "
+                          "or fake replay (`seginv synthesize --model TEACHER --out DIR`).")
+    if getattr(m, "needs_memory", False) and getattr(replay_ds, "kind", None) != "dataset":
+        raise SeginvError(f"method {method} replays real exemplars of the old classes, and --replay gives none.",
+                          "Make a memory with `seginv replay from-dataset --data OLD_DATA --protocol P --out MEM` "
+                          "and pass --replay MEM.")
+
+
+def _use_ial(m: Any, method: str, ial: str | os.PathLike[str], student: SegModel) -> Any:
+    """Seed 003's importance-aware loss (the IAL file ``ial``) in place of the method's cross-entropy; its config."""
+    from .distill.ial import ImportanceAwareLoss, load_ial
+
+    if not hasattr(m, "seg_loss"):
+        raise SeginvError(f"method {method} has no plain cross-entropy term for --ial to replace.",
+                          "Use it with ft, fe, lwf, ilt, joint, ewc, pi, rwalk or hrhf.")
+    cfg = load_ial(ial)
+    m.seg_loss = ImportanceAwareLoss(cfg, student.class_names)
+    return cfg
+
+
+def _final_scores(student: SegModel, test: Any, steps: Any, device: torch.device, group: Group) -> dict[str, Any]:
+    """The distilled model's validation scores as its checkpoint records them (a segmentation model's per class)."""
+    if student.task == "multilabel":
+        return evaluate_classifier(student, test, device, steps=steps, group=group)
+    result = evaluate(student, test, device, steps=steps, group=group)
+    return {**{k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")},
+            "per_class": result["per_class"]}
+
+
+def _open_replay(replay: str | os.PathLike[str] | None, teacher: SegModel, teacher_sha: str, cfg: Any, verify: bool,
+                 strict: bool) -> Any:
+    """The replay dataset ``--replay`` names (None without; uniform noise for ``noise``), checked against the
+    teacher: verified (``verify``), of its task and classes, from it (``strict``: refused otherwise, else a warning),
+    and a warning for old classes fake replay does not cover."""
+    from .replay import ReplayDataset
+
+    if replay is None:
+        return None
+    if str(replay) == "noise":  # seed 002 Table 2's +Noise ablation
+        from .replay.noise import NoiseDataset
+
+        return NoiseDataset(1024, cfg.train.crop_size, seed=cfg.train.seed)
+    replay_ds = ReplayDataset(replay)
+    if verify:
+        from .replay.verify import verify_replay
+
+        checked = verify_replay(replay)
+        if not checked["ok"]:
+            raise SeginvError(f"replay {replay} fails verification: {'; '.join(checked['problems'][:3])}.",
+                              "Remake it (`seginv synthesize ... --resume` rewrites what is damaged), or pass "
+                              "--no-verify to train on it as it is.")
+    if replay_ds.task != teacher.task:
+        raise SeginvError(f"replay {replay} holds {TASK_WORDS[replay_ds.task]} samples and the teacher is a "
+                          f"{TASK_WORDS[teacher.task]} model.",
+                          "Give replay made from this teacher (seginv synthesize) or from its task's data.")
+    # fake replay is of every class the teacher knows; an exemplar memory may cover only its earlier steps
+    expected = teacher.class_names
+    if replay_ds.kind == "dataset":
+        expected = expected[: len(replay_ds.class_names)]
+    if replay_ds.class_names != expected:
+        raise SeginvError(f"replay {replay} was made for classes {replay_ds.class_names}, not the teacher's.",
+                          "Synthesize replay from this teacher: seginv synthesize --model TEACHER --out DIR.")
+    _check_replay_teacher(replay, replay_ds.manifest, teacher_sha, strict)
+    covered = replay_ds.manifest.get("config", {}).get("classes")
+    old_fg = [n for i, n in enumerate(expected) if not (teacher.background and i == 0)]
+    if replay_ds.kind == "synthesis" and isinstance(covered, list) and set(old_fg) - set(covered):
+        left = [n for n in old_fg if n not in covered]
+        warnings.warn(f"replay {replay} covers {len(set(covered) & set(old_fg))} of the teacher's {len(old_fg)} "
+                      f"old classes; {', '.join(left[:5])}{' ...' if len(left) > 5 else ''} get no replay and "
+                      "are kept by distillation alone.", stacklevel=2)
+    return replay_ds
+
+
+def _check_replay_teacher(replay: Any, manifest: dict[str, Any], sha: str, strict: bool) -> None:
+    """Warn (``strict``: refuse) when fake replay was inverted from another checkpoint than the teacher (``sha``:
+    the teacher file's sha256)."""
     made_from = manifest.get("source", {}).get("teacher_sha256")
-    if manifest.get("source", {}).get("kind") != "synthesis" or not isinstance(made_from, str):
-        return
-    sha = sha256_file(teacher_path)
-    if sha == made_from:
+    if manifest.get("source", {}).get("kind") != "synthesis" or not isinstance(made_from, str) or sha == made_from:
         return
     problem = (f"replay {replay} was inverted from another model (sha256 {made_from[:12]}) than the teacher "
-               f"{teacher_path} (sha256 {sha[:12]}), though their classes agree")
+               f"(sha256 {sha[:12]}), though their classes agree")
     if strict:
         raise SeginvError(f"{problem}.", "Synthesize replay from this teacher, or drop --strict to use it anyway.")
     warnings.warn(f"{problem}; its images show what that model knew.", stacklevel=3)
@@ -379,7 +455,6 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     from .distill.methods import create_method
     from .distill.trainer import DistillConfig
     from .distill.trainer import distill as run_distill
-    from .replay import ReplayDataset
 
     cfg = cfg or DistillConfig()
     device = torch.device(device)
@@ -399,48 +474,9 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     if multilabel and (str(replay) == "noise" or ial is not None):
         raise SeginvError(f"multi-label distillation takes no {'--ial' if ial is not None else '--replay noise'}: "
                           "both are segmentation options.", "Run it without.")
-    replay_ds: Any = None
-    if str(replay) == "noise":  # seed 002 Table 2's +Noise ablation
-        from .replay.noise import NoiseDataset
-
-        replay_ds = NoiseDataset(1024, cfg.train.crop_size, seed=cfg.train.seed)
-    elif replay is not None:
-        replay_ds = ReplayDataset(replay)
-        if verify:
-            from .replay.verify import verify_replay
-
-            checked = verify_replay(replay)
-            if not checked["ok"]:
-                raise SeginvError(f"replay {replay} fails verification: {'; '.join(checked['problems'][:3])}.",
-                                  f"Remake it (`seginv synthesize ... --resume` rewrites what is damaged), or pass "
-                                  f"--no-verify to train on it as it is.")
-        if replay_ds.task != teacher.task:
-            raise SeginvError(f"replay {replay} holds {TASK_WORDS[replay_ds.task]} samples and the teacher is a "
-                              f"{TASK_WORDS[teacher.task]} model.",
-                              "Give replay made from this teacher (seginv synthesize) or from its task's data.")
-        # fake replay is of every class the teacher knows; an exemplar memory may cover only its earlier steps
-        expected = teacher.class_names
-        if replay_ds.kind == "dataset":
-            expected = expected[: len(replay_ds.class_names)]
-        if replay_ds.class_names != expected:
-            raise SeginvError(f"replay {replay} was made for classes {replay_ds.class_names}, not the teacher's.",
-                              "Synthesize replay from this teacher: seginv synthesize --model TEACHER --out DIR.")
-        _check_replay_teacher(replay, replay_ds.manifest, teacher_path, strict)
-        covered = replay_ds.manifest.get("config", {}).get("classes")
-        old_fg = [n for i, n in enumerate(expected) if not (teacher.background and i == 0)]
-        if replay_ds.kind == "synthesis" and isinstance(covered, list) and set(old_fg) - set(covered):
-            left = [n for n in old_fg if n not in covered]
-            warnings.warn(f"replay {replay} covers {len(set(covered) & set(old_fg))} of the teacher's {len(old_fg)} "
-                          f"old classes; {', '.join(left[:5])}{' ...' if len(left) > 5 else ''} get no replay and "
-                          "are kept by distillation alone.", stacklevel=2)
-    if getattr(m, "replays", False) and replay_ds is None:
-        raise SeginvError(f"method {method} trains on replayed images of the old classes, and no --replay is given.",
-                          "Pass --replay DIR: a memory (`seginv replay from-dataset --protocol P --step S-1 --out MEM`) "
-                          "or fake replay (`seginv synthesize --model TEACHER --out DIR`).")
-    if getattr(m, "needs_memory", False) and getattr(replay_ds, "kind", None) != "dataset":
-        raise SeginvError(f"method {method} replays real exemplars of the old classes, and --replay gives none.",
-                          "Make a memory with `seginv replay from-dataset --data OLD_DATA --protocol P --out MEM` "
-                          "and pass --replay MEM.")
+    teacher_sha = sha256_file(teacher_path)
+    replay_ds = _open_replay(replay, teacher, teacher_sha, cfg, verify, strict)
+    _check_method_replay(m, method, replay_ds)
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
     joint = bool(getattr(m, "joint_data", False))
@@ -450,16 +486,8 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
         m.new_teacher = _new_class_teacher(teacher, proto, step, data, setting, cfg.train, device, fmt)
     student = copy.deepcopy(teacher)
     student.add_classes(proto.names(proto.current(step)), init=init)
-    ial_cfg = None
-    if ial is not None:  # seed 003's importance-aware loss in place of the method's cross-entropy
-        from .distill.ial import ImportanceAwareLoss, load_ial
-
-        if not hasattr(m, "seg_loss"):
-            raise SeginvError(f"method {method} has no plain cross-entropy term for --ial to replace.",
-                              "Use it with ft, fe, lwf, ilt, joint, ewc, pi, rwalk or hrhf.")
-        ial_cfg = load_ial(ial)
-        m.seg_loss = ImportanceAwareLoss(ial_cfg, student.class_names)
-    settings = {"teacher_sha256": sha256_file(teacher_path), "data": str(data), "replay": str(replay) if replay else None,
+    ial_cfg = _use_ial(m, method, ial, student) if ial is not None else None
+    settings = {"teacher_sha256": teacher_sha, "data": str(data), "replay": str(replay) if replay else None,
                 "protocol": proto.name, "step": step, "setting": setting, "method_options": method_options or {},
                 "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None, "val_every": val_every}
     test = task_test_split(data, proto, step, student, fmt) if val_every or evaluate_after else None
@@ -473,13 +501,7 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
                           log_to=out, tensorboard=tensorboard, validate=validate, val_every=val_every, group=group)
     metrics: dict[str, Any] = {"train": history, **({"best": best} if best else {})}
     if evaluate_after:
-        steps = protocol_steps(proto, step, student.class_names)
-        if multilabel:
-            metrics["val"] = evaluate_classifier(student, test, device, steps=steps, group=group)
-        else:
-            result = evaluate(student, test, device, steps=steps, group=group)
-            metrics["val"] = {k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
-            metrics["val"]["per_class"] = result["per_class"]
+        metrics["val"] = _final_scores(student, test, protocol_steps(proto, step, student.class_names), device, group)
     config = {"teacher": str(teacher_path), **({"teacher_arch": arch} if arch else {}), "data": str(data),
               "replay": str(replay) if replay else None,
               "protocol": proto.name, "step": step, "setting": setting, "method": method,

@@ -90,23 +90,14 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
         raise SeginvError(f"start images are {start_images.shape[1:3]}, not the synthesis size {inv.size}.")
     if run.num_images < 1 or run.shard_size < 1:
         raise SeginvError("--num-images and --shard-size must be at least 1.")
-    multilabel = model.task == "multilabel"
-    if multilabel and run.save_probs:
+    if model.task == "multilabel" and run.save_probs:
         raise SeginvError("--save-probs stores a segmentation teacher's per-pixel softmax; a multi-label classifier's "
                           "shards hold its labels (sigmoid above 0.5) instead.", "Run without --save-probs.")
     ids = resolve_classes(model, run.classes)
     plan = plan_targets(run.num_images, model.num_classes, ids, background=0 if model.background else None,
                         max_classes=run.max_classes, r_choices=inv.r_plan, seed=run.seed)
     planned = shard_plan(run.num_images, run.shard_size)
-    config = {"inversion": inv.to_dict(), "classes": [model.class_names[i] for i in ids],
-              **{k: getattr(run, k) for k in ("max_classes", "shard_size", "seed", "compression", "save_probs")}}
-    if start_images is not None:
-        config["start"] = {"source": start_source, "count": len(start_images),
-                           "sha256": hashlib.sha256(np.ascontiguousarray(start_images).tobytes()).hexdigest()}
-    source = {"kind": "synthesis", "teacher_sha256": teacher_sha256, "arch": model.arch, "steps": model.steps}
-    header = make_header(version=__version__, num_images=run.num_images, image_size=list(inv.size),
-                         class_names=model.class_names, background=model.background, source=source, config=config,
-                         normalization={"mean": list(model.mean), "std": list(model.std)}, task=model.task)
+    header = _header(model, inv, run, ids, teacher_sha256, start_images, start_source)
     if Path(out).exists() and not Path(out).is_dir():
         raise SeginvError(f"{out} exists and is not a directory.", "Choose another --out.")
     with folder_lock(out, "the replay") if group.main else nullcontext():
@@ -127,12 +118,7 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
             t0 = time.perf_counter()
             parts, r_restarts = _synthesize_shard(inverter, plan.slice(first, first + count), run, k, bar, start_images)
             restarts += r_restarts
-            arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-            arrays["targets"], arrays["r"] = plan.targets[first:first + count], plan.r[first:first + count]
-            if multilabel:  # no map to aggregate: no r
-                arrays["labels"], arrays["r"] = arrays.pop("masks"), np.full_like(arrays["r"], np.nan)
-            else:
-                arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
+            arrays = _shard_arrays(parts, plan, first, count, model)
             t1 = time.perf_counter()
             entry = write_entry(out, manifest, k, first, arrays, run.compression)
             if group.world == 1:  # listed at once, so an interruption keeps it; ranks list theirs together below
@@ -148,7 +134,34 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
             restarts = sum(group.gather(restarts))
     return {"out": str(out), "count": manifest["count"], "shards": len(manifest["shards"]),
             "resumed_shards": len(done), "restarts": restarts, "seconds": time.perf_counter() - started,
-            "synthesis_seconds": synth_s, "write_seconds": write_s, "classes": config["classes"]}
+            "synthesis_seconds": synth_s, "write_seconds": write_s, "classes": header["config"]["classes"]}
+
+
+def _header(model: SegModel, inv: InversionConfig, run: RunConfig, ids: list[int], teacher_sha256: str | None,
+            start_images: np.ndarray | None, start_source: str | None) -> dict[str, Any]:
+    """The manifest of a new replay directory: the inversion and run settings, the classes inverted, where start
+    images came from, the teacher, and its normalisation."""
+    config = {"inversion": inv.to_dict(), "classes": [model.class_names[i] for i in ids],
+              **{k: getattr(run, k) for k in ("max_classes", "shard_size", "seed", "compression", "save_probs")}}
+    if start_images is not None:
+        config["start"] = {"source": start_source, "count": len(start_images),
+                           "sha256": hashlib.sha256(np.ascontiguousarray(start_images).tobytes()).hexdigest()}
+    source = {"kind": "synthesis", "teacher_sha256": teacher_sha256, "arch": model.arch, "steps": model.steps}
+    return make_header(version=__version__, num_images=run.num_images, image_size=list(inv.size),
+                       class_names=model.class_names, background=model.background, source=source, config=config,
+                       normalization={"mean": list(model.mean), "std": list(model.std)}, task=model.task)
+
+
+def _shard_arrays(parts: list[dict[str, np.ndarray]], plan: Any, first: int, count: int,
+                  model: SegModel) -> dict[str, np.ndarray]:
+    """One shard's columns from its batches and the target plan (a classifier's: ``labels`` and no r)."""
+    arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    arrays["targets"], arrays["r"] = plan.targets[first:first + count], plan.r[first:first + count]
+    if model.task == "multilabel":  # no map to aggregate: no r
+        arrays["labels"], arrays["r"] = arrays.pop("masks"), np.full_like(arrays["r"], np.nan)
+    else:
+        arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
+    return arrays
 
 
 def _draw(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
