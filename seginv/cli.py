@@ -577,7 +577,8 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt or .safetensors).")
 @click.option("--method", default="hrhf", show_default=True, help="Distillation method.")
 @click.option("--ratio", default="1:1", show_default=True, help="Real:fake images per batch when --replay is given.")
-@click.option("--lam", default=1.0, show_default=True, type=float, help="hrhf: weight of the KD term (seed 002 eq. 5).")
+@click.option("--lam", type=click.FloatRange(0), help="hrhf: weight of the KD term (seed 002 eq. 5) [1 for a step "
+              "that adds one class, 0.5 for one that adds several; hrhf-paper: 1].")
 @click.option("--seg-on", type=click.Choice(["rearranged", "real", "both"]),
               help="hrhf: eq. 4 (CE on merged labels) on the real half only (real, seed 002), on the real half plus "
                    "the rearranged CE on the replayed half (rearranged), or on both halves [real].")
@@ -610,7 +611,7 @@ def _options(values: tuple[str, ...]) -> dict[str, Any]:
 @JSON
 def distill(teacher: str | None, arch: str | None, weights: str | None, class_names: str | None, unsafe_load: bool,
             data: str, new_classes: str | None, protocol: str | None, setting: str, replay: str | None,
-            out: str, method: str, ratio: str, lam: float, seg_on: str | None, bn: str, init: str | None, ial: str | None,
+            out: str, method: str, ratio: str, lam: float | None, seg_on: str | None, bn: str, init: str | None, ial: str | None,
             options: tuple[str, ...], epochs: int,
             batch_size: int, lr: float, optimizer: str, weight_decay: float, crop_size: int, checkpoint_every: int,
             resume: bool, overwrite: bool, no_verify: bool, strict: bool, importance: bool, precision: str,
@@ -640,9 +641,11 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
                           "Example: --arch torchvision:deeplabv3_resnet101 --weights w.pth --class-names names.txt")
     opts: dict[str, Any] = {}
     if method.startswith("hrhf"):
-        opts = {"lam": lam, **({"seg_on": seg_on} if seg_on else {})}
-    elif seg_on:
-        raise click.BadParameter(f"is an hrhf option; method {method} has none.", param_hint="--seg-on")
+        opts = {**({"lam": lam} if lam is not None else {}), **({"seg_on": seg_on} if seg_on else {})}
+    else:
+        for name, given in (("--seg-on", seg_on), ("--lam", lam)):
+            if given is not None:
+                raise click.BadParameter(f"is an hrhf option; method {method} has none.", param_hint=name)
     opts.update(_options(options))
     cfg = DistillConfig(train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                           weight_decay=weight_decay, crop_size=crop_size, workers=workers, seed=seed,

@@ -110,13 +110,18 @@ CELLS_64: dict[str, str] = {
     "15-1-disjoint-64px": "assets/scenes-voc-15-x-disjoint-step0.pt",
     "15-5-disjoint-64px": "assets/scenes-voc-15-x-disjoint-step0.pt",
     "19-1-disjoint-64px": "assets/scenes-voc-19-1-disjoint-step0.pt",
+    "15-1-overlapped-64px": "assets/scenes-voc-15-x-step0.pt",
+    "15-5-overlapped-64px": "assets/scenes-voc-15-x-step0.pt",
+    "19-1-overlapped-64px": "assets/scenes-voc-19-1-step0.pt",
 }
+#: The cells the issue's checks were set on; the overlapped ones show the default's rule on all six Table 1 cells.
+DISJOINT_64 = tuple(c for c in CELLS_64 if "-disjoint-" in c)
 #: The three questions of the reference scale, each with its control (DESIGN: judging replay):
 #: image quality (`fake-paper` against `real-paper`, seed 002's loss, where only the images teach the old classes);
 #: the product default (`fake` against `none`, `noise` and `mib`); the ceiling (`real-gt`, exemplars with labels).
 #: The default at 64 px, written out: images inverted from the step's own real images at lr 0.05 with TV-l2 weight
 #: 0.05 (synthesis ``init: real``; ``inversion_config``'s values for real starts) replayed through seed 002's loss
-#: (HRHF's default).
+#: (HRHF's default), with eq. 5's lambda by the classes a step adds (1 for one, 0.5 for several; HRHF's default).
 REAL_START = {"init": "real", "lr": 0.05, "tv_l2": 0.05}
 DEFAULT = PAPER
 _MEMORY_64 = {"per_class": MEMORY_PER_CLASS, "size": 64}
@@ -132,22 +137,28 @@ RUNS_64: dict[str, dict[str, Any]] = {
 #: Rows the report fills from another row of the same settings: with seed 002's loss as the default, the
 #: image-quality probe's fake row (``fake-paper``) is the default's fake row.
 SAME_AS_64 = {"fake-paper": "fake"}
-#: What else was tried at 64 px (first on 15-1-disjoint-64px with seed 0): the images and losses before.
+#: What else was tried at 64 px (first on 15-1-disjoint-64px with seed 0): the images and losses before, each with
+#: the lambda it ran with (the paper's 1, the default before the rule by the classes a step adds).
 PROBES: dict[str, tuple[str, dict[str, Any]]] = {
     "rearranged-noise-init": ("the earlier default: noise-started images (lr 0.25), rearranged CE on the replayed "
-                              "half (`--seg-on rearranged`)", _fake(None, SHIPPED)),
-    "paper-noise-init": ("seed 002's loss + noise-started images (the earlier images)", _fake()),
-    "paper-noise-init-5x": ("seed 002's loss + 5x the noise-started images", _fake({"num_images": 5 * N})),
+                              "half (`--seg-on rearranged`)", _fake(None, SHIPPED, lam=1.0)),
+    "paper-noise-init": ("seed 002's loss + noise-started images (the earlier images)", _fake(lam=1.0)),
+    "paper-noise-init-5x": ("seed 002's loss + 5x the noise-started images", _fake({"num_images": 5 * N}, lam=1.0)),
     "rearranged-init-real": ("the rearranged CE + images started from real ones at lr 0.05, TV-l2 1e-4",
-                             _fake({**REAL_START, "tv_l2": 1e-4}, SHIPPED)),
+                             _fake({**REAL_START, "tv_l2": 1e-4}, SHIPPED, lam=1.0)),
     "fake-weak-tv": ("the default's images with the presets' TV-l2 weight (1e-4, 500x weaker)",
-                     _fake({**REAL_START, "tv_l2": 1e-4}, DEFAULT)),
-    "fake-lam05": ("the default with eq. 5's lambda at 0.5 (KD half as strong: new classes against old)",
-                   _fake(REAL_START, DEFAULT, lam=0.5)),
+                     _fake({**REAL_START, "tv_l2": 1e-4}, DEFAULT, lam=1.0)),
+    "fake-lam05": ("the default with eq. 5's lambda at 0.5 on every step (KD half as strong: new classes against "
+                   "old)", _fake(REAL_START, DEFAULT, lam=0.5)),
     "noise-lam05": ("noise replay with eq. 5's lambda at 0.5 (the control of fake-lam05)",
                     _replay(replay="noise", options={**DEFAULT, "lam": 0.5})),
     "none-lam05": ("no replay with eq. 5's lambda at 0.5", _replay(replay="none", options={**DEFAULT, "lam": 0.5})),
+    **{f"{row}-lam1": (f"`{row}` with eq. 5's lambda at the paper's 1 on every step", {
+        **RUNS_64[row], "options": {**RUNS_64[row].get("options", {}), "lam": 1.0}})
+       for row in ("none", "fake", "noise", "real-paper", "real", "real-gt")},
 }
+#: The probes that hold eq. 5's lambda at one value on every step, and the default rows they are the controls of.
+LAM_PROBES = {"lam05": 0.5, "lam1": 1.0}
 CELL_ROWS_64 = (*RUNS_64, *PROBES)
 
 

@@ -115,6 +115,23 @@ def test_hrhf_replay_weight_and_rearranged_ce_by_hand(logits):
     replay = ce_by_pixel(s[1:], t[1:])
     expected = (real_pixels * real + w * 2 * 35 * replay) / (real_pixels + 2 * 35)
     assert out["seg"].item() == pytest.approx(expected, rel=1e-5)
+    assert out["total"].item() == pytest.approx(0.5 * out["kd"].item() + out["seg"].item(), rel=1e-6)  # 2 new
+
+
+@pytest.mark.parametrize("new, lam", [(1, 1.0), (2, 0.5), (5, 0.5)])
+@pytest.mark.parametrize("seg_on", ["real", "rearranged"])
+def test_hrhf_lambda_by_default_follows_the_classes_a_step_adds(new, lam, seg_on):
+    g = torch.Generator().manual_seed(new)
+    s, t = torch.randn(2, 4 + new, 3, 5, generator=g), torch.randn(2, 4, 3, 5, generator=g)
+    labels = torch.randint(0, 4 + new, (2, 3, 5), generator=g)
+    labels[0, 0] = 255
+    batch = Batch(s, t, labels, torch.tensor([False, True]))
+    out = create_method("hrhf", seg_on=seg_on).loss(batch)
+    assert out["total"].item() == pytest.approx(lam * out["kd"].item() + out["seg"].item(), rel=1e-6)
+    for given in (0.0, 0.7, 1.0):  # an explicit lambda holds on any step; hrhf-paper keeps the paper's 1
+        out = create_method("hrhf", seg_on=seg_on, lam=given).loss(batch)
+        assert out["total"].item() == pytest.approx(given * out["kd"].item() + out["seg"].item(), rel=1e-6)
+    out = create_method("hrhf-paper", seg_on=seg_on).loss(batch)
     assert out["total"].item() == pytest.approx(out["kd"].item() + out["seg"].item(), rel=1e-6)
 
 
@@ -147,7 +164,11 @@ def test_hrhf_one_pass_equals_the_per_half_terms_in_value_and_gradient(logits, r
                                            ({"replay_softmax": "new"}, "unknown replay_softmax"),
                                            ({"replay_features": -1.0}, "replay_features must be >= 0"),
                                            ({"replay_labels": "gt"}, "unknown replay_labels"),
-                                           ({"replay_labels": "own", "seg_on": "real"}, "Add seg_on=rearranged")])
+                                           ({"replay_labels": "own", "seg_on": "real"}, "Add seg_on=rearranged"),
+                                           ({"lam": -1.0}, "lam .* must be a finite number >= 0"),
+                                           ({"lam": float("nan")}, "lam .* must be a finite number >= 0"),
+                                           ({"lam": "half"}, "lam .* must be a finite number >= 0"),
+                                           ({"lam": True}, "lam .* must be a finite number >= 0")])
 def test_hrhf_refuses_bad_options(opts, message):
     with pytest.raises(SeginvError, match=message):
         create_method("hrhf", **opts)
@@ -182,7 +203,7 @@ def test_hrhf_unpooled_halves_add_each_halfs_mean(logits):
     assert out["seg"].item() == pytest.approx(real + 2.0 * ce_by_pixel(s[1:], t[1:]), rel=1e-5)
     no_replay = Batch(s[:1], t[:1], y[:1], torch.tensor([False]))
     unpooled = create_method("hrhf", pool_halves=False).loss(no_replay)
-    assert unpooled["total"].item() == pytest.approx(hrhf_loss(s[:1], t[:1], y[:1])["total"].item(), rel=1e-6)
+    assert unpooled["total"].item() == pytest.approx(hrhf_loss(s[:1], t[:1], y[:1], lam=0.5)["total"].item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("threshold", [0.3, 0.6, 1.0])

@@ -3,6 +3,10 @@ half, ``l = lambda * l_kd + l_seg`` (eq. 5). That is the default (``seg_on="real
 images inverted from the step's real images it keeps old classes without the new-class cost of a pseudo-label CE
 on the replayed half (docs/replay-gap.md, 64 px).
 
+``lam`` is eq. 5's lambda. The paper uses 1; seginv's default (``lam=None``) sets it per step from what the step
+adds: :data:`LAM_ONE_CLASS` when it adds one class, :data:`LAM_SEVERAL` when it adds several, where a KD half as
+strong lets the new classes in (docs/replay-gap.md, "The rule by the classes a step adds"). ``hrhf-paper`` keeps 1.
+
 Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``):
 
 - ``seg_on="rearranged"``: on the replayed half, the cross-entropy of the rearranged student against the teacher's
@@ -48,6 +52,12 @@ from . import Batch, register_method
 SEG_ON = ("real", "both", "rearranged")
 REPLAY_SOFTMAX = {"rearranged": rearranged_ce, "old": old_softmax_ce}
 REPLAY_LABELS = ("teacher", "own")
+LAM_ONE_CLASS, LAM_SEVERAL = 1.0, 0.5  # eq. 5's lambda by default, for a step adding one class or several
+
+
+def step_lam(new_classes: int) -> float:
+    """eq. 5's lambda for a step that adds ``new_classes`` classes (the default rule)."""
+    return LAM_ONE_CLASS if new_classes <= 1 else LAM_SEVERAL
 
 
 @register_method("hrhf")
@@ -58,10 +68,15 @@ class HalfRealHalfFake:
     init = "mib"
     seg_loss = None  # eq. 4's cross-entropy unless IAL replaces it
 
-    def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
+    def __init__(self, lam: float | None = None, seg_on: str = "real", replay_weight: float = 1.0,
                  temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
                  confidence_quantile: float = 0.0, replay_softmax: str = "rearranged",
                  forgotten_only: bool = False, replay_features: float = 0.0, replay_labels: str = "teacher") -> None:
+        if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0
+                                or lam == float("inf")):
+            raise SeginvError(f"lam (eq. 5's lambda) must be a finite number >= 0, not {lam!r}.",
+                              "Leave it out for the default by step (1 for one new class, 0.5 for several), "
+                              "or give e.g. --option lam=1.")
         if replay_labels not in REPLAY_LABELS:
             raise SeginvError(f"unknown replay_labels {replay_labels!r}.", f"Use one of {', '.join(REPLAY_LABELS)}.")
         if replay_labels == "own" and seg_on != "rearranged":
@@ -82,7 +97,8 @@ class HalfRealHalfFake:
             raise SeginvError(f"replay_weight must be >= 0, not {replay_weight}.")
         if not temperature > 0:
             raise SeginvError(f"temperature must be > 0, not {temperature}.")
-        self.lam, self.seg_on, self.replay_weight, self.temperature = lam, seg_on, replay_weight, temperature
+        self.lam = None if lam is None else float(lam)
+        self.seg_on, self.replay_weight, self.temperature = seg_on, replay_weight, temperature
         self.pool_halves = bool(pool_halves)
         if not replay_features >= 0:
             raise SeginvError(f"replay_features must be >= 0, not {replay_features}.")
@@ -107,7 +123,13 @@ class HalfRealHalfFake:
             keep &= class_map(rearranged_log_probs(student.detach().float(), teacher.shape[1])) != target
         return keep.to(teacher.dtype)
 
+    def _lam(self, batch: Batch) -> float:
+        """eq. 5's lambda on this batch: ``lam`` if given, else by the classes the step adds (student's classes
+        beyond the teacher's)."""
+        return self.lam if self.lam is not None else step_lam(batch.student.shape[1] - batch.teacher.shape[1])
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        lam = self._lam(batch)
         labels = batch.labels
         if self.seg_on != "both":  # eq. 4 only where labels are real
             labels = labels.masked_fill(batch.is_replay.view(-1, 1, 1), IGNORE)
@@ -116,9 +138,9 @@ class HalfRealHalfFake:
         if self._one_pass(batch):
             kd, seg = hrhf_one_pass(batch.student, batch.teacher, labels, replay, self.replay_weight,
                                     replay_target=own)
-            return self._with_features({"total": self.lam * kd + seg, "kd": kd, "seg": seg}, batch)
+            return self._with_features({"total": lam * kd + seg, "kd": kd, "seg": seg}, batch)
         if self._as_paper(batch):
-            return hrhf_loss(batch.student, batch.teacher, labels, lam=self.lam, seg_loss=self.seg_loss)
+            return hrhf_loss(batch.student, batch.teacher, labels, lam=lam, seg_loss=self.seg_loss)
         weights = torch.where(replay, self.replay_weight, 1.0).to(batch.student.dtype)
         kd = (rearranged_kd_per_image(batch.student, batch.teacher, self.temperature) * weights).mean()
         parts = []  # (weight, labelled pixels, mean loss) per half
@@ -140,7 +162,7 @@ class HalfRealHalfFake:
             seg = seg + sum(w * c * m for w, c, m in parts) / max(sum(c for _, c, _ in parts), 1)
         else:  # each half's mean, added: the real half keeps eq. 4's full weight
             seg = seg + sum(w * m for w, _, m in parts)
-        return self._with_features({"total": self.lam * kd + seg, "kd": kd, "seg": seg}, batch)
+        return self._with_features({"total": lam * kd + seg, "kd": kd, "seg": seg}, batch)
 
     def _one_pass(self, batch: Batch) -> bool:
         """Whether :func:`~seginv.distill.losses.hrhf_one_pass` computes this batch's loss: the rearranged CE on
