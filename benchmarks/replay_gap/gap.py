@@ -112,7 +112,7 @@ def collect(cache: Path) -> dict[str, Any]:
             res["step0"][cell] = {g: json.loads(s0.read_text())["metrics"][g] for g in ("old", "all")}
         res["recovered"][cell] = recovered(res[cell])
     res["goal"] = goal(res)
-    res["goal_64px"] = {cell: goal_64(res[cell]) for cell in plan.CELLS_64}
+    res["goal_64px"] = {cell: goal_64(res[cell], cell) for cell in plan.CELLS_64}
     res["how"] = {"command": f"{CMD} report", "rows": f"{CMD} run [ROW]", "machine": machine("cpu"),
                   "threads": sorted(envs), "scale": plan.tables.SCALE,
                   "real_per_batch": plan.REAL_PER_BATCH, "memory_per_class": plan.MEMORY_PER_CLASS, "n": plan.N,
@@ -129,10 +129,20 @@ def _mean(cell: dict[str, Any], run: str, group: str, seeds: set[int]) -> float 
     return statistics.fmean(values) if values else None
 
 
-def goal_64(cell: dict[str, Any]) -> dict[str, Any]:
+def lam_suffix(name: str, spec: dict[str, Any]) -> str | None:
+    """The suffix of the control rows that ran with ``spec``'s lambda on cell ``name``: "" for the default's (no
+    lambda given, or the one the default takes there), ``-lam1`` or ``-lam05``, or None where no control has it."""
+    lam = spec.get("options", {}).get("lam")
+    if lam is None or lam == (0.5 if several(name) else 1.0):
+        return ""
+    return {1.0: "-lam1", 0.5: "-lam05"}.get(lam)
+
+
+def goal_64(cell: dict[str, Any], name: str) -> dict[str, Any]:
     """The reference scale's three questions on one cell, from the means over the seeds every row involved has.
 
-    - image quality: ``(fake-paper - none) / (real-paper - none)`` on old classes (seed 002's loss), >= 0.8;
+    - image quality: ``(fake-paper - none) / (real-paper - none)`` on old classes (seed 002's loss), >= 0.8 (a
+      probe's against the controls that ran with its lambda);
     - the default against no replay: ``fake - none`` on old, new and all, >= -0.3 / -0.5 / -0.3 points;
     - what the images add: ``(fake - noise) / (fake - none)`` on old, >= 0.5;
     - against real exemplars: ``(fake - none) / (real - none)`` on all classes, >= 0.8, with the real-exemplar row
@@ -163,8 +173,9 @@ def goal_64(cell: dict[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = {
         "image_quality": share("fake-paper", "none", "real-paper"),
-        "probes": {p: share(p, "none", "real-paper") for p, (_, spec) in plan.PROBES.items()
-                   if p in cell and spec["replay"] == "synthesize" and spec["options"].get("seg_on") == "real"},
+        "probes": {p: share(p, f"none{x}", f"real-paper{x}") for p, (_, spec) in plan.PROBES.items()
+                   if p in cell and spec["replay"] == "synthesize" and spec["options"].get("seg_on") == "real"
+                   and (x := lam_suffix(name, spec)) is not None},
         "default_minus_none": gaps("fake", "none"),
         "images_over_noise": None,
         "all_recovered": share("fake", "none", best_real(), "all") if best_real() else None,
@@ -340,8 +351,9 @@ ROW_TEXT_64 = {
     "none": "HRHF, no replay",
     "real": "real exemplars, the rearranged CE against the teacher's argmax on them (`--seg-on rearranged`)",
     "real-gt": "real exemplars with their own labels (`--seg-on rearranged --option replay_labels=own`)",
-    "fake": "the default: seed 002's loss (KD only on the replayed half) + fake images inverted from the step's "
-            "real images (lr 0.05, TV-l2 0.05); also `fake-paper`", "noise": "the default's loss + uniform noise as replay",
+    "fake": "the default: seed 002's loss (KD only on the replayed half; eq. 5's lambda 1 for a step of one class, "
+            "0.5 for several) + fake images inverted from the step's real images (lr 0.05, TV-l2 0.05); also "
+            "`fake-paper`", "noise": "the default's loss + uniform noise as replay",
     "real-paper": "seed 002's loss + real exemplars", "mib": "MiB, no replay",
 }
 
@@ -423,16 +435,37 @@ def _share_text(res: dict[str, Any], cell: str, key: str) -> str:
     return "not run" if not g or g["value"] is None else f"{100 * g['value']:.0f}% (seeds {g['seeds']})"
 
 
-def _lam_share(res: dict[str, Any], cell: str) -> str:
-    """``(fake-lam05 - noise-lam05) / (fake-lam05 - none-lam05)`` on old classes, from the seeds all three share."""
-    rows = [res.get(cell, {}).get(r) for r in ("fake-lam05", "noise-lam05", "none-lam05")]
+def _images_share(res: dict[str, Any], cell: str, suffix: str = "", fake: str = "fake") -> str:
+    """``(fake - noise) / (fake - none)`` on old classes for the rows with ``suffix`` (e.g. ``-lam1``), from the
+    seeds all three share."""
+    names = [f"{r}{suffix}" for r in (fake, "noise", "none")]
+    rows = [res.get(cell, {}).get(r) for r in names]
     if not all(rows):
         return "not run"
     seeds = set.intersection(*(set(r["seeds"]) for r in rows))
-    fake, noise, none = (_mean(res[cell], r, "old", seeds) for r in ("fake-lam05", "noise-lam05", "none-lam05"))
-    if fake is None or fake - none <= 0:
+    top, noise, none = (_mean(res[cell], r, "old", seeds) for r in names)
+    if top is None or top - none <= 0:
         return "no gain"
-    return f"{100 * (fake - noise) / (fake - none):.0f}% (seeds {sorted(seeds)})"
+    return f"{100 * (top - noise) / (top - none):.0f}% (seeds {sorted(seeds)})"
+
+
+def several(cell: str) -> bool:
+    """Whether the cell's steps add several classes (the default's lambda is then 0.5, else 1)."""
+    return len(get_protocol(protocol(cell)).steps[1]) > 1
+
+
+def rule_table(res: dict[str, Any]) -> list[str]:
+    """Per cell, the default (eq. 5's lambda by the classes a step adds) against the same rows with the other
+    lambda on every step."""
+    lines = ["| cell | lambda: default, other | `fake` | `fake` at the other lambda | `none` | `none` at the other "
+             "lambda | images' share of the old gain over noise | the same at the other lambda |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in plan.CELLS_64:
+        lam, other = ("0.5, 1", "-lam1") if several(c) else ("1, 0.5", "-lam05")
+        lines.append(f"| {c} | {lam} | {_trio(res, c, 'fake')} | {_trio(res, c, 'fake' + other)} | "
+                     f"{_trio(res, c, 'none')} | {_trio(res, c, 'none' + other)} | {_images_share(res, c)} | "
+                     f"{_images_share(res, c, other)} |")
+    return lines
 
 
 def _trio(res: dict[str, Any], cell: str, run: str) -> str:
@@ -445,9 +478,9 @@ def _trio(res: dict[str, Any], cell: str, run: str) -> str:
 
 def findings_64(res: dict[str, Any]) -> list[str]:
     """What the 64 px rows show; the reading is written by hand, every number is computed from the rows."""
-    c1, c5, c19 = plan.CELLS_64
+    c1, c5, c19 = plan.DISJOINT_64
     cells = f"{c1}, {c5} and {c19}"
-    each = lambda run, g="old": ", ".join(_ms(res, c, run, g) for c in plan.CELLS_64)  # noqa: E731
+    each = lambda run, g="old": ", ".join(_ms(res, c, run, g) for c in plan.DISJOINT_64)  # noqa: E731
     return [
         "### What the 64 px rows show", "",
         f"- **Images that teach like real ones.** Under seed 002's loss (KD only on the replayed half), images "
@@ -459,12 +492,12 @@ def findings_64(res: dict[str, Any]) -> list[str]:
         f"times as many of them (`paper-noise-init-5x`) {_q(res, c1, 'paper-noise-init-5x')} on {c1}. Noise-started "
         "inversion at lr 0.25 leaves high-frequency patterns; real starts keep natural textures and shapes, and the "
         "stronger TV keeps what inversion paints smooth.",
-        f"- **The pseudo-label CE on the replayed half costs new classes when a step adds several.** On {c5}, "
-        f"new-class mIoU is {_ms(res, c5, 'none', 'new')} without replay, "
+        f"- **The pseudo-label CE on the replayed half costs new classes when a step adds several.** On {c5}, with "
+        f"eq. 5's lambda at 1 in every row, new-class mIoU is {_ms(res, c5, 'none-lam1', 'new')} without replay, "
         f"{_ms(res, c5, 'rearranged-noise-init', 'new')} with the earlier default (rearranged CE on noise-started "
         f"images), {_ms(res, c5, 'rearranged-init-real', 'new')} with that loss on real-started images and "
-        f"{_ms(res, c5, 'real', 'new')} with real exemplars under it, against {_ms(res, c5, 'fake', 'new')} for the "
-        f"default. On {c1} the earlier default reaches old {_ms(res, c1, 'rearranged-noise-init')} and all "
+        f"{_ms(res, c5, 'real-lam1', 'new')} with real exemplars under it, against {_ms(res, c5, 'fake-lam1', 'new')} "
+        f"with seed 002's loss. On {c1} the earlier default reaches old {_ms(res, c1, 'rearranged-noise-init')} and all "
         f"{_ms(res, c1, 'rearranged-noise-init', 'all')}, the default old {_ms(res, c1, 'fake')} and all "
         f"{_ms(res, c1, 'fake', 'all')}.",
         f"- **What any image teaches.** Under the default loss, uniform noise as replay (`noise`) gives old "
@@ -478,16 +511,14 @@ def findings_64(res: dict[str, Any]) -> list[str]:
         "- **Exemplars with their own labels** (`real-gt`, `--seg-on rearranged --option replay_labels=own`) against "
         "teacher labels (`real`), old / new / all: " + "; ".join(
             f"{c}: {_trio(res, c, 'real-gt')} against {_trio(res, c, 'real')}" for c in plan.CELLS_64) + ".",
-        "- **A weaker KD (eq. 5's lambda 0.5 instead of 1)**, with its own no-replay and noise controls, old / new / "
-        "all: " + "; ".join(
-            f"{c}: `fake-lam05` {_trio(res, c, 'fake-lam05')}, `none-lam05` {_trio(res, c, 'none-lam05')}, "
-            f"`noise-lam05` {_trio(res, c, 'noise-lam05')}" for c in plan.CELLS_64) + ". Its images' share of the "
-        "old-class gain over noise: " + ", ".join(f"{c} {_lam_share(res, c)}" for c in plan.CELLS_64) + ". Lambda "
-        "0.5 helps the step that adds five classes and costs the sequence of one-class steps, so no single lambda "
-        "is best on every cell; a rule by the classes a step adds is not yet shown on the six Table 1 cells, and the "
-        "default stays at the paper's 1.",
         f"- **19-1 forgets little at 64 px** (old {_ms(res, c19, 'none')} without replay, "
-        f"{_ms(res, c19, 'real-paper')} with real exemplars), so its shares rest on tenths of a point.", ""]
+        f"{_ms(res, c19, 'real-paper')} with real exemplars), so its shares rest on tenths of a point: real "
+        f"exemplars under the default's loss take {_images_share(res, c19, fake='real-paper')} of their own old-class "
+        "gain over noise there.", "",
+        "### Eq. 5's lambda by the classes a step adds", "",
+        "The default sets eq. 5's lambda per step: 1 when the step adds one class, 0.5 when it adds several, where a "
+        "KD half as strong lets the new classes in. Each cell's rows against the same rows with the other lambda on "
+        "every step (`-lam1`, `-lam05`), old / new / all:", "", *rule_table(res), ""]
 
 
 README_ROWS = ("none", "fake", "noise", "real-paper", "real", "real-gt", "mib", "rearranged-noise-init")
@@ -576,12 +607,18 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def keep_earlier(res: dict[str, Any], earlier: dict[str, Any]) -> None:
-    """Rows this cache lacks (no seed of them) keep their values from the earlier report (``docs/replay-gap.json``),
-    which ``how.kept`` then names: a report built from another cache does not drop what it cannot rerun."""
+    """The cells this cache has no row of keep their rows from the earlier report (``docs/replay-gap.json``) where
+    it ran them with the plan's settings, which ``how.kept`` then names: a report built from another cache does not
+    drop what it cannot rerun."""
     kept = []
+    specs = {**earlier.get("how", {}).get("runs", {})}
+    specs_64 = earlier.get("how", {}).get("cells_64px", {}).get("runs", {})
     for cell in (*plan.CELLS, *plan.CELLS_64):
+        if res[cell]:  # a cell this cache has rows of is this cache's alone: a method default may have moved since
+            continue
         for run, row in earlier.get(cell, {}).items():
-            if run not in res[cell] and run in plan.cell_runs(cell):
+            then = (specs_64 if cell in plan.CELLS_64 else specs).get(run)
+            if run in plan.cell_runs(cell) and then == json.loads(json.dumps(plan.cell_runs(cell)[run])):
                 res[cell][run] = row
                 kept.append(f"{cell}/{run}")
         if cell in earlier.get("step0", {}) and cell not in res["step0"]:
@@ -592,7 +629,7 @@ def keep_earlier(res: dict[str, Any], earlier: dict[str, Any]) -> None:
                 res[cell].update({r: res[cell][same] for r, same in plan.SAME_AS_64.items() if same in res[cell]})
             res["recovered"][cell] = recovered(res[cell])
         res["goal"] = goal(res)
-        res["goal_64px"] = {cell: goal_64(res[cell]) for cell in plan.CELLS_64}
+        res["goal_64px"] = {cell: goal_64(res[cell], cell) for cell in plan.CELLS_64}
         threads = earlier.get("how", {}).get("threads", [])
         res["how"]["threads"] = sorted(set(res["how"]["threads"]) | set(threads))
         cells = sorted({k.split("/")[0] for k in kept})
