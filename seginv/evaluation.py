@@ -57,8 +57,9 @@ def evaluate(model: SegModel, dataset: SegmentationDataset, device: torch.device
 @torch.no_grad()
 def classifier_scores(model: SegModel, dataset: Any, device: torch.device, batch_size: int = 16,
                       group: Group = SINGLE) -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid scores ``(N, C)`` of a multi-label ``model`` on every image of ``dataset`` (whole images, no crop)
-    and their labels ``(N, C)``, in the dataset's order; under torchrun the ranks share the images."""
+    """Scores ``(N, C)`` (logits, as :mod:`~seginv.multilabel_metrics` ranks them) of a multi-label ``model`` on every
+    image of ``dataset`` (whole images, no crop) and their labels ``(N, C)``, in the dataset's order; under torchrun
+    the ranks share the images."""
     dataset.transform = ImageTransform(None, model.mean, model.std)
     part = dataset if group.world == 1 else Subset(dataset, range(group.rank, len(dataset), group.world))
     loader = DataLoader(part, batch_size=batch_size, shuffle=False, collate_fn=list)
@@ -67,7 +68,7 @@ def classifier_scores(model: SegModel, dataset: Any, device: torch.device, batch
     for batch in progress(loader, desc="evaluate", unit="batch", disable=not group.main):
         for shape in dict.fromkeys(tuple(img.shape) for img, _ in batch):  # same-size groups, in order
             items = [(img, lab) for img, lab in batch if tuple(img.shape) == shape]
-            scores.append(torch.sigmoid(model(torch.stack([i for i, _ in items]).to(device)).float()).cpu())
+            scores.append(model(torch.stack([i for i, _ in items]).to(device)).float().cpu())
             labels.append(torch.stack([lab for _, lab in items]))
     mine = (torch.cat(scores).numpy(), torch.cat(labels).numpy()[:, : model.num_classes]) if scores else \
         (np.zeros((0, model.num_classes), np.float32), np.zeros((0, model.num_classes), np.float32))

@@ -311,13 +311,16 @@ def _jpg(path):
 
 
 def voc2007(root, objects):
-    """VOCdevkit/VOC2007 with ImageSets/Main/train.txt, Annotations/*.xml and JPEGImages/*.jpg."""
+    """VOCdevkit/VOC2007 with ImageSets/Main/train.txt (and test.txt, the same), Annotations/*.xml and
+    JPEGImages/*.jpg; a name ending in ``*`` is a difficult object."""
     base = root / "VOCdevkit" / "VOC2007"
     (base / "Annotations").mkdir(parents=True)
     (base / "ImageSets" / "Main").mkdir(parents=True)
-    (base / "ImageSets" / "Main" / "train.txt").write_text("".join(f"{i}\n" for i in objects))
+    for split in ("train", "test"):
+        (base / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in objects))
     for image_id, names in objects.items():
-        objs = "".join(f"<object><name>{n}</name><difficult>0</difficult></object>" for n in names)
+        objs = "".join(f"<object><name>{n.rstrip('*')}</name><difficult>{int(n.endswith('*'))}</difficult></object>"
+                       for n in names)
         (base / "Annotations" / f"{image_id}.xml").write_text(f"<annotation><filename>{image_id}.jpg</filename>"
                                                               f"{objs}</annotation>")
         _jpg(base / "JPEGImages" / f"{image_id}.jpg")
@@ -352,6 +355,26 @@ def test_voc2007_and_coco2014_annotations_give_image_labels(tmp_path):
     assert len(ds) == 2  # image 99 has no instance and is left out
     named = lambda row: [c.class_names[k] for k in np.flatnonzero(row)]  # noqa: E731
     assert named(ds.labels[0]) == ["dog", "person"] and named(ds.labels[1]) == ["chair"]
+
+
+def test_voc_difficult_objects_train_as_present_and_stay_out_of_ap(tmp_path):
+    from seginv.data.image_labels import multilabel_test_split
+    from seginv.multilabel_metrics import DIFFICULT, multilabel_metrics
+
+    voc = voc2007(tmp_path / "voc", {"1": ["chair*", "person"], "2": ["chair", "chair*"], "3": ["person*"],
+                                     "4": ["person"]})
+    p = get_protocol("voc-b5-c3")
+    chair, person = p.class_names.index("chair"), p.class_names.index("person")
+    train = multilabel_train_split(voc, p, 4, joint=True)
+    assert train.labels[:, [chair, person]].tolist() == [[1, 1], [1, 0], [0, 1], [0, 1]]
+    test = multilabel_test_split(voc, p, 4, split="test")
+    assert test.labels[:, [chair, person]].tolist() == [[DIFFICULT, 1], [1, 0], [0, DIFFICULT], [0, 1]]
+    logits = np.full(test.labels.shape, -3.0)
+    logits[:, chair] = [5.0, 1.0, -1.0, -2.0]  # the difficult image ranks first and is skipped: AP 1, not 1/2
+    logits[:, person] = [2.0, -1.0, 3.0, 1.0]  # ranked 3 (difficult, skipped), 1, 4: AP (1/1 + 2/2) / 2
+    m = multilabel_metrics(logits, test.labels, p.class_names)
+    assert m["per_class_ap"]["chair"] == 1.0 and m["per_class_ap"]["person"] == 1.0
+    assert m["fpr"] > 0  # predicting the difficult-only classes counts as false positives, as in ML-GCN's F1
 
 
 def test_bad_classification_annotations_are_named(tmp_path, monkeypatch, capsys):

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from ..errors import SeginvError
 from ..fileio import short_error
+from ..multilabel_metrics import DIFFICULT
 from ..protocols import IGNORE, Protocol, name_lut
 from .classes import COCO_CLASSES, VOC_CLASSES
 from .datasets import FORMATS, SegmentationDataset, _read_image, open_dataset
@@ -60,21 +61,24 @@ class MultiLabelDataset(Dataset):
         return (self.transform(image) if self.transform is not None else image), label
 
 
-def _object_names(xml: Path) -> list[str]:
+def _objects(xml: Path) -> list[tuple[str, bool]]:
+    """Each object's class name and whether VOC marks it difficult."""
     try:
         root = ElementTree.parse(xml).getroot()
     except (OSError, ElementTree.ParseError) as e:
         raise SeginvError(f"cannot read annotation {xml}: {e}.", "Check that the file is complete XML.") from None
-    names = [(o.findtext("name") or "").strip() for o in root.iter("object")]
-    if not names:
+    objects = [((o.findtext("name") or "").strip(), (o.findtext("difficult") or "0").strip() == "1")
+               for o in root.iter("object")]
+    if not objects:
         raise SeginvError(f"annotation {xml} lists no object.", "Remove the image from the split's list, or fix it.")
-    return names
+    return objects
 
 
 def voc_classification(root: str | os.PathLike[str], split: str) -> tuple[list[Path], list[str], np.ndarray]:
     """PASCAL VOC 2007 (or 2012) classification: ``ImageSets/Main/{split}.txt`` image ids, their
-    ``Annotations/ID.xml`` objects (a class is present when the image holds one of its objects, difficult ones
-    included) and ``JPEGImages/ID.jpg``. Returns the image paths, VOC's 20 class names and ``(N, 20)`` labels."""
+    ``Annotations/ID.xml`` objects and ``JPEGImages/ID.jpg``. Returns the image paths, VOC's 20 class names and
+    ``(N, 20)`` labels: 1 when the image holds an object of the class that is not difficult, :data:`DIFFICULT` when
+    its only objects of the class are difficult (ML-GCN's 0: trained as present, left out of AP), else 0."""
     base = _voc2007(Path(root))
     lst = base / "ImageSets" / "Main" / f"{split}.txt"
     if not lst.is_file():
@@ -85,11 +89,11 @@ def voc_classification(root: str | os.PathLike[str], split: str) -> tuple[list[P
     labels = np.zeros((len(ids), len(names)), np.uint8)
     for k, image_id in enumerate(ids):
         xml = base / "Annotations" / f"{image_id}.xml"
-        for n in _object_names(xml):
+        for n, difficult in sorted(_objects(xml), key=lambda o: not o[1]):  # a plain object overrides a difficult
             if n not in index:
                 raise SeginvError(f"annotation {xml} names the class {n!r}, which PASCAL VOC does not have.",
                                   f"VOC's classes: {', '.join(names)}.")
-            labels[k, index[n]] = 1
+            labels[k, index[n]] = DIFFICULT if difficult else 1
     return [base / "JPEGImages" / f"{i}.jpg" for i in ids], names, labels
 
 
@@ -203,6 +207,7 @@ def multilabel_train_split(root: str | os.PathLike[str], protocol: Protocol, ste
     ``joint``, every image with the labels of every class seen by ``step``."""
     _check(protocol)
     read, labels = _labelled(root, "train", protocol, min_share, fmt, cache)
+    labels = np.minimum(labels, 1)  # difficult objects train as present (ML-GCN)
     columns = protocol.seen(step) if joint else protocol.current(step)
     partial = np.zeros_like(labels)
     partial[:, columns] = labels[:, columns]
@@ -215,7 +220,8 @@ def multilabel_train_split(root: str | os.PathLike[str], protocol: Protocol, ste
 
 def multilabel_test_split(root: str | os.PathLike[str], protocol: Protocol, step: int, *, split: str = "val",
                           min_share: float = MIN_SHARE, fmt: str = "auto", cache: bool = True) -> MultiLabelDataset:
-    """Every test image, labelled with every class seen by task ``step`` (later classes' columns zero)."""
+    """Every test image, labelled with every class seen by task ``step`` (later classes' columns zero; VOC's
+    difficult-only classes :data:`~seginv.multilabel_metrics.DIFFICULT`, which the metrics leave out of AP)."""
     _check(protocol)
     read, labels = _labelled(root, split, protocol, min_share, fmt, cache)
     unseen = sorted(set(range(len(protocol.class_names))) - set(protocol.seen(step)))
