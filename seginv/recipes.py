@@ -237,8 +237,7 @@ def _build(run: RunSpec, where: str, task: str = "segmentation") -> None:
             from .distill.ial import load_ial
 
             load_ial(run.ial)
-            if not hasattr(method, "seg_loss"):
-                raise SeginvError(f"method {run.method} has no plain cross-entropy term for `ial` to replace.")
+            method.require_ial()
         run.distill_config(0)
         if run.replay == "synthesize":
             run.inversion()

@@ -7,7 +7,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from .runlog import log_paths
 from .runtime import seed_everything
 from .distributed import SINGLE, Group
 from .training import TrainConfig, train_supervised
+
+if TYPE_CHECKING:
+    from .distill.methods import Method
 
 
 def score(model: SegModel, test: Any, device: torch.device, steps: Any, group: Group = SINGLE) -> dict[str, Any]:
@@ -347,28 +350,26 @@ def _new_class_teacher(teacher: SegModel, proto: Protocol, step: int, data: str 
     return model.eval()
 
 
-def _check_method_replay(m: Any, method: str, replay_ds: Any) -> None:
+def _check_method_replay(m: Method, method: str, replay_ds: Any) -> None:
     """Refuse a method that trains on replayed images (``replays``) or on real exemplars (``needs_memory``) without
     them."""
-    if getattr(m, "replays", False) and replay_ds is None:
+    if m.replays and replay_ds is None:
         raise SeginvError(f"method {method} trains on replayed images of the old classes, and no --replay is given.",
                           "Pass --replay DIR: a memory (`seginv replay from-dataset --protocol P --step S-1 --out MEM`) "
                           "or fake replay (`seginv synthesize --model TEACHER --out DIR`).")
-    if getattr(m, "needs_memory", False) and getattr(replay_ds, "kind", None) != "dataset":
+    if m.needs_memory and getattr(replay_ds, "kind", None) != "dataset":
         raise SeginvError(f"method {method} replays real exemplars of the old classes, and --replay gives none.",
                           "Make a memory with `seginv replay from-dataset --data OLD_DATA --protocol P --out MEM` "
                           "and pass --replay MEM.")
 
 
-def _use_ial(m: Any, method: str, ial: str | os.PathLike[str], student: SegModel) -> Any:
+def _use_ial(m: Method, ial: str | os.PathLike[str], student: SegModel) -> Any:
     """Seed 003's importance-aware loss (the IAL file ``ial``) in place of the method's cross-entropy; its config."""
     from .distill.ial import ImportanceAwareLoss, load_ial
 
-    if not hasattr(m, "seg_loss"):
-        raise SeginvError(f"method {method} has no plain cross-entropy term for --ial to replace.",
-                          "Use it with ft, fe, lwf, ilt, joint, ewc, pi, rwalk or hrhf.")
+    m.require_ial()
     cfg = load_ial(ial)
-    m.seg_loss = ImportanceAwareLoss(cfg, student.class_names)
+    m.with_seg_loss(ImportanceAwareLoss(cfg, student.class_names))
     return cfg
 
 
@@ -469,7 +470,7 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     out.parent.mkdir(parents=True, exist_ok=True)  # the resumable state is written beside the checkpoint
     check_setting(setting)
     m = create_method(method, task=teacher.task, **(method_options or {}))
-    init = init or getattr(m, "init", "mib")
+    init = init or m.init
     multilabel = teacher.task == "multilabel"
     if multilabel and (str(replay) == "noise" or ial is not None):
         raise SeginvError(f"multi-label distillation takes no {'--ial' if ial is not None else '--replay noise'}: "
@@ -479,14 +480,14 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     _check_method_replay(m, method, replay_ds)
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
-    joint = bool(getattr(m, "joint_data", False))
+    joint = m.joint_data
     real = multilabel_train_split(data, proto, step, joint=joint, fmt=fmt) if multilabel else \
         train_split(data, proto, step, setting, joint=joint, fmt=fmt, cache=True)
-    if getattr(m, "needs_new_teacher", False):
+    if m.needs_new_teacher:
         m.new_teacher = _new_class_teacher(teacher, proto, step, data, setting, cfg.train, device, fmt)
     student = copy.deepcopy(teacher)
     student.add_classes(proto.names(proto.current(step)), init=init)
-    ial_cfg = _use_ial(m, method, ial, student) if ial is not None else None
+    ial_cfg = _use_ial(m, ial, student) if ial is not None else None
     settings = {"teacher_sha256": teacher_sha, "data": str(data), "replay": str(replay) if replay else None,
                 "protocol": proto.name, "step": step, "setting": setting, "method_options": method_options or {},
                 "init": init, "ial": ial_cfg.to_dict() if ial_cfg else None, "val_every": val_every}

@@ -137,9 +137,7 @@ def _ready(teacher: SegModel, student: SegModel, method: Method, cfg: DistillCon
     for p in teacher.parameters():
         p.requires_grad_(False)
     on_device(student, device, cfg.train).train()
-    prepare = getattr(method, "prepare", None)
-    if prepare is not None:
-        prepare(teacher, student)
+    method.prepare(teacher, student)
     _set_bn_training(student, cfg.bn != "frozen")
 
 
@@ -166,7 +164,7 @@ def _loss_terms(teacher: SegModel, student: SegModel, method: Method, cfg: Disti
     """One batch's loss terms from the method, and its image count: the teacher's and the student's outputs on the
     real images (+ the ``replayed`` images and labels), with the replayed images' labels."""
     t = cfg.train
-    features = bool(getattr(method, "needs_features", False))
+    features = method.needs_features
     images, labels = as_input(images, device, t), labels.to(device)
     fake = None
     if replayed is not None:
@@ -185,7 +183,7 @@ def _loss_terms(teacher: SegModel, student: SegModel, method: Method, cfg: Disti
         s_out = _student_forward(student, images, fake, cfg.bn, features)
     s_logits, s_feats = s_out if features else (s_out, None)
     s_logits = s_logits.float()
-    inputs = (images if fake is None else torch.cat([images, fake])) if getattr(method, "needs_images", False) else None
+    inputs = (images if fake is None else torch.cat([images, fake])) if method.needs_images else None
     return method.loss(Batch(s_logits, t_logits, labels, is_replay, s_feats, t_feats, inputs)), len(labels)
 
 
@@ -214,8 +212,7 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
     _ready(teacher, student, method, cfg, device)
     scaler = grad_scaler(t.precision, device)
     opt = make_optimizer(student, t)
-    penalty = getattr(method, "penalty", None)
-    track = t.importance or bool(getattr(method, "tracks_importance", False))
+    track = t.importance or method.tracks_importance
     tracker = ImportanceTracker(student) if track else None
     total, it, history, carried = t.epochs * len(loader), 0, [], (0.0, 0)
     run = Run(student, opt, {"real": loader, "replay": fake_batches}, tracker, validate, scaler, path=state_path,
@@ -237,9 +234,10 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
                 g["lr"] = poly_lr(t.lr, it, total)
             terms, count = _loss_terms(teacher, student, method, cfg, device, images, labels,
                                        next(fake_iter) if fake_iter is not None else None, exemplars)
-            if penalty is not None:
-                terms["reg"] = penalty(student)
-                terms["total"] = terms["total"] + terms["reg"]
+            reg = method.penalty(student)
+            if reg is not None:
+                terms["reg"] = reg
+                terms["total"] = terms["total"] + reg
             if tracker is not None:
                 tracker.snapshot()
             value = group.mean(optimizer_step(opt, terms["total"], f"iteration {it}",

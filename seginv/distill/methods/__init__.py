@@ -4,13 +4,9 @@ A method gets the student's and the teacher's logits on one batch, the labels (n
 ids, everything else background, 255 = ignore; on replayed images the teacher's argmax), and which images are
 replayed; it returns its loss terms, ``total`` first. It holds no training state of its own.
 
-Optional parts, read with ``getattr``: ``init`` (``"mib"`` or ``"random"``, how new heads start; default ``"mib"``),
-``needs_features`` (the batch then carries both encoders' outputs), ``prepare(teacher, student)``, called once
-before the optimiser is built (to freeze parameters, keep anchors), ``penalty(student)``, a term on the parameters
-added to every iteration's loss, and ``tracks_importance`` (the student's parameter importance is measured and
-stored, see :mod:`seginv.distill.regularizers`), ``needs_images`` (the batch carries its inputs),
-``needs_memory`` (replay must be real exemplars) and ``needs_new_teacher`` (the workflow trains a model on the new
-classes alone and sets it as ``new_teacher``).
+Every method subclasses :class:`Method`, which declares, with defaults, everything the trainer and the workflow read
+from it: how new heads start, what the batch must carry, what replay it needs, and the hooks ``prepare`` and
+``penalty``.
 
 Multi-label methods (``task="multilabel"``, :mod:`.multilabel`) get ``(B, C)`` image scores instead, and
 ``(B, C_all)`` float labels: on real images the current task's classes (partial labels), on replayed images the
@@ -24,11 +20,14 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ...errors import SeginvError, did_you_mean
+
+if TYPE_CHECKING:
+    from ...models import SegModel
 
 
 @dataclass
@@ -42,21 +41,60 @@ class Batch:
     images: torch.Tensor | None = None  # (B, 3, H, W) the normalised inputs, for methods with a model of their own
 
 
-class Method(Protocol):
-    name: str
-    description: str
-    citation: str
+class Method:
+    """A distillation method: its loss on one batch, and what it asks of the trainer and the workflow."""
 
-    def loss(self, batch: Batch) -> dict[str, torch.Tensor]: ...
+    name = ""  # the name it is registered under (`seginv methods list`)
+    description = ""  # one line for `seginv methods list`
+    citation = ""  # the paper and equations it implements
+    init = "mib"  # how new heads start: "mib" (MiB's balanced init) or "random"
+    needs_features = False  # the batch carries both encoders' outputs (student_features, teacher_features)
+    needs_images = False  # the batch carries its normalised inputs (images)
+    needs_memory = False  # replay must be real exemplars (a memory), not fake images
+    replays = False  # it trains on replayed images, and refuses to run without them
+    needs_new_teacher = False  # the workflow first trains a model on the new classes alone and sets new_teacher
+    joint_data = False  # the trainer reads every image, labelled with every class seen so far
+    tracks_importance = False  # the student's parameter importance is measured and stored for the next step
+    takes_ial = False  # its cross-entropy is seg_loss, which seed 003's importance-aware loss may replace
+    seg_loss: Callable[..., torch.Tensor] | None = None  # that cross-entropy (None: the method's own, e.g. eq. 4)
+    new_teacher: SegModel | None = None  # with needs_new_teacher: the model of the new classes
+
+    def prepare(self, teacher: SegModel, student: SegModel) -> None:
+        """Called once before the optimiser is built (to freeze parameters, keep anchors)."""
+
+    def penalty(self, student: SegModel) -> torch.Tensor | None:
+        """A term on the student's parameters added to every iteration's loss (None: none)."""
+        return None
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The loss terms of one batch, ``total`` first."""
+        raise NotImplementedError
+
+    def require_ial(self) -> None:
+        """Refuse the importance-aware loss where the method has no plain cross-entropy for it to replace."""
+        if not self.takes_ial:
+            raise SeginvError(f"method {self.name} has no plain cross-entropy term for the importance-aware loss "
+                              "(--ial) to replace.", f"Use it with {', '.join(ial_methods())}.")
+
+    def with_seg_loss(self, seg_loss: Callable[..., torch.Tensor]) -> Method:
+        """This method with ``seg_loss`` (e.g. IAL) as its cross-entropy."""
+        self.require_ial()
+        self.seg_loss = seg_loss
+        return self
 
 
-_METHODS: dict[tuple[str, str], Callable[..., Method]] = {}
+def ial_methods(task: str = "segmentation") -> list[str]:
+    """The methods whose cross-entropy the importance-aware loss may replace."""
+    return sorted(n for (t, n), f in _METHODS.items() if t == task and f.takes_ial)
 
 
-def register_method(name: str, task: str = "segmentation") -> Callable[[Callable[..., Method]], Callable[..., Method]]:
+_METHODS: dict[tuple[str, str], type[Method]] = {}
+
+
+def register_method(name: str, task: str = "segmentation") -> Callable[[type[Method]], type[Method]]:
     """Register a method under ``name`` for one task kind (the two kinds may share names: ``ft``, ``lwf``,
     ``joint``)."""
-    def add(factory: Callable[..., Method]) -> Callable[..., Method]:
+    def add(factory: type[Method]) -> type[Method]:
         if (task, name) in _METHODS:
             raise ValueError(f"method {name!r} is already registered for {task}")
         _METHODS[(task, name)] = factory
@@ -109,7 +147,7 @@ def list_methods(task: str = "segmentation") -> dict[str, dict[str, Any]]:
             continue
         m = factory()
         params = inspect.signature(factory).parameters.values()
-        out[name] = {"description": m.description, "citation": m.citation, "init": getattr(m, "init", "mib"),
+        out[name] = {"description": m.description, "citation": m.citation, "init": m.init,
                      "options": {p.name: p.default for p in params if p.name != "self"}}
     return out
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 
 from ..losses import cil_loss
-from . import Batch, register_method
+from . import Batch, Method, register_method
 
 
 @register_method("cil")
-class ClassIncrementalLearning:
+class ClassIncrementalLearning(Method):
     name = "cil"
     description = "CIL: CE on new-class pixels + masked KD elsewhere, entropy-weighted pixels (no old labels)"
     citation = "seed 000: Klingner et al., ITSC 2020, eq. 7, 9, 10"

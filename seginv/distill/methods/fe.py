@@ -7,16 +7,17 @@ import torch
 
 from ..losses import cross_entropy
 from ...models import SegModel
-from . import Batch, register_method
+from . import Batch, Method, register_method
 
 
 @register_method("fe")
-class FeatureExtraction:
+class FeatureExtraction(Method):
     name = "fe"
     description = "feature extraction: the old network is frozen, only the new classes' head is trained"
     citation = "seed 000: Klingner et al., ITSC 2020, section III-C, eq. 4"
     init = "random"
-    seg_loss = staticmethod(cross_entropy)  # IAL may replace it
+    takes_ial = True
+    seg_loss = staticmethod(cross_entropy)
 
     def prepare(self, teacher: SegModel, student: SegModel) -> None:
         new_head = student.head.convs[-1]

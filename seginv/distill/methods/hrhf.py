@@ -47,7 +47,7 @@ from ...errors import SeginvError
 from ...metrics import class_map
 from ..losses import (classwise_confidence_mask, feature_distillation, hrhf_loss, hrhf_one_pass, merge_labels, merged_ce,
                       old_softmax_ce, rearranged_ce, rearranged_kd_per_image, rearranged_log_probs, replay_targets)
-from . import Batch, register_method
+from . import Batch, Method, register_method
 
 SEG_ON = ("real", "both", "rearranged")
 REPLAY_SOFTMAX = {"rearranged": rearranged_ce, "old": old_softmax_ce}
@@ -61,12 +61,12 @@ def step_lam(new_classes: int) -> float:
 
 
 @register_method("hrhf")
-class HalfRealHalfFake:
+class HalfRealHalfFake(Method):
     name = "hrhf"
     description = "Half-Real Half-Fake: KD through probability rearrange + CE on merged labels, with fake replay"
     citation = "seed 002: Half-Real Half-Fake Distillation for Class-Incremental Semantic Segmentation, eq. 3-5"
     init = "mib"
-    seg_loss = None  # eq. 4's cross-entropy unless IAL replaces it
+    takes_ial = True  # in place of eq. 4's cross-entropy (seg_loss None)
 
     def __init__(self, lam: float | None = None, seg_on: str = "real", replay_weight: float = 1.0,
                  temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,

@@ -13,16 +13,17 @@ import torch
 from ...errors import SeginvError
 from ...models import SegModel
 from ..losses import cross_entropy, feature_distillation, lwf_distillation, output_distillation
-from . import Batch, register_method
+from . import Batch, Method, register_method
 
 
 @register_method("ilt")
-class IncrementalLearningTechniques:
+class IncrementalLearningTechniques(Method):
     name = "ilt"
     description = "ILT: CE + output KD on old classes (L'D) + encoder-feature L2 (L''D), optional frozen encoder (EF)"
     citation = "seed 001: Michieli and Zanuttigh, ICCVW 2019, eq. 3-4; weights from MiB (Cermelli et al., CVPR 2020)"
     init = "random"
-    seg_loss = staticmethod(cross_entropy)  # IAL may replace it
+    takes_ial = True
+    seg_loss = staticmethod(cross_entropy)
 
     def __init__(self, kd: float = 100.0, de: float = 100.0, freeze_encoder: bool = False,
                  kd_softmax: str = "old") -> None:

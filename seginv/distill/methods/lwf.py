@@ -6,16 +6,17 @@ from __future__ import annotations
 import torch
 
 from ..losses import cross_entropy, lwf_distillation
-from . import Batch, register_method
+from . import Batch, Method, register_method
 
 
 @register_method("lwf")
-class LearningWithoutForgetting:
+class LearningWithoutForgetting(Method):
     name = "lwf"
     description = "LwF: cross-entropy on the new labels + KD of the old classes' probabilities (weight 100)"
     citation = "seed 000 eq. 5 (Li and Hoiem, TPAMI 2017); weight from MiB (Cermelli et al., CVPR 2020)"
     init = "random"
-    seg_loss = staticmethod(cross_entropy)  # IAL may replace it
+    takes_ial = True
+    seg_loss = staticmethod(cross_entropy)
 
     def __init__(self, kd: float = 100.0) -> None:
         self.kd = kd

@@ -7,11 +7,11 @@ from __future__ import annotations
 import torch
 
 from ..losses import onehot_bce, sigmoid_distillation
-from . import Batch, register_method
+from . import Batch, Method, register_method
 
 
 @register_method("lwf-mc")
-class LwFMultiClass:
+class LwFMultiClass(Method):
     name = "lwf-mc"
     description = "LwF-MC: one-hot sigmoid BCE over all classes + 10 * C_old * BCE to the teacher's sigmoids"
     citation = "Rebuffi et al., iCaRL, CVPR 2017, as in MiB's combined mode (Cermelli et al., CVPR 2020)"

@@ -8,11 +8,11 @@ import torch
 
 from ...models import SegModel
 from ..losses import lwm_loss
-from . import Batch, register_method
+from . import Batch, Method, register_method
 
 
 @register_method("lwm")
-class LearningWithMemory:
+class LearningWithMemory(Method):
     name = "lwm"
     description = "LwM: joint-softmax CE on new data and on an exemplar memory + KD from the old and a new-class teacher"
     citation = "seed 000: Klingner et al., ITSC 2020, section III-E, eq. 6 (after Dhar et al., CVPR 2019)"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 
 from ..losses import unbiased_ce, unbiased_kd
-from . import Batch, register_method
+from . import Batch, Method, register_method
 
 
 @register_method("mib")
-class ModelingTheBackground:
+class ModelingTheBackground(Method):
     name = "mib"
     description = "MiB: unbiased cross-entropy + unbiased KD (weight 10) + balanced init of the new head"
     citation = "Cermelli et al., Modeling the Background for Incremental Learning in Semantic Segmentation, CVPR 2020"

@@ -34,7 +34,7 @@ import torch
 from ...errors import SeginvError
 from ..multilabel_losses import (asymmetric_negative, asymmetric_positive, binary_cross_entropy, decay_exponent,
                                 relabel_missing)
-from . import Batch, register_method
+from . import Batch, Method, register_method
 
 CITATION = "seed 004: Du et al., Rebalancing Multi-Label Class-Incremental Learning"
 
@@ -70,7 +70,7 @@ def _check_weights(**weights: float) -> None:
 
 
 @register_method("ft", task="multilabel")
-class MultiLabelFineTuning:
+class MultiLabelFineTuning(Method):
     name = "ft"
     description = "fine-tuning: eq. 1's binary cross-entropy on the current task's labels only (lower bound)"
     citation = f"{CITATION}, eq. 1 and Table 1, 'Fine-Tuning'"
@@ -82,7 +82,7 @@ class MultiLabelFineTuning:
 
 
 @register_method("lwf", task="multilabel")
-class MultiLabelLwF:
+class MultiLabelLwF(Method):
     name = "lwf"
     description = "LwF: eq. 1 on the current classes + eq. 2's binary KD from the old model on the old classes"
     citation = f"{CITATION}, eq. 1-2 and Table 4, 'KD'; Li and Hoiem, TPAMI 2017"
@@ -95,7 +95,7 @@ class MultiLabelLwF:
 
 
 @register_method("akd", task="multilabel")
-class AsymmetricKD:
+class AsymmetricKD(Method):
     name = "akd"
     description = "AKD: eq. 3-4's L_cls (positives down-weighted) + eq. 5-6's L_akd (overconfident KD down-weighted)"
     citation = f"{CITATION}, eq. 3-6 and 9 (without L_er)"
@@ -146,7 +146,7 @@ def _check_threshold(threshold: float) -> None:
 
 
 @register_method("er", task="multilabel")
-class ExperienceReplay:
+class ExperienceReplay(Method):
     name = "er"
     description = "ER: eq. 1 on the current classes + binary cross-entropy on the replayed images' old labels"
     citation = f"{CITATION}, Table 1 'ER' and Table 5 'Replay (L_bce)'; Rolnick et al., NeurIPS 2019"
@@ -195,7 +195,7 @@ class RebLL(AsymmetricKD):
 
 
 @register_method("joint", task="multilabel")
-class MultiLabelJoint:
+class MultiLabelJoint(Method):
     name = "joint"
     description = "joint training on every image with the labels of every class seen so far (upper bound)"
     citation = f"{CITATION}, Table 1, 'Joint'"

@@ -9,15 +9,16 @@ from ...errors import SeginvError
 from ...models import SegModel
 from ..losses import cross_entropy
 from ..regularizers import penalty_importance, quadratic_penalty
-from . import Batch, register_method
+from . import Batch, Method, register_method
 
 
-class _Regularized:
+class _Regularized(Method):
     kind = ""
     name = ""
     init = "random"
     tracks_importance = True  # so that the next step finds the importance this one measured
-    seg_loss = staticmethod(cross_entropy)  # IAL may replace it
+    takes_ial = True
+    seg_loss = staticmethod(cross_entropy)
 
     def __init__(self, weight: float) -> None:
         self.weight = weight
