@@ -7,7 +7,7 @@ where the teacher's argmax on the decoded image equals the stored mask (the teac
 
     OMP_NUM_THREADS=1 python benchmarks/export_fidelity.py [--steps 100] [--num-images 5] [--size 32]
 
-The README's figures (Replay shards, "What each reader keeps") come from the defaults.
+The figures of docs/replay.md ("What each reader keeps") come from the defaults.
 """
 
 from __future__ import annotations

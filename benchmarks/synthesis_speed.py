@@ -1,4 +1,5 @@
-"""Cost of one SegInversion step against its floor, and the share of time spent writing shards (DESIGN.md §9).
+"""Cost of one SegInversion step against its floor, and the share of time spent writing shards
+(docs/design.md, section 8).
 
     python benchmarks/synthesis_speed.py --model assets/scenes-voc-15-x-step0.pt --batch-size 16 --size 64
 

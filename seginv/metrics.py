@@ -1,6 +1,6 @@
 """Confusion-matrix mIoU, reported as the papers do: old / new / all plus a per-class table.
 
-Conventions (DESIGN.md section 7): label 255 is ignored; IoU_c = TP / (TP + FP + FN); the mean runs over classes
+Conventions (docs/design.md, section 6): label 255 is ignored; IoU_c = TP / (TP + FP + FN); the mean runs over classes
 present in the ground truth (the mmseg convention), so a class absent from the test labels neither helps nor hurts.
 ``old`` = foreground classes of step 0, ``new`` = classes added later, ``all`` = every class including background.
 ``old_with_bg`` adds background to ``old``, which is what MiB's "0-15" columns average.

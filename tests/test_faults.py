@@ -1,5 +1,5 @@
 """Faults a careful user runs into: each one ends in a one-line error that names the problem and the fix, a lock, or
-a resume path, and loses nothing (DESIGN.md section 10). One test (or a few) per fault, numbered as found."""
+a resume path, and loses nothing (docs/design.md, section 9). One test (or a few) per fault, numbered as found."""
 
 import json
 import os

@@ -340,7 +340,7 @@ def findings(res: dict[str, Any]) -> list[str]:
         f"{o('fake')} and {o('fake', g='new')} (all {o('surer-half', g='all')} against {o('fake', g='all')}; "
         f"recovered {share(res, c15, 'surer-half')}); on {c19} all {o('surer-half', c19, 'all')} against "
         f"{o('fake', c19, 'all')}. With 5x the images it recovers no more (`surer-half-5x`, seed 0: old "
-        f"{z('surer-half-5x')}). The README's Results compare it on every Table 1 cell; it stays an option.",
+        f"{z('surer-half-5x')}). docs/benchmarks.md compares it on every Table 1 cell; it stays an option.",
         f"- **19-1 forgets little at this scale** (old {o('none', c19)} without replay, {o('real', c19)} with real "
         "exemplars), so its recovered share rests on a difference of a few tenths of a point and has a wide spread.",
         "",
@@ -521,12 +521,12 @@ def findings_64(res: dict[str, Any]) -> list[str]:
         "every step (`-lam1`, `-lam05`), old / new / all:", "", *rule_table(res), ""]
 
 
-README_ROWS = ("none", "fake", "noise", "real-paper", "real", "real-gt", "mib", "rearranged-noise-init")
+BLOCK_ROWS = ("none", "fake", "noise", "real-paper", "real", "real-gt", "mib", "rearranged-noise-init")
 BEGIN, END = "<!-- replay-gap: made by `python benchmarks/replay_gap/gap.py report` -->", "<!-- /replay-gap -->"
 
 
-def readme_block(res: dict[str, Any]) -> list[str]:
-    """The README's replay table and checks, from the same rows as docs/replay-gap.md."""
+def replay_block(res: dict[str, Any]) -> list[str]:
+    """docs/methods.md's replay table and checks, from the same rows as docs/replay-gap.md."""
     cells = list(plan.CELLS_64)
     what = {**ROW_TEXT_64, "rearranged-noise-init": plan.PROBES["rearranged-noise-init"][0]}
 
@@ -542,7 +542,7 @@ def readme_block(res: dict[str, Any]) -> list[str]:
 
     lines = [BEGIN, "", "| replay (HRHF unless named) | " + " | ".join(c.removesuffix("-64px") for c in cells) + " |",
              "|---|" + "---|" * len(cells)]
-    for run in README_ROWS:
+    for run in BLOCK_ROWS:
         lines.append(f"| `{run}`: {what[run]} | " + " | ".join(cell_text(c, run) for c in cells) + " |")
     lines += ["", "Old / new / all mIoU (%) after the last step, mean (± std) over the seeds counted. The checks, "
               "from the seeds the rows share:", ""]
@@ -550,12 +550,12 @@ def readme_block(res: dict[str, Any]) -> list[str]:
     return lines + ["", END]
 
 
-def write_readme_block(res: dict[str, Any], readme: Path) -> None:
-    text = readme.read_text()
+def write_block(res: dict[str, Any], page: Path) -> None:
+    text = page.read_text()
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"error: {readme} has no replay-gap block ({BEGIN} ... {END}).")
+        raise SystemExit(f"error: {page} has no replay-gap block ({BEGIN} ... {END}).")
     head, rest = text.split(BEGIN, 1)
-    readme.write_text(head + "\n".join(readme_block(res)) + rest.split(END, 1)[1])
+    page.write_text(head + "\n".join(replay_block(res)) + rest.split(END, 1)[1])
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -653,7 +653,7 @@ def main() -> None:
         (docs / "replay-gap.json").write_text(json.dumps(res, indent=1) + "\n")
         (docs / "replay-gap.md").write_text(markdown(res))
         if docs.resolve() == (ROOT / "docs").resolve():
-            write_readme_block(res, ROOT / "README.md")
+            write_block(res, ROOT / "docs" / "methods.md")
         print(markdown(res))
         return
     chosen = [r for r in rows() if any(fnmatch.fnmatchcase(r, p) for p in args.rows)] if args.rows else rows(True)

@@ -116,7 +116,7 @@ CELLS_64: dict[str, str] = {
 }
 #: The cells the issue's checks were set on; the overlapped ones show the default's rule on all six Table 1 cells.
 DISJOINT_64 = tuple(c for c in CELLS_64 if "-disjoint-" in c)
-#: The three questions of the reference scale, each with its control (DESIGN: judging replay):
+#: The three questions of the reference scale, each with its control (docs/design.md, section 8):
 #: image quality (`fake-paper` against `real-paper`, seed 002's loss, where only the images teach the old classes);
 #: the product default (`fake` against `none`, `noise` and `mib`); the ceiling (`real-gt`, exemplars with labels).
 #: The default at 64 px, written out: images inverted from the step's own real images at lr 0.05 with TV-l2 weight

@@ -1,5 +1,5 @@
 """One-off diagnostic rows outside the plan, run through the same runner and cache as the plan's rows (fair batch,
-seed 0 by default), for the numbers the README quotes beside Table 1:
+seed 0 by default), for the numbers docs/benchmarks.md quotes beside Table 1:
 
     OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-5-disjoint seg-on-real no-replay sum w05
     OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-5-disjoint conf07 conf09 conf099 ilt-no-de ilt-no-kd

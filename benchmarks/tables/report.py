@@ -216,7 +216,7 @@ def decisions(res: dict[str, Any]) -> list[str]:
         f"- **BatchNorm frozen.** Against it, old moves {d(c19, 'bn-mixed', 'old')} (`mixed`) and "
         f"{d(c19, 'bn-real', 'old')} (`real`) on {c19}, {d(c15, 'bn-mixed', 'old')} and {d(c15, 'bn-real', 'old')} "
         f"on {c15}: the fake images' statistics leak into the running statistics used at test time. This confirms "
-        "the choice made on 15-5 overlapped at 64x64 (README, Distillation).",
+        "the choice made on 15-5 overlapped at 64x64 (docs/methods.md).",
         f"- **Eq. 4 on the real half, the rearranged CE on the fake half.** Chosen on the replay-gap benchmark "
         "(docs/replay-gap.md, three seeds, equal real images per step), where it is what makes fake replay recover "
         f"old classes. Here, seed 002's placement (real half only) moves old {d(c19, 'seg-on-real', 'old')} on {c19} "

@@ -1,4 +1,4 @@
-"""Scenes: a small, deterministic, VOC-shaped dataset generated on the fly (DESIGN.md section 8).
+"""Scenes: a small, deterministic, VOC-shaped dataset generated on the fly (docs/design.md, section 7).
 
 Twenty foreground classes with PASCAL VOC's names, each a class-specific composition of primitives (ellipses,
 rectangles, triangles, rings) with its own colour palette and texture, drawn at random scale, rotation and mirror,

@@ -50,7 +50,7 @@ BN_MODES = ("mixed", "real", "frozen")
 class DistillConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=0.001))
     ratio: tuple[int, int] = (1, 1)
-    bn: str = "frozen"  # chosen on Scenes 15-5 overlapped (README, Distillation)
+    bn: str = "frozen"  # chosen on Scenes 15-5 overlapped (docs/methods.md)
     checkpoint_every: int = 0  # iterations; 0 = only at the end
 
     def __post_init__(self) -> None:

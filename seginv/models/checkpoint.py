@@ -1,4 +1,4 @@
-"""Self-describing checkpoints (DESIGN.md section 3).
+"""Self-describing checkpoints (docs/design.md, section 2).
 
 A seginv checkpoint is a plain dict that ``torch.load(f, weights_only=True)`` reads::
 

@@ -1,4 +1,5 @@
-"""Replay shards: HDF5 files of images with their labels, readable by seginv and by plain h5py (DESIGN.md section 5).
+"""Replay shards: HDF5 files of images with their labels, readable by seginv and by plain h5py
+(docs/design.md, section 4).
 
 For other trainers: ``seginv.replay.open(DIR)`` is a torch ``Dataset`` of ``(image, mask)`` numpy pairs (HDF5 files
 opened lazily in each DataLoader worker; set ``.transform`` to make tensors), and ``seginv.replay.hf_dataset(DIR,

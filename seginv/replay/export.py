@@ -6,7 +6,7 @@
   in the replay's class list, 255 = ignore), ``ImageSets/Segmentation/train.txt``, ``SegmentationClassAug/<id>.png``
   (the same masks) and ``splits/train_aug.txt`` (``/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png`` per line,
   MiB's pairs; MiB reads the folder as ``<data root>/PascalVOC12``). JPEG is written at quality 100 without chroma
-  subsampling: fake images keep their pixels within about a level (README, "Replay for other trainers");
+  subsampling: fake images keep their pixels within about a level (docs/replay.md);
 - ``folder``: ``images/<id>.png`` and ``masks/<id>.png`` pairs (lossless).
 
 A multi-label classifier's replay (task ``multilabel``) has labels instead of masks:

@@ -21,7 +21,7 @@ from seginv.replay.verify import verify_replay
 from seginv.replay.writer import add_shard, write_shard
 
 NAMES = ["background", "cat", "dog", "car"]
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "replay.md"
 
 
 def arrays(n, first=0, h=8, w=10, probs=False):
@@ -248,7 +248,7 @@ def test_preview_writes_a_png_contact_sheet(tmp_path):
 @pytest.mark.parametrize("kind", ["synthesis", "dataset"])
 def test_readme_example_trains_from_shards_with_plain_h5py_and_torch(tmp_path, tiny_scenes, kind):
     block = re.search(r"<!-- replay-example -->\s*```python\n(.*?)```", README.read_text(), re.S)
-    assert block, "README lost its replay example"
+    assert block, "docs/replay.md lost its replay example"
     code = block.group(1)
     assert "seginv" not in code.replace('"replay/"', "")
     if kind == "synthesis":

@@ -23,7 +23,7 @@ Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``
 - ``confidence_quantile``: the same with a threshold per teacher class, the class's confidence quantile in the batch
   (0.5 = PLOP's median, :func:`~seginv.distill.losses.classwise_confidence_mask`; 0 = every pixel): at 0.5 the
   rearranged CE takes each class's surer half of the replayed pixels, which gives new classes back much of what it
-  costs them, at some old-class mIoU on long protocols (README, "How the defaults were chosen");
+  costs them, at some old-class mIoU on long protocols (docs/methods.md, "How the defaults were chosen");
 - ``forgotten_only``: the rearranged CE only on the replayed pixels where the student's rearranged argmax differs
   from the teacher's (what it has forgotten), so replay corrects forgetting without sharpening what is kept;
 - ``replay_softmax``: the replayed half's CE over the rearranged distribution (``rearranged``, new classes merged
