@@ -66,6 +66,10 @@ def rearranged_kd_per_image(student_logits: torch.Tensor, teacher_logits: torch.
 
     ``temperature`` T softens both sides (``softmax(z / T)``) and scales the result by ``T^2`` (Hinton et al.
     2015, so gradients keep their size); T = 1 is eq. 3 exactly and ``rearranged_kd`` is the batch mean of this.
+
+    Example:
+        >>> rearranged_kd_per_image(torch.zeros(2, 3, 1, 1), torch.zeros(2, 2, 1, 1)).tolist()  # 0.752 each
+        [0.7520387172698975, 0.7520387172698975]
     """
     num_old = _check(student_logits, teacher_logits)
     t = float(temperature)
@@ -103,6 +107,10 @@ def rearranged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     old classes without telling the student that new classes never occur (MiB's unbiased CE, Cermelli et al. 2020,
     applied to pseudo-labels). Returns the mean over the pixels of ``mask (B, H, W)`` (every pixel by default);
     0 when the mask is empty.
+
+    Example:
+        >>> round(rearranged_ce(torch.zeros(1, 3, 1, 1), torch.zeros(1, 2, 1, 1)).item(), 4)  # background: -log(2/3)
+        0.4055
     """
     num_old = _check(student_logits, teacher_logits)
     target = class_map(teacher_logits, keepdim=True) if target is None else target.unsqueeze(1)
@@ -156,6 +164,11 @@ def merge_labels(labels: torch.Tensor, teacher_logits: torch.Tensor, ignore_inde
     Args:
         labels: ``(B, H, W)`` int64 in the student's ids; values ``>= C_old`` (and not ``ignore_index``) are new.
         teacher_logits: ``(B, C_old, H, W)``.
+
+    Example:
+        >>> t = torch.tensor([[[[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]]]])  # (1, 2, 1, 3): the teacher says class 1
+        >>> merge_labels(torch.tensor([[[2, 0, 255]]]), t).tolist()  # new stays, background takes the teacher's
+        [[[2, 1, 255]]]
     """
     if labels.shape != (teacher_logits.shape[0], *teacher_logits.shape[2:]):
         raise ValueError(f"expected labels of shape (B, H, W) = {(teacher_logits.shape[0], *teacher_logits.shape[2:])}. "
@@ -174,7 +187,13 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int 
 
 def merged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
               ignore_index: int = IGNORE) -> torch.Tensor:
-    """Seed 002 eq. 4: cross-entropy of the student against the merged labels (ignored pixels excluded)."""
+    """Seed 002 eq. 4: cross-entropy of the student against the merged labels (ignored pixels excluded).
+
+    Example:
+        >>> s, t = torch.zeros(1, 3, 1, 2), torch.zeros(1, 2, 1, 2)
+        >>> round(merged_ce(s, t, torch.tensor([[[2, 255]]])).item(), 4)  # one labelled pixel, uniform over 3: log 3
+        1.0986
+    """
     _check(student_logits, teacher_logits)
     return cross_entropy(student_logits, merge_labels(labels, teacher_logits, ignore_index), ignore_index)
 
@@ -197,6 +216,12 @@ def hrhf_one_pass(student_logits: torch.Tensor, teacher_logits: torch.Tensor, la
     Args:
         labels: ``(B, H, W)``; only the real images' labels are read.
         is_replay: ``(B,)`` bool.
+
+    Example:
+        >>> s, t = torch.zeros(1, 3, 1, 2), torch.zeros(1, 2, 1, 2)
+        >>> kd, seg = hrhf_one_pass(s, t, torch.tensor([[[2, 255]]]), torch.tensor([False]))
+        >>> round(kd.item(), 4), round(seg.item(), 4)  # no replayed image: eq. 3 and eq. 4 as in hrhf_loss
+        (0.752, 1.0986)
     """
     num_old = _check(student_logits, teacher_logits)
     logp = F.log_softmax(student_logits.float(), dim=1)
@@ -221,6 +246,12 @@ def hrhf_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
 
     To apply eq. 4 to part of a batch only (e.g. the real half), pass ``ignore_index`` as the labels of the rest.
     ``seg_loss(logits, merged_labels)`` replaces eq. 4's cross-entropy (e.g. by IAL).
+
+    Example:
+        >>> s, t = torch.zeros(1, 3, 1, 2), torch.zeros(1, 2, 1, 2)
+        >>> out = hrhf_loss(s, t, torch.tensor([[[2, 255]]]), lam=0.5)
+        >>> [round(out[k].item(), 4) for k in ("total", "kd", "seg")]  # 0.5 * eq. 3 + eq. 4 = 0.5 * 0.752 + log 3
+        [1.4746, 0.752, 1.0986]
     """
     kd = rearranged_kd(student_logits, teacher_logits)
     if seg_loss is None:
@@ -248,6 +279,13 @@ def masked_kd(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor, mask
         teacher_probs: ``(B, S, H, W)``.
         mask: ``(B, H, W)`` bool, the pixels ``I_mu`` that count (default all).
         weight: ``(B, H, W)`` the pixel weights ``alpha`` (default 1).
+
+    Example:
+        >>> lp, tp = torch.full((1, 2, 1, 2), 0.5).log(), torch.full((1, 2, 1, 2), 0.5)
+        >>> round(masked_kd(lp, tp).item(), 4)  # log 2 per pixel
+        0.6931
+        >>> round(masked_kd(lp, tp, mask=torch.tensor([[[True, False]]]), weight=torch.full((1, 1, 2), 2.0)).item(), 4)
+        1.3863
     """
     per_pixel = -(teacher_probs * student_log_probs).sum(1)
     if weight is not None:
@@ -272,7 +310,14 @@ def cil_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels:
              entropy: bool = True, ignore_index: int = IGNORE) -> dict[str, torch.Tensor]:
     """Seed 000 eq. 9: cross-entropy over the joint softmax on the pixels labelled with a new class, and the masked
     KD of eq. 7 (joint softmax restricted to the old classes, against the teacher) on every other pixel, with the
-    entropy weights of eq. 10 when ``entropy``."""
+    entropy weights of eq. 10 when ``entropy``.
+
+    Example:
+        >>> s, t = torch.zeros(1, 3, 1, 2), torch.zeros(1, 2, 1, 2)
+        >>> out = cil_loss(s, t, torch.tensor([[[2, 0]]]), entropy=False)  # pixel 1 new (CE), pixel 2 old (KD)
+        >>> {k: round(v.item(), 4) for k, v in out.items()}  # log 3 each; eq. 10's weight 1 + 1 bit doubles the KD
+        {'total': 2.1972, 'seg': 1.0986, 'kd': 1.0986}
+    """
     num_old = _check(student_logits, teacher_logits)
     logp = F.log_softmax(student_logits.float(), dim=1)
     new = (labels >= num_old) & (labels != ignore_index)
@@ -326,7 +371,12 @@ def unbiased_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> t
 
 def feature_distillation(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
     """Seed 001 eq. 4, ILT's L''D: the squared L2 distance between the encoders' outputs, per feature element
-    (``||E_old(x) - E_new(x)||_2^2 / (B * D * h * w)``, the normalisation MiB's weight of 100 assumes)."""
+    (``||E_old(x) - E_new(x)||_2^2 / (B * D * h * w)``, the normalisation MiB's weight of 100 assumes).
+
+    Example:
+        >>> feature_distillation(torch.ones(2, 4, 3, 3), torch.zeros(2, 4, 3, 3)).item()  # 1 per element, averaged
+        1.0
+    """
     if student_features.shape != teacher_features.shape:
         raise ValueError(f"expected features of one shape. Got: {tuple(student_features.shape)} and "
                          f"{tuple(teacher_features.shape)}")
@@ -339,7 +389,12 @@ def output_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tens
     their number, as in MiB's ``KnowledgeDistillationLoss``, so that MiB's weight of 100 means what it means there
     (eq. 3's plain sum would be ``C_old`` times stronger). Every pixel counts, ignored ones too: the teacher labels
     them all. Deliberate difference from MiB's ILT, which takes the softmax over the old logits only (that is
-    :func:`lwf_distillation`): eq. 3 normalises over all of the current model's classes."""
+    :func:`lwf_distillation`): eq. 3 normalises over all of the current model's classes.
+
+    Example:
+        >>> round(output_distillation(torch.zeros(1, 3, 1, 1), torch.zeros(1, 2, 1, 1)).item(), 4)  # log 3 / C_old
+        0.5493
+    """
     num_old = _check(student_logits, teacher_logits)
     logp = F.log_softmax(student_logits.float(), dim=1)[:, :num_old]
     return masked_kd(logp, F.softmax(teacher_logits.float(), dim=1)) / num_old
@@ -347,7 +402,12 @@ def output_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tens
 
 def old_class_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Seed 000 eq. 3: ``-mean_u sum_{c in old} p_teacher[u, c] log s_old[u, c]``, with ``s_old`` the student's
-    softmax over the old classes' logits only (LwM's old-teacher term)."""
+    softmax over the old classes' logits only (LwM's old-teacher term).
+
+    Example:
+        >>> round(old_class_kd(torch.zeros(1, 3, 1, 1), torch.zeros(1, 2, 1, 1)).item(), 4)  # softmax over 2 old: log 2
+        0.6931
+    """
     num_old = _check(student_logits, teacher_logits)
     logp = F.log_softmax(student_logits[:, :num_old].float(), dim=1)
     return masked_kd(logp, F.softmax(teacher_logits.float(), dim=1))
@@ -391,6 +451,12 @@ def lwm_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, new_tea
       classes, or the new classes alone without a background) against that teacher.
 
     ``new_teacher_logits``: ``(B, 1 + N_new, H, W)`` (``N_new`` without background); ``is_memory``: ``(B,)``.
+
+    Example:
+        >>> z = torch.zeros(2, 3, 1, 1)  # background, one old class, one new class; image 2 is from the memory
+        >>> out = lwm_loss(z, z[:, :2], z[:, :2], torch.tensor([[[2]], [[1]]]), torch.tensor([False, True]))
+        >>> {k: round(v.item(), 4) for k, v in out.items()}  # CE log 3 each, KD log 2 each
+        {'total': 3.5835, 'ce_new': 1.0986, 'ce_memory': 1.0986, 'kd_old': 0.6931, 'kd_new': 0.6931}
     """
     num_old = _check(student_logits, teacher_logits)
     logp = F.log_softmax(student_logits.float(), dim=1)

@@ -29,7 +29,12 @@ def _columns(logits: torch.Tensor, target: torch.Tensor, classes: Sequence[int])
 
 
 def decay_exponent(factor: float, num_learned: int) -> float:
-    """Seed 004's adaptive exponential decay factor ``factor * log |C^{1:t}|`` (eq. 4, 6, 8)."""
+    """Seed 004's adaptive exponential decay factor ``factor * log |C^{1:t}|`` (eq. 4, 6, 8).
+
+    Example:
+        >>> round(decay_exponent(1.2, 4), 4)  # 1.2 log 4
+        1.6636
+    """
     if num_learned < 1:
         raise ValueError(f"expected at least one learned class. Got: {num_learned}")
     return factor * math.log(num_learned)
@@ -51,7 +56,12 @@ def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor, classes: Se
                          known: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 1 (and eq. 2 with the old model's sigmoid as ``target``): ``-y log y_hat - (1 - y) log(1 - y_hat)``
     summed over ``classes``, averaged over images. ``known (B, C)`` bool: only these labels count (a memory sample's
-    partial labels; the others are neither positive nor negative)."""
+    partial labels; the others are neither positive nor negative).
+
+    Example:
+        >>> round(binary_cross_entropy(torch.zeros(1, 3), torch.ones(1, 3), [0, 1]).item(), 4)  # 2 classes x log 2
+        1.3863
+    """
     x, y = _columns(logits, target, classes)
     if x.numel() == 0:  # no class, or no image (a batch without replayed images)
         return logits.sum() * 0.0
@@ -62,7 +72,12 @@ def asymmetric_positive(logits: torch.Tensor, target: torch.Tensor, classes: Seq
                         gamma: float) -> torch.Tensor:
     """Eq. 3-4 (``target`` = labels: ``L_cls``) and eq. 5-6 (``target`` = the old model's sigmoid: ``L_akd``):
     ``-y (1 - y_hat)^gamma log y_hat - (1 - y) log(1 - y_hat)``, the positive part down-weighted where the model is
-    already confident, with ``gamma`` = :func:`decay_exponent` ``(alpha, |C^{1:t}|)``."""
+    already confident, with ``gamma`` = :func:`decay_exponent` ``(alpha, |C^{1:t}|)``.
+
+    Example:
+        >>> round(asymmetric_positive(torch.zeros(1, 2), torch.ones(1, 2), [0, 1], gamma=1.0).item(), 4)  # 2 x log(2)/2
+        0.6931
+    """
     x, y = _columns(logits, target, classes)
     if x.numel() == 0:  # no class, or no image (a batch without replayed images)
         return logits.sum() * 0.0
