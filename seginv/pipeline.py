@@ -40,7 +40,7 @@ from .outputs import run_files
 from .protocols import get_protocol
 from .recipes import Recipe, RunSpec, fingerprint, train_config
 from .replay.exemplars import from_dataset
-from .replay.manifest import differences
+from .settings import differences
 from .report import compute_environment, write_results
 from .runtime import progress, resolve_device
 from .workflows import distill, evaluate_model, start_images, synthesize, train

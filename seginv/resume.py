@@ -26,7 +26,7 @@ from torch.utils.data import Dataset, Sampler
 from .distributed import Group, shuffled_loader
 from .errors import SeginvError
 from .fileio import atomic_path, short_error
-from .replay.manifest import differences
+from .settings import differences
 
 
 class SkippableBatches(Sampler[list[int]]):

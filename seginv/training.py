@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from .data.classes import IGNORE
 from .data.transforms import TrainTransform
-from .distill.regularizers import ImportanceTracker
+from .importance import ImportanceTracker
 from .distributed import SINGLE, Group
 from .errors import SeginvError
 from .precision import PRECISIONS, apply_layout_and_compile, autocast, check_compile, check_precision, grad_scaler

@@ -8,7 +8,7 @@ import re
 import pytest
 
 MODULES = ["seginv.distill.losses", "seginv.distill.multilabel_losses", "seginv.synthesis.aggregation",
-           "seginv.synthesis.priors", "seginv.distill.regularizers", "seginv.multilabel_metrics", "seginv.metrics"]
+           "seginv.synthesis.priors", "seginv.importance", "seginv.multilabel_metrics", "seginv.metrics"]
 LOSSES = ["seginv.distill.losses", "seginv.distill.multilabel_losses"]
 
 

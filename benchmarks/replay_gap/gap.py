@@ -27,7 +27,7 @@ from seginv.data.scenes import ScenesConfig, write_scenes
 from seginv.pipeline import Pipeline
 from seginv.protocols import get_protocol
 from seginv.recipes import parse_recipe
-from seginv.replay.manifest import differences
+from seginv.settings import differences
 from seginv.report import GROUPS, machine
 
 ROOT = Path(__file__).resolve().parents[2]

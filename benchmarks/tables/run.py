@@ -29,7 +29,7 @@ from seginv.errors import SeginvError
 from seginv.pipeline import Pipeline
 from seginv.protocols import get_protocol
 from seginv.recipes import Recipe, parse_recipe, train_config
-from seginv.replay.manifest import differences
+from seginv.settings import differences
 from seginv.runtime import resolve_device
 from seginv.workflows import train
 

@@ -41,7 +41,7 @@ from ..training import (
     poly_lr,
 )
 from .methods import Batch, Method
-from .regularizers import ImportanceTracker
+from ..importance import ImportanceTracker
 
 BN_MODES = ("mixed", "real", "frozen")
 

@@ -65,7 +65,7 @@ class SegModel(nn.Module):
         self.background = background
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
-        # parameter importance measured while training (EWC/PI/RWalk; seginv.distill.regularizers), saved with it
+        # parameter importance measured while training (EWC/PI/RWalk; seginv.importance), saved with it
         self.importance: dict[str, dict[str, torch.Tensor]] | None = None
 
     @property

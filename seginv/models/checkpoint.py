@@ -8,7 +8,7 @@ A seginv checkpoint is a plain dict that ``torch.load(f, weights_only=True)`` re
      "provenance": {"command", "config", "parent_sha256", "metrics", "created", "seginv_version", "torch_version",
                     "threads"},
      "state_dict": {name: tensor},
-     "importance": {"fisher" | "pi" | "rwalk": {name: tensor}},  # optional, see seginv.distill.regularizers
+     "importance": {"fisher" | "pi" | "rwalk": {name: tensor}},  # optional, see seginv.importance
      "task": "multilabel"}                                        # only for a multi-label classifier
 
 ``.safetensors`` files hold the state_dict (and the importance, as ``importance/<kind>/<name>`` tensors) with

@@ -18,6 +18,7 @@ import h5py
 from ..errors import SeginvError
 from ..fileio import atomic_path, read_json, sha256_file
 from ..locks import LOCK
+from ..settings import differences
 from .schema import FORMAT, MANIFEST, META_ATTR, READABLE
 
 SHARD_FILE = re.compile(r"^shard-\d{5}\.h5(\.partial)?$")
@@ -82,16 +83,6 @@ def recount(manifest: dict[str, Any]) -> dict[str, Any]:
     manifest["count"] = sum(e["count"] for e in manifest["shards"])
     manifest["complete"] = manifest["count"] == manifest["num_images"]
     return manifest
-
-
-def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """``"key.sub: old -> new"`` for every leaf where two JSON-like configurations differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += differences(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
 
 
 def _adoptable(root: Path, manifest: dict[str, Any], planned: list[int], listed: set[str]) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """EWC, PI and RWalk: cross-entropy on the current labels plus a quadratic pull toward the teacher's parameters,
-weighted by the importance stored with the teacher (``seginv.distill.regularizers``). Weights are MiB's."""
+weighted by the importance stored with the teacher (``seginv.importance``). Weights are MiB's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from ...errors import SeginvError
 from ...models import SegModel
 from ..losses import cross_entropy
-from ..regularizers import penalty_importance, quadratic_penalty
+from ...importance import penalty_importance, quadratic_penalty
 from . import Batch, Method, register_method
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from seginv.distill.methods import create_method
-from seginv.distill.regularizers import (
+from seginv.importance import (
     ImportanceTracker,
     min_max,
     penalty_importance,
