@@ -153,7 +153,7 @@ def data_scenes(out: str, size: int, n_train: int, n_val: int, workers: int, ove
     seginv data scenes --out tiny/ --train 64 --val 32
     """
     from .data.scenes import ScenesConfig, read_scenes_summary, write_scenes
-    from .runtime import progress
+    from .progress import progress
 
     start, before = time.perf_counter(), read_scenes_summary(out)
     with progress(total=n_train + n_val, desc="scenes", unit="img") as bar:
@@ -505,7 +505,8 @@ def synthesize(model: str | None, arch: str | None, weights: str | None, class_n
     seginv synthesize --model m.pt --num-images 2000 --nproc 4 --out replay/
     """
     from .distributed import group, local_device, relaunch
-    from .runtime import progress, resolve_device
+    from .progress import progress
+    from .runtime import resolve_device
 
     if nproc > 1:
         sys.exit(relaunch(nproc, _without_option(sys.argv[1:], "--nproc")))
@@ -767,7 +768,7 @@ def run_command(recipe: str, out: str | None, data: str | None, step0: str | Non
     torchrun --nproc-per-node 4 -m seginv run recipes/voc-15-1-overlapped.yaml --device cuda --data VOC2012/
     """
     from .distributed import group, local_device, relaunch
-    from .pipeline import run_recipe
+    from .pipeline import plan, run_recipe
     from .recipes import load_recipe
     from .runtime import resolve_device
 
@@ -782,16 +783,32 @@ def run_command(recipe: str, out: str | None, data: str | None, step0: str | Non
                                      param_hint="--seeds")
         seed_list = [int(w) for w in words]
     r = load_recipe(recipe, data=data, step0_model=step0, device=device, seeds=seed_list)
-    if check:
-        emit(r.to_dict(), as_json, lambda d: json.dumps(d, indent=2))
-        return
     target = Path(out) if out else Path("runs") / r.name
+    if check:
+        emit({**plan(r, target), "resolved": r.to_dict()}, as_json, _plan_text)
+        return
     dev = local_device(resolve_device(r.device))
     with group(dev) as g:
         res = run_recipe(r, target, command=command_line(), log=lambda s: click.echo(s, err=True), group=g,
                          device=dev)
     if g.main:
         emit(res, as_json, lambda d: (target / "results.md").read_text())
+
+
+def _plan_text(p: dict[str, Any]) -> str:
+    """``run --check``'s summary: the steps, the output folder, what is done and the time left."""
+    from .progress import clock_text
+
+    runs = list(dict.fromkeys(s["run"] for s in p["steps"]))
+    seeds = list(dict.fromkeys(s["seed"] for s in p["steps"]))
+    per = len(p["steps"]) // max(len(runs) * len(seeds), 1)
+    left = ("no estimate yet: no step of this recipe has finished in that folder" if p["estimate_seconds"] is None
+            else f"about {clock_text(p['estimate_seconds'])} left at the pace of the finished steps")
+    lines = [f"recipe {p['recipe']}: {p['protocol']} ({p['setting']}), step 0 {p['step0']}; {len(runs)} run(s) x "
+             f"{len(seeds)} seed(s) x {per} incremental step(s) = {len(p['steps'])} steps, into {p['out']}",
+             f"done {p['done']}, to run {p['todo']}; {left}"]
+    lines += [f"  {s['run']} seed {s['seed']} step {s['step']}: {'done' if s['done'] else 'to run'}" for s in p["steps"]]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------- demo
@@ -996,7 +1013,7 @@ def shards_export(root: str, fmt: str, out: str, image_format: str, unknown: str
     seginv shards export replay/ --format folder --out pairs/
     """
     from .replay.export import export_replay
-    from .runtime import progress
+    from .progress import progress
 
     with progress(desc="export", unit="img") as bar:
         r = export_replay(root, out, fmt=fmt, image_format=image_format, overwrite=overwrite, bar=bar,

@@ -28,7 +28,7 @@ from .fileio import atomic_path
 from .metrics import class_map
 from .models.checkpoint import load_model
 from .replay.preview import mask_grid, replay_sheet, with_legend
-from .runtime import progress
+from .progress import progress
 from .synthesis.engine import inversion_config
 from .synthesis.run import RunConfig
 from .training import TrainConfig

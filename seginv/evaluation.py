@@ -15,7 +15,7 @@ from .distributed import SINGLE, Group
 from .metrics import class_map, confusion_matrix, summarize
 from .multilabel_metrics import multilabel_metrics
 from .models import SegModel
-from .runtime import progress
+from .progress import progress
 
 
 @torch.no_grad()

@@ -42,7 +42,8 @@ from .recipes import Recipe, RunSpec, fingerprint, train_config
 from .replay.exemplars import from_dataset
 from .settings import differences
 from .report import compute_environment, write_results
-from .runtime import progress, resolve_device
+from .progress import progress
+from .runtime import resolve_device
 from .workflows import distill, evaluate_model, start_images, synthesize, train
 
 
@@ -243,6 +244,35 @@ class Pipeline:
         return self.group.on_main(lambda: write_results(self.out, self.recipe, self.proto, step0, rows,
                                                         command=self.command, device=str(self.device),
                                                         seconds=time.perf_counter() - started))
+
+
+def plan(recipe: Recipe, out: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``seginv run`` would do into ``out``: every (run, seed, step), whether its record is there already, and
+    an estimate of the time left from the seconds the finished steps recorded (a run's own steps, else all of
+    them); no estimate before a step has finished there."""
+    root, proto = Path(out), get_protocol(recipe.protocol)
+    steps, spent = [], {}
+    for seed in recipe.seeds:
+        for run in recipe.runs:
+            for t in range(1, proto.num_steps):
+                record = root / "runs" / run.name / f"seed{seed}" / f"step{t}.json"
+                seconds = None
+                if record.is_file():
+                    try:
+                        seconds = float(sum(read_json(record)["seconds"].values()))
+                    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                        seconds = 0.0  # a record it cannot read: counted done, not timed
+                    spent.setdefault(run.name, []).append(seconds)
+                steps.append({"run": run.name, "seed": seed, "step": t, "done": seconds is not None})
+    todo = [s for s in steps if not s["done"]]
+    every = [v for values in spent.values() for v in values if v > 0]
+    estimate = None
+    if every:
+        mean = lambda vs: sum(vs) / len(vs)  # noqa: E731
+        estimate = sum(mean([v for v in spent.get(s["run"], []) if v > 0] or every) for s in todo)
+    return {"recipe": recipe.name, "protocol": proto.name, "setting": recipe.setting, "out": str(root),
+            "step0": "trained" if "train" in recipe.step0 else str(recipe.step0.get("model")), "steps": steps,
+            "done": len(steps) - len(todo), "todo": len(todo), "estimate_seconds": estimate}
 
 
 def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, command: str | None = None,

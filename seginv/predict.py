@@ -21,7 +21,7 @@ from .fileio import atomic_path, image_file, read_json
 from .locks import folder_lock
 from .metrics import class_map
 from .models import SegModel
-from .runtime import progress
+from .progress import progress
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CLASSES_FILE = "classes.json"

@@ -1,11 +1,9 @@
-"""Device choice, seeding and progress bars shared by the commands."""
+"""Device choice and seeding shared by the commands (progress: :mod:`seginv.progress`)."""
 
 from __future__ import annotations
 
 import random
 import re
-import sys
-from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -35,14 +33,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:
-    """A tqdm bar on stderr, silent when stderr is not a terminal (or ``disable`` is true)."""
-    from tqdm.auto import tqdm
-
-    disable = kwargs.pop("disable", False) or not sys.stderr.isatty()
-    return tqdm(iterable, file=sys.stderr, disable=disable, dynamic_ncols=True, **kwargs)
 
 
 def memory_needed(err: BaseException) -> str | None:

@@ -22,7 +22,8 @@ from .precision import PRECISIONS, apply_layout_and_compile, autocast, check_com
 from .models import SegModel
 from .resume import Batches, Run, read_state, run_settings
 from .runlog import TrainLog
-from .runtime import MAX_SETTING, MAX_SIDE, progress
+from .progress import progress
+from .runtime import MAX_SETTING, MAX_SIDE
 
 
 @dataclass

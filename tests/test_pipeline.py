@@ -198,3 +198,21 @@ def test_a_real_start_run_starts_from_the_steps_images_and_records_its_environme
     assert start["source"] == "voc-15-5 step 1 training images" and start["count"] > 0 and len(start["sha256"]) == 64
     env = record["environment"]
     assert env["threads"] == torch.get_num_threads() and env["cpu"] and env["device"] == "cpu"
+
+
+def test_check_prints_the_steps_the_folder_and_an_estimate_from_the_finished_steps(tmp_path):
+    recipe, out = str(RECIPES / "scenes-15-1-overlapped.yaml"), tmp_path / "out"
+    first = CliRunner().invoke(cli, ["run", recipe, "--out", str(out), "--check"])
+    assert first.exit_code == 0, first.output
+    assert f"= 15 steps, into {out}" in first.output and "done 0, to run 15; no estimate yet" in first.output
+    assert "  ft seed 0 step 5: to run" in first.output and not out.exists()  # a check writes nothing
+    for run, step, seconds in (("hrhf", 1, {"synthesis": 100.0, "distill": 50.0}), ("ft", 1, {"distill": 30.0})):
+        folder = out / "runs" / run / "seed0"
+        folder.mkdir(parents=True)
+        (folder / f"step{step}.json").write_text(json.dumps({"seconds": seconds}))
+    second = CliRunner().invoke(cli, ["run", recipe, "--out", str(out), "--check", "--json"])
+    p = json.loads(second.output)
+    assert (p["done"], p["todo"]) == (2, 13) and p["resolved"]["name"] == "scenes-15-1-overlapped"
+    # hrhf's 4 steps left at its own 150 s, ft's 4 at 30 s, no-replay's 5 at the mean of both (90 s)
+    assert p["estimate_seconds"] == pytest.approx(4 * 150 + 4 * 30 + 5 * 90)
+    assert "about 19:30 left" in CliRunner().invoke(cli, ["run", recipe, "--out", str(out), "--check"]).output

@@ -30,7 +30,7 @@ from ..models import SegModel
 from ..precision import autocast, grad_scaler
 from ..resume import Batches, Run, read_state, run_settings
 from ..runlog import TrainLog
-from ..runtime import progress
+from ..progress import progress
 from ..training import (
     TrainConfig,
     as_input,
