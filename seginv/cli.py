@@ -14,11 +14,13 @@ from typing import Any, Callable
 import click
 
 from .errors import SeginvError, resource_error
+from .numbers import GROUPS_TEXT, pct
 from .processes import follow_launcher
 
 DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Random seed.")
-JSON = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout (mIoU, mAP "
+                    "and the like as fractions 0-1; the text shows percent).")
 MODEL_OPTIONS = [
     click.option("--model", type=click.Path(dir_okay=False), help="A seginv checkpoint (.pt or .safetensors)."),
     click.option("--arch", help="Architecture of foreign weights, e.g. torchvision:deeplabv3_resnet101."),
@@ -71,7 +73,7 @@ def _best(r: dict[str, Any]) -> str:
     if not b or "epoch" not in b:
         return ""
     key = "mAP" if "map" in b else "mIoU"
-    return f"; best {key} {b[key.lower()]:.4f} at epoch {b['epoch'] + 1} -> {b['checkpoint']}"
+    return f"; best {key} {pct(b[key.lower()])} at epoch {b['epoch']} -> {b['checkpoint']}"
 
 
 def command_line() -> str:
@@ -252,7 +254,8 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
                 lines.append(f"parent      {prov['parent_sha256']}")
             val = (prov.get("metrics") or {}).get("val")
             if val:
-                lines.append("metrics     " + "  ".join(f"{k} {v:.4f}" for k, v in val.items() if isinstance(v, float)))
+                lines.append("metrics     " + "  ".join(f"{k} {pct(v)}" for k, v in val.items()
+                                                        if isinstance(v, float)) + " (%)")
         return "\n".join(lines)
 
     emit(d, as_json, text)
@@ -322,8 +325,7 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
     emit(r, as_json, lambda r: (f"resumed at iteration {resumed} of {r['metrics']['train']['iterations']}; "
                                 if resumed is not None else "")
          + f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
-                               f"val {key} {val.get(key.lower(), float('nan')):.4f} "
-                               f"(old {val.get(old) or float('nan'):.4f})" + _best(r))
+                               f"val {key} {pct(val.get(key.lower()))} (old {pct(val.get(old))}; %)" + _best(r))
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -356,13 +358,14 @@ def evaluate(model: str | None, arch: str | None, weights: str | None, class_nam
                        device=resolve_device(device), batch_size=batch_size)
 
     def text(r: dict[str, Any]) -> str:
-        f = lambda v: "  n/a " if v is None else f"{100 * v:6.2f}"  # noqa: E731
+        f = lambda v: pct(v, 6)  # noqa: E731
         if "map" in r:  # a multi-label classifier
             lines = [f"{r['images']} images   mAP all {f(r['map'])}   old {f(r['map_old'])}   new {f(r['map_new'])}"
-                     f"   CF1 {f(r['cf1'])}   OF1 {f(r['of1'])}   FPR {f(r['fpr'])}", "", f"{'class':<16} AP"]
+                     f"   CF1 {f(r['cf1'])}   OF1 {f(r['of1'])}   FPR {f(r['fpr'])}  (%)", GROUPS_TEXT.replace(
+                         ", background included", "") + ".", "", f"{'class':<16} AP"]
             return "\n".join(lines + [f"{name:<16}{f(v)}" for name, v in r["per_class_ap"].items()])
-        lines = [f"{r['images']} images   mIoU all {f(r['miou'])}   old {f(r['old'])}   new {f(r['new'])}", "",
-                 f"{'class':<16} IoU"]
+        lines = [f"{r['images']} images   mIoU all {f(r['miou'])}   old {f(r['old'])}   new {f(r['new'])}  (%)",
+                 GROUPS_TEXT + ".", "", f"{'class':<16} IoU"]
         lines += [f"{name:<16}{f(v)}" for name, v in r["per_class"].items()]
         return "\n".join(lines)
 
@@ -666,13 +669,14 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
     if not g.main:
         return
     val = r["metrics"].get("val", {})
-    f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    f = pct
     resumed = r["metrics"]["train"].get("resumed_from")
     emit(r, as_json, lambda r: (f"resumed at iteration {resumed} of {r['metrics']['train']['iterations']}; "
                                 if resumed is not None else "")
          + f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
          + (f"val mAP all {f(val.get('map'))} old {f(val.get('map_old'))} new {f(val.get('map_new'))}" if "map" in val
-              else f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}") + _best(r))
+              else f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}") + " (%)"
+         + _best(r))
 
 
 # -------------------------------------------------------------------------------------------------- replay
@@ -837,7 +841,7 @@ def demo(workdir: str, num_images: int, steps: int, epochs: int, device: str, se
                  seed=seed, log=lambda s: click.echo(s, err=True))
 
     def text(r: dict[str, Any]) -> str:
-        f = lambda v: "   n/a" if v is None else f"{100 * v:6.1f}"  # noqa: E731
+        f = lambda v: pct(v, 6)  # noqa: E731
         from .demo import STUDENTS
 
         rows = [("before (15 classes)", r["before"])]
@@ -845,6 +849,7 @@ def demo(workdir: str, num_images: int, steps: int, epochs: int, device: str, se
         lines = [f"{r['protocol']}, step 0 -> 1 on Scenes; mIoU (%)", f"{'':<26}{'old':>6}{'new':>7}{'all':>7}"]
         lines += [f"{name:<26}{f(m['old'])} {f(m['new'])} {f(m['all'])}" for name, m in rows]
         times = ", ".join(f"{k} {v:.0f} s" for k, v in r["timings"].items())
+        lines.append(GROUPS_TEXT + ".")
         lines.append(f"picture: {r['picture']}   time: {r['seconds']:.0f} s ({times})")
         return "\n".join(lines)
 

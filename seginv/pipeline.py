@@ -41,6 +41,7 @@ from .protocols import get_protocol
 from .recipes import Recipe, RunSpec, fingerprint, train_config
 from .replay.exemplars import from_dataset
 from .settings import differences
+from .numbers import pct
 from .report import compute_environment, write_results
 from .progress import progress
 from .runtime import resolve_device
@@ -196,7 +197,7 @@ class Pipeline:
         if self.group.world > 1:
             record["processes"] = self.group.world
         self.group.on_main(lambda: _write_json(record_path, record))  # the others go on once the step is written
-        self.log(f"  old {m['old']:.4f}  new {m['new']:.4f}  all {m['all']:.4f}")
+        self.log(f"  mIoU (%) old {pct(m['old'])}  new {pct(m['new'])}  all {pct(m['all'])}")
         return ckpt, record
 
     def check_out(self) -> None:

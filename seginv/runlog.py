@@ -1,7 +1,7 @@
 """Training logs: one row per optimizer step (and per validation) in ``NAME.log.csv`` and ``NAME.log.jsonl`` beside
 the checkpoint ``NAME.pt``, and TensorBoard scalars in ``NAME.tb/`` when asked for (``pip install tensorboard``).
 
-Columns: ``kind`` (``train`` or ``val``), ``step`` (optimizer steps done), ``epoch``, ``lr``, ``loss`` (the total),
+Columns: ``kind`` (``train`` or ``val``), ``step`` (optimizer steps done), ``epoch`` (from 1), ``lr``, ``loss`` (the total),
 one column per loss term of the method (``seg``, ``kd``, ...), ``images_per_s`` (real and replayed images of the step
 over its wall time), ``seconds`` (since the run started), and on validation rows ``val_miou``, ``val_old`` and
 ``val_new``. A resumed run keeps the rows up to the step it resumes from and appends after them.

@@ -186,21 +186,21 @@ def train_supervised(model: SegModel, dataset: Dataset, cfg: TrainConfig, device
             objective = loss(logits.float(), labels)
             if tracker is not None:
                 tracker.snapshot()
-            value = group.mean(optimizer_step(opt, objective, f"epoch {epoch}", sync=lambda: group.sync_gradients(model),
+            value = group.mean(optimizer_step(opt, objective, f"epoch {epoch + 1}", sync=lambda: group.sync_gradients(model),
                                               scaler=scaler))
             running, n, it = running + value, n + 1, it + 1
             if tracker is not None:
                 tracker.update()
             if log is not None:
-                log.step(it, epoch, opt.param_groups[0]["lr"], {"total": value}, len(images))
+                log.step(it, epoch + 1, opt.param_groups[0]["lr"], {"total": value}, len(images))
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running / n:.3f}")
             run.save_if_due(it, total, history, running, n)
         history.append(running / max(n, 1))
         if validate is not None and val_every and ((epoch + 1) % val_every == 0 or epoch + 1 == cfg.epochs):
-            metrics = validate(model, it, epoch)
+            metrics = validate(model, it, epoch + 1)
             if log is not None:
-                log.validation(it, epoch, metrics)
+                log.validation(it, epoch + 1, metrics)
             model.train()
         run.save_if_due(it, total, history, 0.0, 0, epoch_end=True)
     bar.close()

@@ -105,3 +105,22 @@ def test_threads_are_set_and_recorded_in_the_checkpoint(monkeypatch, capsys, tin
         torch.set_num_threads(before)
     code, text, _ = seginv(monkeypatch, capsys, "info", tmp_path / "m.pt", "--json")
     assert json.loads(text)["provenance"]["threads"] == 1
+
+
+def test_numbers_read_in_percent_with_epochs_from_one_and_no_nan(monkeypatch, capsys, tiny_scenes, tmp_path):
+    from seginv.numbers import pct
+
+    assert (pct(0.68237), pct(0.0), pct(None), pct(float("nan")), pct(0.5, 6)) == ("68.2", "0.0", "–", "–", "  50.0")
+    out = tmp_path / "m.pt"
+    code, text, err = seginv(monkeypatch, capsys, "distill", "--teacher", MODEL, "--data", tiny_scenes, "--protocol",
+                             "voc-15-5", "--method", "ft", "--epochs", "2", "--val-every", "1", "--batch-size", "8",
+                             "--out", out, "--device", "cpu")
+    assert code == 0, err
+    assert "val mIoU all " in text and " (%)" in text and "nan" not in text and "0.0000" not in text
+    best = json.loads(seginv(monkeypatch, capsys, "info", out.with_name("m.best.pt"), "--json")[1])
+    epoch = best["provenance"]["config"]["selected"]["epoch"]
+    assert epoch in (1, 2) and f"at epoch {epoch} ->" in text  # the summary and the record count alike, from 1
+    rows = [json.loads(line) for line in out.with_name("m.log.jsonl").read_text().splitlines()]
+    assert sorted({r["epoch"] for r in rows}) == [1, 2]
+    code, text, _ = seginv(monkeypatch, capsys, "evaluate", "--model", out, "--data", tiny_scenes, "--device", "cpu")
+    assert code == 0 and "(%)" in text and "all: every class, background included" in text and "nan" not in text

@@ -35,7 +35,7 @@ def test_train_logs_every_step_validates_and_keeps_the_best(monkeypatch, capsys,
     assert [r["step"] for r in train_rows] == list(range(1, len(train_rows) + 1))
     assert train_rows[0]["lr"] == pytest.approx(0.003) and train_rows[-1]["lr"] < train_rows[0]["lr"]  # poly
     assert all(r["images_per_s"] > 0 and r["loss"] > 0 for r in train_rows)
-    assert [r["epoch"] for r in val_rows] == [0, 1, 2]
+    assert [r["epoch"] for r in val_rows] == [1, 2, 3]  # epochs count from 1
     best = max(val_rows, key=lambda r: r["val_miou"])
     selected = load_model(paths["best"])[1]["provenance"]["config"]["selected"]
     assert selected["epoch"] == best["epoch"] and selected["miou"] == pytest.approx(best["val_miou"], abs=1e-6)

@@ -246,13 +246,13 @@ def distill(teacher: SegModel, student: SegModel, real: Dataset, replay: Dataset
             if tracker is not None:
                 tracker.update()
             if log is not None:
-                log.step(it, epoch, opt.param_groups[0]["lr"], {**terms, "total": value}, count)
+                log.step(it, epoch + 1, opt.param_groups[0]["lr"], {**terms, "total": value}, count)
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{running / n:.3f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running / n:.3f}")
             run.save_if_due(it, total, history, running, n)
         history.append(running / max(n, 1))
         if validate is not None and val_every and ((epoch + 1) % val_every == 0 or epoch + 1 == t.epochs):
-            _validate(validate, student, it, epoch, log, cfg.bn)
+            _validate(validate, student, it, epoch + 1, log, cfg.bn)
         run.save_if_due(it, total, history, 0.0, 0, epoch_end=True)
     bar.close()
     group.check_same(student)
