@@ -18,6 +18,7 @@ from seginv.cli import cli, main
 from seginv.data.classes import VOC_CLASSES
 from seginv.data.scenes import ScenesConfig
 from tests.conftest import scenes_and_teacher
+from tests.test_faults import unknown_suggestions
 
 VALUES = ["nan", "inf", "-inf", "-1", "0", "", "2.5", "1e400", "1" * 40, "abc", "名前", "-", "1,2,x", "a=b"]
 SECONDS = 3
@@ -104,6 +105,13 @@ def _set(args: list[str], option: str, value: str) -> list[str]:
     return [*args, option, value]
 
 
+def test_suggested_options_exist_on_the_command_they_are_suggested_for():
+    assert unknown_suggestions("distill", "Add --overwrite, or `seginv synthesize --resume` first.") == []
+    assert unknown_suggestions("demo", "Pass --overwrite, or a new --out.") == ["--overwrite", "--out"]
+    assert unknown_suggestions("train", "Run `seginv distill --teacher m.pt --lam 2`.") == []
+    assert unknown_suggestions("train", "Run `seginv shards export R --nope`.") == ["--nope"]
+
+
 def test_mutated_option_values_exit_0_or_2_in_one_line_and_touch_nothing_outside_the_output(inputs, tmp_path,
                                                                                              monkeypatch, capsys):
     cases = _cases(inputs)
@@ -135,6 +143,8 @@ def test_mutated_option_values_exit_0_or_2_in_one_line_and_touch_nothing_outside
             outcomes["still working"] += 1
         elif code not in (0, 2) or len(lines) > 1 or "Traceback" in err:
             failures.append(f"{where}: {code} {err[-300:]}")
+        elif unknown_suggestions(path, err):
+            failures.append(f"{where} suggests {unknown_suggestions(path, err)}, which it does not have: {err[-300:]}")
         else:
             outcomes["accepted" if code == 0 else "refused"] += 1
         if _snapshot(inputs) != before:

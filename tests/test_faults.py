@@ -3,17 +3,19 @@ a resume path, and loses nothing (docs/design.md, section 9). One test (or a few
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import click
 import h5py
 import pytest
 import torch
 
-from seginv.cli import main
+from seginv.cli import cli, main
 from seginv.data.scenes import ScenesConfig, write_scenes
 from seginv.distill.trainer import DistillConfig
 from seginv.errors import SeginvError
@@ -31,7 +33,8 @@ SYNTH = ["synthesize", "--model", MODEL, "--steps", "2", "--size", "32", "--batc
 
 
 def seginv(monkeypatch, capsys, *args):
-    """Run the CLI in this process as `seginv ARGS` would: (exit code, stdout, stderr)."""
+    """Run the CLI in this process as `seginv ARGS` would: (exit code, stdout, stderr). An error's advice may only
+    suggest options that the command it names has."""
     monkeypatch.setattr(sys, "argv", ["seginv", *map(str, args)])
     code = 0
     try:
@@ -39,7 +42,48 @@ def seginv(monkeypatch, capsys, *args):
     except SystemExit as e:
         code = e.code or 0
     out, err = capsys.readouterr()
+    if code == 2:
+        assert not unknown_suggestions(" ".join(map(str, args)), err), (args, err)
     return code, out, err
+
+
+GLOBAL = {"--help", "--threads", "--debug", "--version"}
+
+
+def _names(command: click.Command) -> set[str]:
+    return {o for p in command.params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
+
+
+def _command(words: list[str]) -> click.Command | None:
+    """The command a run of words names (``["shards", "export", ...]``), or None."""
+    command: click.Command = cli
+    for word in words:
+        if not isinstance(command, click.Group) or word not in command.commands:
+            break
+        command = command.commands[word]
+    return None if command is cli else command
+
+
+def unknown_suggestions(path: str, message: str) -> list[str]:
+    """Options an error message suggests that its command does not have: inside a quoted `seginv CMD ...` example,
+    against that command; anywhere else, against the command that printed it (``path``: its words, e.g.
+    ``"shards export"``, or a whole command line)."""
+    words = path.split()
+    while words and words[0] in ("--threads", "--debug"):
+        words = words[2:] if words[0] == "--threads" else words[1:]
+    command = _command(words)
+    if command is None:
+        return []
+    own = _names(command) | GLOBAL
+    bad, rest = [], message
+    for example in re.findall(r"`seginv ([^`]*)`", message):
+        words = example.split()
+        command = _command(words)
+        if command is not None:
+            bad += [o for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", example) if o not in _names(command) | GLOBAL]
+        rest = rest.replace(example, "")
+    bad += [o for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest) if o not in own]
+    return bad
 
 
 def one_line_error(code, err, *needles):

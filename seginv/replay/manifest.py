@@ -33,7 +33,8 @@ def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         m = read_json(path)
     except (OSError, ValueError) as e:
-        raise SeginvError(f"cannot read {path}: {e}.", "The manifest is damaged; rewrite the directory with --overwrite.") from None
+        raise SeginvError(f"cannot read {path}: {e}.", "The manifest is damaged; remake the directory with the command "
+                          "that wrote it (e.g. `seginv synthesize ... --overwrite`).") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise SeginvError(f"{path} is not a seginv replay manifest (format {m.get('format') if isinstance(m, dict) else None!r}).")
     if m.get("schema_version") not in READABLE:

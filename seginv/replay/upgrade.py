@@ -54,7 +54,8 @@ def upgrade_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
     problems = _problems(root)
     if problems:
         raise SeginvError(f"{root} does not verify ({'; '.join(problems[:3])}).",
-                          "Only intact replay is upgraded; remake it with --overwrite. Nothing was changed.")
+                          "Only intact replay is upgraded; remake it with the command that wrote it (e.g. "
+                          "`seginv synthesize ... --overwrite`). Nothing was changed.")
     with folder_lock(root, "the replay"):
         shutil.rmtree(staging, ignore_errors=True)  # left by an upgrade that stopped while building
         staging.mkdir()

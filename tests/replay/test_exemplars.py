@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from seginv.cli import cli
 from seginv.distill import methods
-from seginv.distill.methods import Batch
+from seginv.distill.methods import Batch, Method
 from seginv.errors import SeginvError
 from seginv.replay import ReplayDataset
 from seginv.replay.exemplars import from_dataset, select_exemplars
@@ -65,7 +65,7 @@ def test_bad_requests_are_refused(tiny_scenes, tmp_path):
 SEEN = {}
 
 
-class _Record:
+class _Record(Method):
     name, description, citation, init = "record-replay-labels", "test", "test", "random"
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
