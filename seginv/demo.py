@@ -17,17 +17,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 from .data.scenes import ScenesConfig, write_scenes
 from .data.splits import test_split
 from .data.transforms import normalize
 from .distill.trainer import DistillConfig
 from .errors import SeginvError
-from .fileio import atomic_path
 from .metrics import class_map
 from .models.checkpoint import load_model
-from .replay.preview import mask_grid, replay_sheet, with_legend
+from .pictures import Picture, mask_grid, with_legend
+from .protocols import get_protocol
+from .replay.preview import replay_sheet
 from .progress import progress
 from .synthesis.engine import inversion_config
 from .synthesis.run import RunConfig
@@ -37,6 +37,9 @@ from .workflows import distill, evaluate_model, start_images, synthesize
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "scenes-voc-15-x-step0.pt"
 PROTOCOL = "voc-15-5"
 REAL_PER_BATCH = 8
+#: Under the fake images' title: why they look as they do.
+PICTURE_NOTE = ("Each starts from a new-class photo and is optimised until the model sees its targets",
+                "(its features and scores), not to look real: smeared scenes and structured noise are expected.")
 #: Result key -> (method, with replay, label).
 STUDENTS = {"ft": ("ft", False, "FT"), "hrhf-no-replay": ("hrhf", False, "HRHF, no replay"),
             "hrhf": ("hrhf", True, "HRHF, fake replay")}
@@ -46,9 +49,9 @@ def _metrics(r: dict[str, Any]) -> dict[str, float | None]:
     return {"old": r["old"], "new": r["new"], "all": r["miou"]}
 
 
-def _predictions_sheet(models: dict[str, Any], data: Path, device: torch.device, n: int = 6) -> Image.Image:
-    """Validation images, their ground truth and each model's prediction (VOC colours), one image per row, with a
-    legend of the classes shown."""
+def _predictions_sheet(models: dict[str, Any], data: Path, device: torch.device, n: int = 6) -> Picture:
+    """Validation images, their ground truth and each model's prediction, one image per row, with a legend of the
+    classes shown (the new ones marked)."""
     names = next(iter(models.values())).class_names
     ds = test_split(data, None, 0, names)
     rng = np.random.default_rng(0)
@@ -64,7 +67,24 @@ def _predictions_sheet(models: dict[str, Any], data: Path, device: torch.device,
                 preds[name].append(class_map(m(normalize(x, m.mean, m.std).to(device)))[0].cpu().numpy().astype(np.uint8))
     truth = [np.where(t == 255, 0, t) for t in truth]  # ignored pixels shown as background
     grid = mask_grid(images, [("ground truth", truth), *preds.items()], cell=96)
-    return with_legend(grid, names, truth + [p for ps in preds.values() for p in ps])
+    return with_legend(grid, names, truth + [p for ps in preds.values() for p in ps],
+                       new=get_protocol(PROTOCOL).current(1))
+
+
+def draw_picture(work: Path, students: dict[str, Any], data: Path, device: torch.device, num_images: int) -> None:
+    """``work/demo.png``: the first 12 fake images of ``work/replay`` beside the teacher's masks, and validation
+    images with their ground truth and each student's prediction (``students``: label -> model)."""
+    fake_sheet, _ = replay_sheet(work / "replay", num=12, columns=3, cell=80)
+    pred_sheet = _predictions_sheet(students, data, device)
+    title = 4 + 12 * (1 + len(PICTURE_NOTE))
+    canvas = Picture(fake_sheet.width + pred_sheet.width + 12, title + max(fake_sheet.height, pred_sheet.height))
+    canvas.text((2, 2), f"fake replay inverted from the step-0 model ({num_images} images, first 12)")
+    for k, line in enumerate(PICTURE_NOTE, start=1):
+        canvas.text((2, 2 + 12 * k), line)
+    canvas.text((fake_sheet.width + 14, 2), "validation: ground truth and each student")
+    canvas.paste(fake_sheet, (0, title))
+    canvas.paste(pred_sheet, (fake_sheet.width + 12, title))
+    canvas.save_png(work / "demo.png", "seginv demo")
 
 
 def _check_workdir(work: Path) -> None:
@@ -137,18 +157,7 @@ def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] =
 
     phase("picture", f"the picture {work / 'demo.png'}")
 
-    fake_sheet, _ = replay_sheet(work / "replay", num=12, columns=3, cell=80)
-    pred_sheet = _predictions_sheet(students, data, device)
-    font, title = ImageFont.load_default(), 16
-    canvas = Image.new("RGB", (fake_sheet.width + pred_sheet.width + 12, title + max(fake_sheet.height, pred_sheet.height)),
-                       "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((2, 2), f"fake replay inverted from the step-0 model ({num_images} images, first 12)", fill="black", font=font)
-    draw.text((fake_sheet.width + 14, 2), "validation: ground truth and each student", fill="black", font=font)
-    canvas.paste(fake_sheet, (0, title))
-    canvas.paste(pred_sheet, (fake_sheet.width + 12, title))
-    with atomic_path(work / "demo.png") as tmp:
-        canvas.save(tmp, format="PNG")
+    draw_picture(work, students, data, device, num_images)
     done("picture")
     return {"results": results, "before": _metrics(before), "picture": str(work / "demo.png"),
             "protocol": PROTOCOL, "iterations": iterations, "fake_images": num_images, "synthesis_steps": steps,

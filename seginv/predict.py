@@ -21,6 +21,7 @@ from .fileio import atomic_path, image_file, read_json
 from .locks import folder_lock
 from .metrics import class_map
 from .models import SegModel
+from .pictures import Picture, colour, with_legend
 from .progress import progress
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -93,12 +94,22 @@ def _batches(paths: list[Path], batch_size: int,
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, background: bool, alpha: float = 0.5) -> np.ndarray:
-    """``image`` with each non-background pixel blended with its class colour."""
-    colours = np.array(voc_palette(), dtype=np.float32).reshape(256, 3)[mask]
-    blend = image.astype(np.float32) * (1 - alpha) + colours * alpha
+    """``image`` with each non-background pixel blended with its class's display colour."""
+    blend = image.astype(np.float32) * (1 - alpha) + colour(mask).astype(np.float32) * alpha
     if background:
         blend[mask == 0] = image[mask == 0]
     return blend.round().astype(np.uint8)
+
+
+def overlay_picture(model: SegModel, image: np.ndarray, mask: np.ndarray) -> Picture:
+    """The overlay with a legend of the classes it shows underneath (those of the model's last step marked new)."""
+    shown = np.unique(mask)
+    shown = shown[shown != 0] if model.background else shown
+    top = overlay(image, mask, model.background)
+    picture = Picture(max(top.shape[1], 240), top.shape[0])
+    picture.paste(top, (0, 0))
+    new = model.steps[-1] if len(model.steps) > 1 else []
+    return with_legend(picture, model.class_names, [shown.reshape(1, -1)] if len(shown) else [], new=new)
 
 
 def predict_images(model: SegModel, inputs: list[str] | tuple[str, ...], out: str | os.PathLike[str], *,
@@ -169,7 +180,7 @@ def _predict(model: SegModel, paths: list[Path], names: list[str], out: Path, de
                     png.save(tmp, format="PNG")
                 if with_overlay:
                     with atomic_path(out / f"{names[k]}_overlay.jpg") as tmp:
-                        Image.fromarray(overlay(image, mask, model.background)).save(tmp, format="JPEG", quality=90)
+                        overlay_picture(model, image, mask).image.save(tmp, format="JPEG", quality=90)
                 bar.update(1)
     colours = np.array(palette).reshape(256, 3)
     sidecar = {"classes": [{"id": i, "name": n, "color": colours[i].tolist()} for i, n in enumerate(model.class_names)],

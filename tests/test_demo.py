@@ -4,8 +4,11 @@ import json
 import shutil
 
 from click.testing import CliRunner
+from PIL import Image
 
 from seginv.cli import cli
+from seginv.demo import PICTURE_NOTE
+from seginv.pictures import NEW
 
 
 def test_demo_reports_ft_and_hrhf_with_and_without_replay_before_and_after_and_draws_a_picture(tiny_scenes, tmp_path):
@@ -19,6 +22,12 @@ def test_demo_reports_ft_and_hrhf_with_and_without_replay_before_and_after_and_d
         assert set(m) == {"old", "new", "all"} and 0 <= m["all"] <= 1
     assert res["before"]["new"] is None and res["before"]["old"] > 0.3
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+    with Image.open(tmp_path / "demo.png") as im:  # what the picture says, as it records having drawn it
+        said = im.text["Description"].splitlines()
+    assert said[:4] == ["fake replay inverted from the step-0 model (4 images, first 12)", *PICTURE_NOTE,
+                        "validation: ground truth and each student"]
+    assert {"image", "teacher's mask", "ground truth", "FT", "classes:"} <= set(said)
+    assert any(line.endswith(NEW) for line in said)  # the new classes are marked in the legend
     r = CliRunner().invoke(cli, ["demo", "--workdir", str(tmp_path), "--num-images", "4", "--steps", "2",
                                  "--epochs", "1", "--device", "cpu"])
     assert r.exit_code == 0 and "HRHF, fake replay (+5)" in r.output

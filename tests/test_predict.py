@@ -35,7 +35,8 @@ def test_predict_writes_one_mask_per_image_with_the_models_class_ids(monkeypatch
         with torch.no_grad():
             want = model(normalize(torch.from_numpy(image.copy()).permute(2, 0, 1), model.mean, model.std)[None])
         assert (np.asarray(mask) == want.argmax(1)[0].numpy()).all()
-        assert Image.open(out / f"{name}_overlay.jpg").size == (w, h)
+        shown = Image.open(out / f"{name}_overlay.jpg")  # the overlay, with a legend of its classes underneath
+        assert shown.size[0] == max(w, 240) and shown.size[1] > h
     assert (out / "sub__a.png").is_file() and side["images"]["sub__a"].endswith("a.jpg")
     code, _, err = seginv(monkeypatch, capsys, "predict", "--model", MODEL, photos / "b.jpg", "--out", out)
     one_line_error(code, err, "already holds b.png", "--overwrite")

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from seginv.data.classes import voc_palette
 from seginv.errors import SeginvError
 from seginv.replay import ReplayDataset, read_manifest
 from seginv.replay.manifest import prepare_directory
+from seginv.pictures import DISPLAY
 from seginv.replay.preview import preview_replay
 from seginv.replay.schema import make_header
 from seginv.replay.summary import AgreementCounter, inspect_replay
@@ -227,14 +227,17 @@ def test_preview_writes_a_png_contact_sheet(tmp_path):
     r = preview_replay(tmp_path / "r", tmp_path / "p.png", num=5, columns=3, cell=32)
     from PIL import Image
 
-    grid = 2 * (32 + 14 + 6)
+    grid = 14 + 2 * (32 + 26 + 6)  # the column headers, then two rows of samples with captions
     with Image.open(tmp_path / "p.png") as im:
         assert im.size[0] == 3 * (2 * 32 + 6) and im.size[1] > grid and r["samples"] == 5
         legend = {tuple(c) for c in np.asarray(im.convert("RGB"))[grid:].reshape(-1, 3).tolist()}
+        said = im.text["Description"].splitlines()
     ds = ReplayDataset(tmp_path / "r")
     present = set().union(*[set(np.unique(ds.sample(i)["masks"]).tolist()) for i in range(5)])
-    palette = np.array(voc_palette()).reshape(256, 3)
-    assert all(tuple(palette[k]) in legend for k in present)  # a swatch for every class shown
+    assert all(tuple(DISPLAY[k]) in legend for k in present)  # a swatch for every class shown
+    assert said.count("image") == 3 and said.count("teacher's mask") == 3 and "classes:" in said
+    assert {ds.class_names[k] for k in present} <= set(said)  # and its name
+    assert sum(line.startswith("targets:") for line in said) == 5
     with pytest.raises(SeginvError, match="should end in .png"):
         preview_replay(tmp_path / "r", tmp_path / "p.jpg")
     with pytest.raises(SeginvError, match="p.png exists.*--overwrite"):
