@@ -204,7 +204,7 @@ def protocols(name: str | None, as_json: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------------- info
 @cli.command()
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.argument("file", required=False, type=click.Path())
 @model_options
 @click.option("--list-archs", is_flag=True, help="List the architectures seginv builds.")
 @JSON
@@ -234,6 +234,7 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
             raise SeginvError("give the checkpoint once: as FILE or as --model.")
         if not (file or model):
             raise SeginvError("no file given.", "Usage: seginv info FILE (or --arch/--weights/--class-names, or --list-archs).")
+        _a_checkpoint(file or model or "")
         d = describe_file(file or model, unsafe_load=unsafe_load)
 
     def text(d: dict[str, Any]) -> str:
@@ -250,8 +251,15 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
         if prov:
             lines.append(f"created     {prov.get('created')} by seginv {prov.get('seginv_version')}, torch {prov.get('torch_version')}")
             lines.append(f"command     {prov.get('command')}")
+            if prov.get("threads"):
+                lines.append(f"threads     {prov['threads']} torch thread(s) (results repeat exactly for the same count)")
             if prov.get("parent_sha256"):
                 lines.append(f"parent      {prov['parent_sha256']}")
+            chosen = (prov.get("config") or {}).get("selected")
+            if chosen:  # a best model kept by --val-every
+                key = "map" if "map" in chosen else "miou"
+                lines.append(f"kept as the run's best at epoch {chosen.get('epoch')} (step {chosen.get('step')}): "
+                             f"{key} {pct(chosen.get(key))}% ({chosen.get('metric')})")
             val = (prov.get("metrics") or {}).get("val")
             if val:
                 lines.append("metrics     " + "  ".join(f"{k} {pct(v)}" for k, v in val.items()
@@ -259,6 +267,22 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
         return "\n".join(lines)
 
     emit(d, as_json, text)
+
+
+def _a_checkpoint(path: str) -> None:
+    """Refuse, pointing to the command that describes it, a replay folder or shard, or any other folder."""
+    p = Path(path)
+    replay = p if (p / "manifest.json").is_file() else p.parent if p.name == "manifest.json" else None
+    if p.is_file() and replay is None:
+        with open(p, "rb") as f:
+            if f.read(8) == b"\x89HDF\r\n\x1a\n":
+                replay = p.parent
+    if replay is not None:
+        raise SeginvError(f"{path} is replay (HDF5 shards and their manifest), not a checkpoint.",
+                          f"`seginv shards inspect {replay}` describes it; `seginv shards verify {replay}` checks it.")
+    if p.is_dir():
+        raise SeginvError(f"{path} is a folder; info describes one checkpoint file.",
+                          f"Pass a .pt or .safetensors file in it (e.g. `seginv info {p / 'model.pt'}`).")
 
 
 # --------------------------------------------------------------------------------------------------- train
@@ -957,18 +981,27 @@ def shards_inspect(root: str, as_json: bool) -> None:
     r = inspect_replay(root)
 
     def text(r: dict[str, Any]) -> str:
-        a = r["agreement"]
-        pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        share = lambda v: "–" if v is None else f"{pct(v)}%"  # noqa: E731
         done = "" if r["complete"] else " (incomplete)"
-        lines = [f"{r['root']}: {r['count']}/{r['num_images']} images {r['image_size'][0]}x{r['image_size'][1]}{done}",
-                 f"teacher sha256 {str(r['source'].get('teacher_sha256'))[:16]}...",
-                 f"all targets predicted  {pct(a['all_targets_predicted'])} of images",
-                 f"target recall          {pct(a['target_recall'])} of (image, class) pairs",
-                 f"non-target pixels      {pct(a['nontarget_pixel_share'])} (foreground classes not asked for)",
-                 "target size by r       " + "  ".join(f"r={k}: {pct(v)}" for k, v in a["size_by_r"].items()),
-                 "mean loss              " + "  ".join(f"{k} {v:.4g}" for k, v in r["mean_loss"].items()),
-                 "", f"{'class':<16}{'images':>7}  mean size"]
-        lines += [f"{k:<16}{v:>7}  {pct(a['size_by_class'].get(k))}" for k, v in r["images_per_class"].items()]
+        head = f"{r['root']}: {r['count']}/{r['num_images']} images {r['image_size'][0]}x{r['image_size'][1]}{done}"
+        if r["kind"] == "memory":
+            src, cfg = r["source"], r["config"]
+            lines = [head, f"a memory of real exemplars of {src.get('dataset', 'a dataset')} ({src.get('split')} split; "
+                           f"{cfg.get('protocol')} step {cfg.get('step')}, {cfg.get('per_class')} per class): no teacher, "
+                           "its masks are the dataset's labels", "", f"{'class':<16}{'images':>7}  share of the images holding it"]
+            sizes = r["size_by_class"] or {}
+            lines += [f"{k:<16}{v:>7}  {share(sizes.get(k))}" for k, v in r["images_per_class"].items()]
+            return "\n".join(lines)
+        a = r["agreement"]
+        lines = [head, f"teacher sha256 {str(r['source'].get('teacher_sha256'))[:16]}...",
+                 f"all targets predicted  {share(a['all_targets_predicted'])} of images",
+                 f"target recall          {share(a['target_recall'])} of (image, class) pairs"]
+        if "nontarget_pixel_share" in a:  # a segmentation model's replay
+            lines += [f"non-target pixels      {share(a['nontarget_pixel_share'])} (foreground classes not asked for)",
+                      "target size by r       " + "  ".join(f"r={k}: {share(v)}" for k, v in a["size_by_r"].items())]
+        lines += ["mean loss              " + "  ".join(f"{k} {v:.4g}" for k, v in r["mean_loss"].items()),
+                  "", f"{'class':<16}{'images':>7}  mean size"]
+        lines += [f"{k:<16}{v:>7}  {share(a.get('size_by_class', {}).get(k))}" for k, v in r["images_per_class"].items()]
         return "\n".join(lines)
 
     emit(r, as_json, text)

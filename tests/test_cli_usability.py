@@ -124,3 +124,27 @@ def test_numbers_read_in_percent_with_epochs_from_one_and_no_nan(monkeypatch, ca
     assert sorted({r["epoch"] for r in rows}) == [1, 2]
     code, text, _ = seginv(monkeypatch, capsys, "evaluate", "--model", out, "--data", tiny_scenes, "--device", "cpu")
     assert code == 0 and "(%)" in text and "all: every class, background included" in text and "nan" not in text
+
+
+def test_info_and_inspect_handle_memories_shards_and_folders(monkeypatch, capsys, tiny_scenes, tmp_path):
+    mem = tmp_path / "mem"
+    code, _, err = seginv(monkeypatch, capsys, "replay", "from-dataset", "--data", tiny_scenes, "--protocol",
+                          "voc-15-5", "--per-class", "1", "--size", "16", "--out", mem)
+    assert code == 0, err
+    code, text, err = seginv(monkeypatch, capsys, "shards", "inspect", mem)
+    assert code == 0, err
+    assert "a memory of real exemplars" in text and "None" not in text and "teacher sha256" not in text
+    rows = text.split("share of the images holding it\n")[1].splitlines()
+    assert rows and all(row.rstrip().endswith("%") for row in rows)  # every class with its share, no blank rows
+    for target in (mem, mem / "shard-00000.h5", mem / "manifest.json"):
+        code, _, err = seginv(monkeypatch, capsys, "info", target)
+        one_line_error(code, err, "is replay", f"`seginv shards inspect {mem}`")
+    code, _, err = seginv(monkeypatch, capsys, "info", tmp_path)
+    one_line_error(code, err, "is a folder; info describes one checkpoint file")
+    out = tmp_path / "m.pt"
+    code, _, err = seginv(monkeypatch, capsys, "--threads", "1", "distill", "--teacher", MODEL, "--data", tiny_scenes,
+                          "--protocol", "voc-15-5", "--method", "ft", "--epochs", "1", "--val-every", "1",
+                          "--batch-size", "8", "--out", out, "--device", "cpu")
+    assert code == 0, err
+    code, text, _ = seginv(monkeypatch, capsys, "info", out.with_name("m.best.pt"))
+    assert "threads     1 torch thread(s)" in text and "kept as the run's best at epoch 1 (step" in text

@@ -1,4 +1,5 @@
-"""``seginv shards inspect``: per-class counts, and how far the teacher's predictions agree with the targets."""
+"""``seginv shards inspect``: per-class counts, and how far the teacher's predictions agree with the targets (fake
+replay), or how much of its images each class covers (a memory of real exemplars)."""
 
 from __future__ import annotations
 
@@ -82,13 +83,16 @@ def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
     counts = np.zeros(len(names), dtype=np.int64)
     losses: dict[str, list[np.ndarray]] = defaultdict(list)
     pairs = [0, 0, 0]  # multi-label: (target labelled present, targets, images with every target present)
+    sizes: dict[int, list[float]] = defaultdict(list)  # a memory's: each class's share of the images holding it
     for e in m["shards"]:
         path = root / e["file"]
         with reading(path, "shard", f"Run `seginv shards verify {root}`."), h5py.File(path, "r") as f:
             targets = f["targets"][()]
             counts += targets.sum(0)
-            if m.get("source", {}).get("kind", "synthesis") != "synthesis":
-                continue  # real exemplars: their masks are labels, there is no teacher to agree with
+            if m.get("source", {}).get("kind", "synthesis") != "synthesis":  # real exemplars: no teacher
+                if m.get("task") != "multilabel":  # the classes' share of the images that hold them
+                    _label_sizes(f["masks"][()], len(names), sizes)
+                continue
             if m.get("task") == "multilabel":  # a classifier's: its labels (sigmoid > 0.5) against the targets
                 labelled = f["labels"][()] == 1
                 pairs[0] += int((labelled & targets).sum())
@@ -100,12 +104,23 @@ def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
                 losses[k].append(f[k][()])
     all_losses = {k: np.concatenate(v) for k, v in losses.items()}
     mean_loss = {k: float(np.nanmean(v)) for k, v in all_losses.items() if np.isfinite(v).any()}
+    memory = m.get("source", {}).get("kind", "synthesis") != "synthesis"
     return {
-        "root": str(root), "count": m["count"], "num_images": m["num_images"], "complete": m["complete"],
+        "root": str(root), "kind": "memory" if memory else "synthesis", "count": m["count"],
+        "num_images": m["num_images"], "complete": m["complete"],
         "image_size": m["image_size"], "source": m.get("source", {}), "config": m.get("config", {}),
         "images_per_class": {names[k]: int(v) for k, v in enumerate(counts) if v},
-        "agreement": counter.result(names) if m.get("task") != "multilabel" else {
+        "agreement": None if memory else counter.result(names) if m.get("task") != "multilabel" else {
             "images": m["count"], "target_recall": pairs[0] / pairs[1] if pairs[1] else None,
             "all_targets_predicted": pairs[2] / m["count"] if m["count"] else None},
+        "size_by_class": {names[k]: float(np.mean(v)) for k, v in sorted(sizes.items())} if memory else None,
         "mean_loss": mean_loss,
     }
+
+
+def _label_sizes(masks: np.ndarray, num_classes: int, sizes: dict[int, list[float]]) -> None:
+    """Add each class's share of the pixels of every mask that holds it (ignored pixels counted in the image)."""
+    for mask in masks:
+        share = np.bincount(mask.ravel(), minlength=256)[:num_classes] / mask.size
+        for k in np.flatnonzero(share):
+            sizes[int(k)].append(float(share[k]))
