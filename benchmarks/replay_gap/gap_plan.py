@@ -62,6 +62,11 @@ def _fake(synthesis: dict[str, Any] | None = None, base: dict[str, Any] = PAPER,
     return _replay(replay="synthesize", synthesis=dict(synthesis or {}), options={**base, **options})
 
 
+def _lab(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` under ``hrhf-lab``: HRHF with the options no row showed helping (the same code as ``hrhf``)."""
+    return {**spec, "method": "hrhf-lab"}
+
+
 #: Variants of fake replay under test: name -> (what it changes, run spec).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "seg-both": ("paper + eq. 4 on both halves (the paper's alternative)", _fake(seg_on="both")),
@@ -74,9 +79,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                                   _fake({"init": "real", "lr": 0.05}, SHIPPED)),
     "shipped-w05": ("shipped, the replayed images' terms weighted 0.5", _fake(base=SHIPPED, replay_weight=0.5)),
     "shipped-sum": ("shipped, eq. 4's real-half mean and the fake half's rearranged CE added (not pooled)",
-                    _fake(base=SHIPPED, pool_halves=False)),
+                    _lab(_fake(base=SHIPPED, pool_halves=False))),
     "shipped-sum-w2": ("shipped-sum with the fake half's terms (KD and CE) weighted 2x",
-                       _fake(base=SHIPPED, pool_halves=False, replay_weight=2.0)),
+                       _lab(_fake(base=SHIPPED, pool_halves=False, replay_weight=2.0))),
     "shipped-2-1": ("shipped, 8 real + 4 fake images per batch (ratio 2:1)",
                     tables.fair_batch({**_fake(base=SHIPPED), "distill": {"ratio": "2:1"}})),
     "fake-5x-1-2": ("fake-5x with 8 real + 16 fake images per step (ratio 1:2)",
@@ -91,10 +96,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "surer-half-5x": ("surer-half with 5x the images", _fake({"num_images": 5 * N}, SHIPPED, confidence_quantile=0.5)),
     "fake-5x-w2-feat10": ("fake-5x-w2 + the encoder features of the replayed images distilled, weight 10 "
                           "(`--option replay_features=10`)",
-                          _fake({"num_images": 5 * N}, SHIPPED, replay_weight=2.0, replay_features=10.0)),
+                          _lab(_fake({"num_images": 5 * N}, SHIPPED, replay_weight=2.0, replay_features=10.0))),
     "fake-5x-w2-feat100": ("fake-5x-w2 + the encoder features of the replayed images distilled, weight 100 "
                            "(ILT's weight)",
-                           _fake({"num_images": 5 * N}, SHIPPED, replay_weight=2.0, replay_features=100.0)),
+                           _lab(_fake({"num_images": 5 * N}, SHIPPED, replay_weight=2.0, replay_features=100.0))),
     "fake-5x-w2-s400": ("fake-5x-w2 with 400 synthesis steps instead of 100",
                         _fake({"num_images": 5 * N, "steps": 400}, SHIPPED, replay_weight=2.0)),
 }

@@ -135,7 +135,7 @@ def test_every_method_learns_a_tiny_step(method, options, tiny_scenes, teacher, 
 
 
 def test_methods_list_names_the_implemented_methods():
-    names = "ft fe lwf lwf-mc lwm ilt mib cil ewc pi rwalk joint hrhf hrhf-paper".split()
+    names = "ft fe lwf lwf-mc lwm ilt mib cil ewc pi rwalk joint hrhf hrhf-paper hrhf-lab".split()
     assert set(names) == set(list_methods())
     listed = CliRunner().invoke(cli, ["methods", "list"]).output
     assert all(f"\n{n} " in f"\n{listed}" for n in names)

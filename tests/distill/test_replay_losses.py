@@ -98,7 +98,7 @@ def _batch(logits):
 def test_hrhf_general_path_equals_the_papers_at_its_settings(logits, seg_on):
     batch = _batch(logits)
     paper = create_method("hrhf", seg_on=seg_on).loss(batch)
-    general = create_method("hrhf", seg_on=seg_on, temperature=1 + 1e-9).loss(batch)  # forces the general path
+    general = create_method("hrhf-lab", seg_on=seg_on, temperature=1 + 1e-9).loss(batch)  # forces the general path
     for k in ("total", "kd", "seg"):
         assert general[k].item() == pytest.approx(paper[k].item(), rel=1e-5)
 
@@ -131,7 +131,7 @@ def test_hrhf_lambda_by_default_follows_the_classes_a_step_adds(new, lam, seg_on
     for given in (0.0, 0.7, 1.0):  # an explicit lambda holds on any step; hrhf-paper keeps the paper's 1
         out = create_method("hrhf", seg_on=seg_on, lam=given).loss(batch)
         assert out["total"].item() == pytest.approx(given * out["kd"].item() + out["seg"].item(), rel=1e-6)
-    out = create_method("hrhf-paper", seg_on=seg_on).loss(batch)
+    out = create_method("hrhf-paper").loss(batch)
     assert out["total"].item() == pytest.approx(out["kd"].item() + out["seg"].item(), rel=1e-6)
 
 
@@ -144,7 +144,7 @@ def test_hrhf_one_pass_equals_the_per_half_terms_in_value_and_gradient(logits, r
     results = []
     for temperature in (1.0, 1 + 1e-9):  # the shipped settings take the one pass; the other the per-half terms
         student = s.clone().requires_grad_(True)
-        method, batch = create_method("hrhf", seg_on="rearranged", replay_weight=weight, temperature=temperature), \
+        method, batch = create_method("hrhf-lab", seg_on="rearranged", replay_weight=weight, temperature=temperature), \
             Batch(student, t, labels, torch.tensor(replay))
         assert method._one_pass(batch) == (temperature == 1.0)
         out = method.loss(batch)
@@ -171,7 +171,7 @@ def test_hrhf_one_pass_equals_the_per_half_terms_in_value_and_gradient(logits, r
                                            ({"lam": True}, "lam .* must be a finite number >= 0")])
 def test_hrhf_refuses_bad_options(opts, message):
     with pytest.raises(SeginvError, match=message):
-        create_method("hrhf", **opts)
+        create_method("hrhf-lab", **opts)
 
 
 def test_hrhf_replay_features_add_the_feature_l2_of_the_replayed_images_only(logits):
@@ -180,7 +180,7 @@ def test_hrhf_replay_features_add_the_feature_l2_of_the_replayed_images_only(log
     sf, tf = torch.randn(3, 6, 3, 5, generator=g), torch.randn(3, 6, 3, 5, generator=g)
     batch.student_features, batch.teacher_features = sf, tf
     base = create_method("hrhf").loss(batch)
-    method = create_method("hrhf", replay_features=10.0)
+    method = create_method("hrhf-lab", replay_features=10.0)
     assert method.needs_features and not create_method("hrhf").needs_features
     out = method.loss(batch)
     de = ((sf[1:] - tf[1:]) ** 2).sum() / sf[1:].numel()  # seed 001 eq. 4 on the two replayed images
@@ -198,11 +198,11 @@ def test_kd_temperature_must_be_positive(logits):
 def test_hrhf_unpooled_halves_add_each_halfs_mean(logits):
     batch = _batch(logits)
     s, t, y = batch.student, batch.teacher, batch.labels
-    out = create_method("hrhf", seg_on="rearranged", replay_weight=2.0, pool_halves=False, confidence_quantile=0).loss(batch)
+    out = create_method("hrhf-lab", seg_on="rearranged", replay_weight=2.0, pool_halves=False, confidence_quantile=0).loss(batch)
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
     assert out["seg"].item() == pytest.approx(real + 2.0 * ce_by_pixel(s[1:], t[1:]), rel=1e-5)
     no_replay = Batch(s[:1], t[:1], y[:1], torch.tensor([False]))
-    unpooled = create_method("hrhf", pool_halves=False).loss(no_replay)
+    unpooled = create_method("hrhf-lab", pool_halves=False).loss(no_replay)
     assert unpooled["total"].item() == pytest.approx(hrhf_loss(s[:1], t[:1], y[:1], lam=0.5)["total"].item(), rel=1e-6)
 
 
@@ -210,7 +210,7 @@ def test_hrhf_unpooled_halves_add_each_halfs_mean(logits):
 def test_hrhf_min_confidence_keeps_only_the_pixels_the_teacher_is_sure_of(logits, threshold):
     batch = _batch(logits)
     s, t, y = batch.student, batch.teacher, batch.labels
-    out = create_method("hrhf", seg_on="rearranged", min_confidence=threshold, confidence_quantile=0).loss(batch)
+    out = create_method("hrhf-lab", seg_on="rearranged", min_confidence=threshold, confidence_quantile=0).loss(batch)
     sure = torch.softmax(t[1:], 1).amax(1) >= threshold
     real_pixels = int((y[0] != 255).sum())
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()
@@ -280,7 +280,7 @@ def test_old_softmax_ce_and_forgotten_only_by_pixel(logits):
     old_softmax_ce(grad, t).backward()
     assert (grad.grad[:, 4:] == 0).all()  # replay leaves the new classes' logits alone
     batch = _batch(logits)
-    out = create_method("hrhf", seg_on="rearranged", forgotten_only=True, confidence_quantile=0).loss(batch)
+    out = create_method("hrhf-lab", seg_on="rearranged", forgotten_only=True, confidence_quantile=0).loss(batch)
     y = batch.labels
     real_pixels = int((y[0] != 255).sum())
     real = hrhf_loss(s[:1], t[:1], y[:1])["seg"].item()

@@ -114,8 +114,11 @@ def create_method(name: str, task: str = "segmentation", **options: Any) -> Meth
     params = [p for p in inspect.signature(factory).parameters if p != "self"]
     unknown = sorted(set(options) - set(params))
     if unknown:
+        lab = _METHODS.get((task, f"{name}-lab"))
+        where = f" {name}-lab, its experimental form, has them." if lab is not None and set(unknown) <= set(
+            inspect.signature(lab).parameters) else ""
         raise SeginvError(f"method {name} has no option(s) {', '.join(unknown)}.",
-                          f"Its options: {', '.join(params) or 'none'}.")
+                          f"Its options: {', '.join(params) or 'none'}.{where}")
     signature = inspect.signature(factory).parameters
     for key, value in options.items():
         _check_option(name, key, value, signature[key].default)

@@ -7,7 +7,9 @@ on the replayed half (docs/replay-gap.md, 64 px).
 adds: :data:`LAM_ONE_CLASS` when it adds one class, :data:`LAM_SEVERAL` when it adds several, where a KD half as
 strong lets the new classes in (docs/replay-gap.md, "The rule by the classes a step adds"). ``hrhf-paper`` keeps 1.
 
-Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``):
+Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``). ``hrhf`` takes ``seg_on``,
+``replay_weight``, ``confidence_quantile`` and ``replay_labels``, which a benchmark row shows helping somewhere; the
+others, which no row showed helping, are ``hrhf-lab``'s (experimental, used by the benchmarks that tried them):
 
 - ``seg_on="rearranged"``: on the replayed half, the cross-entropy of the rearranged student against the teacher's
   argmax (:func:`~seginv.distill.losses.rearranged_ce`), which teaches the old classes on replay without the
@@ -60,10 +62,13 @@ def step_lam(new_classes: int) -> float:
     return LAM_ONE_CLASS if new_classes <= 1 else LAM_SEVERAL
 
 
-@register_method("hrhf")
-class HalfRealHalfFake(Method):
-    name = "hrhf"
-    description = "Half-Real Half-Fake: KD through probability rearrange + CE on merged labels, with fake replay"
+@register_method("hrhf-lab")
+class HalfRealHalfFakeLab(Method):
+    """HRHF with every option the benchmarks tried, for experiments (``hrhf`` keeps those that helped somewhere)."""
+
+    name = "hrhf-lab"
+    description = ("HRHF with every replay option the benchmarks tried (temperature, pool_halves, min_confidence, "
+                   "forgotten_only, replay_softmax, replay_features): experimental")
     citation = "seed 002: Half-Real Half-Fake Distillation for Class-Incremental Semantic Segmentation, eq. 3-5"
     init = "mib"
     takes_ial = True  # in place of eq. 4's cross-entropy (seg_loss None)
@@ -182,16 +187,25 @@ class HalfRealHalfFake(Method):
         return terms
 
 
+@register_method("hrhf")
+class HalfRealHalfFake(HalfRealHalfFakeLab):
+    """The shipped HRHF: the options a benchmark row shows helping somewhere (docs/methods.md)."""
+
+    name = "hrhf"
+    description = "Half-Real Half-Fake: KD through probability rearrange + CE on merged labels, with fake replay"
+
+    def __init__(self, lam: float | None = None, seg_on: str = "real", replay_weight: float = 1.0,
+                 confidence_quantile: float = 0.0, replay_labels: str = "teacher") -> None:
+        super().__init__(lam=lam, seg_on=seg_on, replay_weight=replay_weight, confidence_quantile=confidence_quantile,
+                         replay_labels=replay_labels)
+
+
 @register_method("hrhf-paper")
-class HalfRealHalfFakePaper(HalfRealHalfFake):
-    """Seed 002's HRHF exactly as published: eq. 4 on the real half only, eq. 3 on every image, at T = 1."""
+class HalfRealHalfFakePaper(HalfRealHalfFakeLab):
+    """Seed 002's HRHF exactly as published: eq. 4 on the real half only, eq. 3 on every image, lambda 1."""
 
     name = "hrhf-paper"
     description = "HRHF as seed 002 publishes it: eq. 3 KD on every image, eq. 4 CE on the real half only"
 
-    def __init__(self, lam: float = 1.0, seg_on: str = "real", replay_weight: float = 1.0,
-                 temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
-                 confidence_quantile: float = 0.0, replay_softmax: str = "rearranged",
-                 forgotten_only: bool = False, replay_features: float = 0.0, replay_labels: str = "teacher") -> None:
-        super().__init__(lam, seg_on, replay_weight, temperature, pool_halves, min_confidence, confidence_quantile,
-                         replay_softmax, forgotten_only, replay_features, replay_labels)
+    def __init__(self, lam: float = 1.0) -> None:
+        super().__init__(lam=lam)
