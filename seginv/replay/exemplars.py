@@ -23,6 +23,7 @@ from .. import __version__
 from ..data.splits import train_split
 from ..errors import SeginvError
 from ..locks import folder_lock
+from ..progress import progress
 from ..protocols import Protocol, get_protocol
 from .manifest import prepare_directory
 from .schema import make_header, mask_dtype
@@ -70,7 +71,8 @@ def write_memory(out: str | os.PathLike[str], header: dict[str, Any],
     with folder_lock(out, "the memory"):
         manifest = prepare_directory(out, header, resume=resume, overwrite=overwrite, planned=planned)
         done = {e["index"] for e in manifest["shards"]}
-        first = 0
+        first, bar = 0, progress(total=sum(planned), initial=sum(e["count"] for e in manifest["shards"]),
+                                 desc="memory", unit="img")
         for k, count in enumerate(planned):
             if k not in done:
                 samples = [read(pos) for pos in range(first, first + count)]
@@ -85,7 +87,9 @@ def write_memory(out: str | os.PathLike[str], header: dict[str, Any],
                         targets[row, [c for c in np.unique(label) if c != 255]] = True
                     arrays.update(masks=labels.astype(mask_dtype(len(names))), targets=targets)
                 manifest = add_shard(out, manifest, k, first, arrays, compression)
+                bar.update(count)
             first += count
+        bar.close()
     return manifest
 
 

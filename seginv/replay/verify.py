@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from ..fileio import parse_json, sha256_file
+from ..progress import progress
 from .manifest import SHARD_FILE, read_manifest
 from .writer import shard_meta
 from .schema import IGNORE_INDEX, MANIFEST, META_ATTR, OPTIONAL, TASK, columns, required
@@ -104,7 +105,7 @@ def verify_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
     root = Path(root)
     manifest = read_manifest(root)
     problems: list[str] = []
-    for entry in manifest["shards"]:
+    for entry in progress(manifest["shards"], desc="verify", unit="shard"):
         problems += check_shard(root / entry["file"], entry, manifest)
     listed = {e["file"] for e in manifest["shards"]}
     count = sum(e["count"] for e in manifest["shards"])
