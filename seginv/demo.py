@@ -22,7 +22,7 @@ from .data.scenes import ScenesConfig, write_scenes
 from .data.splits import test_split
 from .data.transforms import normalize
 from .distill.trainer import DistillConfig
-from .errors import SeginvError
+from .errors import OtherSettings, SeginvError
 from .metrics import class_map
 from .models.checkpoint import load_model
 from .pictures import Picture, mask_grid, with_legend
@@ -136,11 +136,16 @@ def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] =
                         "starting from the new classes' training images")
     inv = inversion_config(steps=steps, init="real")
     pool = start_images(data, PROTOCOL, 1, "overlapped", inv.size, seed=seed)
+    run, remade = RunConfig(num_images=num_images, shard_size=num_images, seed=seed), ""
     with progress(total=num_images, desc="synthesize", unit="img") as bar:
-        r = synthesize(model, work / "replay", inversion=inv, run=RunConfig(num_images=num_images,
-                       shard_size=num_images, seed=seed), device=device, resume=True, bar=bar,
-                       start_images=pool, start_source=f"{PROTOCOL} step 1 training images")
-    done("synthesize", f"kept {r['count']} images from an earlier run" if r["resumed_shards"] else "")
+        try:
+            r = synthesize(model, work / "replay", inversion=inv, run=run, device=device, resume=True, bar=bar,
+                           start_images=pool, start_source=f"{PROTOCOL} step 1 training images")
+        except OtherSettings as e:  # the demo's own replay, made with other --num-images, --steps or --seed
+            remade = f"made again: the earlier run's had other settings ({'; '.join(e.differences[:2])})"
+            r = synthesize(model, work / "replay", inversion=inv, run=run, device=device, overwrite=True, bar=bar,
+                           start_images=pool, start_source=f"{PROTOCOL} step 1 training images")
+    done("synthesize", remade or (f"kept {r['count']} images from an earlier run" if r["resumed_shards"] else ""))
 
     results, students, iterations = {}, {}, {}
     for key, (method, with_replay, label) in STUDENTS.items():

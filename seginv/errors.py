@@ -17,6 +17,14 @@ class SeginvError(Exception):
         return self.problem if not self.hint else f"{self.problem} {self.hint}"
 
 
+class OtherSettings(SeginvError):
+    """A folder to resume was written with other settings (``differences``: what differs, one item each)."""
+
+    def __init__(self, problem: str, hint: str | None = None, differences: list[str] | None = None) -> None:
+        super().__init__(problem, hint)
+        self.differences = differences or []
+
+
 def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
     """`` Did you mean 'x'?`` for the known name closest to ``name`` (case ignored), or an empty string."""
     import difflib

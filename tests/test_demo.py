@@ -36,6 +36,11 @@ def test_demo_reports_ft_and_hrhf_with_and_without_replay_before_and_after_and_d
     assert "[1/6] the Scenes dataset" in out and "kept from an earlier run" in out
     assert "[2/6] synthesize 4 fake images" in out and "kept 4 images from an earlier run" in out  # replay reused
     assert "[6/6] the picture" in out and "time:" in r.stdout and "synthesize " in r.stdout.splitlines()[-1]
+    r = CliRunner().invoke(cli, ["demo", "--workdir", str(tmp_path), "--num-images", "2", "--steps", "2",
+                                 "--epochs", "1", "--device", "cpu", "--json"])  # other settings: its replay is remade
+    assert r.exit_code == 0, r.output
+    assert "made again: the earlier run's had other settings" in r.stderr and "--overwrite" not in r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["fake_images"] == 2
 
 
 def test_the_demo_refuses_a_workdir_holding_files_it_did_not_write(tmp_path):

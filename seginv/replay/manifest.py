@@ -15,7 +15,7 @@ from typing import Any
 
 import h5py
 
-from ..errors import SeginvError
+from ..errors import OtherSettings, SeginvError
 from ..fileio import atomic_path, read_json, sha256_file
 from ..locks import LOCK
 from ..settings import differences
@@ -148,8 +148,9 @@ def prepare_directory(root: str | os.PathLike[str], header: dict[str, Any], *, r
         diffs = differences({k: old.get(k) for k in header if k != "num_images"},
                              {k: v for k, v in header.items() if k != "num_images"})
         if diffs:
-            raise SeginvError(f"{root} was written with another configuration ({'; '.join(diffs[:4])}).",
-                              "Rerun with the settings it was written with, or pass --overwrite (or another --out).")
+            raise OtherSettings(f"{root} was written with another configuration ({'; '.join(diffs[:4])}).",
+                                "Rerun with the settings it was written with, or pass --overwrite (or another --out).",
+                                diffs)
     keep = []
     for entry in (old or {}).get("shards", []):
         k, path = entry["index"], root / entry["file"]
