@@ -162,8 +162,6 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
         **RUNS_64[row], "options": {**RUNS_64[row].get("options", {}), "lam": 1.0}})
        for row in ("none", "fake", "noise", "real-paper", "real", "real-gt")},
 }
-#: The probes that hold eq. 5's lambda at one value on every step, and the default rows they are the controls of.
-LAM_PROBES = {"lam05": 0.5, "lam1": 1.0}
 CELL_ROWS_64 = (*RUNS_64, *PROBES)
 
 
