@@ -5,7 +5,8 @@ on the replayed half (docs/replay-gap.md, 64 px).
 
 ``lam`` is eq. 5's lambda. The paper uses 1; seginv's default (``lam=None``) sets it per step from what the step
 adds: :data:`LAM_ONE_CLASS` when it adds one class, :data:`LAM_SEVERAL` when it adds several, where a KD half as
-strong lets the new classes in (docs/replay-gap.md, "The rule by the classes a step adds"). ``hrhf-paper`` keeps 1.
+strong lets the new classes in (docs/replay-gap.md, "Eq. 5's lambda by the classes a step adds"). ``hrhf-paper``
+keeps 1.
 
 Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``). ``hrhf`` takes ``seg_on``,
 ``replay_weight``, ``confidence_quantile`` and ``replay_labels``, which a benchmark row shows helping somewhere; the
