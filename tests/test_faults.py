@@ -564,7 +564,7 @@ def test_bad_synthesis_numbers_and_large_scenes_sizes(monkeypatch, capsys, tmp_p
 def test_bad_method_options_and_ial_numbers_are_one_line(monkeypatch, capsys, tiny_scenes, tmp_path):
     base = ["distill", "--teacher", MODEL, "--data", tiny_scenes, "--protocol", "voc-15-5", "--out", tmp_path / "m.pt"]
     for options, needle in ((["--option", "kd=abc"], "kd must be a number"),
-                            (["--method", "hrhf", "--option", "pool_halves=maybe"], "pool_halves must be true or false"),
+                            (["--method", "hrhf-lab", "--option", "pool_halves=maybe"], "pool_halves must be true or false"),
                             (["--lam", "nan"], "lam (eq. 5's lambda) must be a finite number")):
         code, _, err = seginv(monkeypatch, capsys, *base, *(["--method", "lwf"] if "kd" in needle else []), *options)
         one_line_error(code, err, needle)
