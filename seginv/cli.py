@@ -14,7 +14,7 @@ from typing import Any, Callable
 import click
 
 from .errors import SeginvError, resource_error
-from .numbers import GROUPS_TEXT, pct
+from .numbers import GROUPS_TEXT, GROUPS_TEXT_CLASSIFIER, pct
 from .processes import follow_launcher
 
 DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -385,8 +385,8 @@ def evaluate(model: str | None, arch: str | None, weights: str | None, class_nam
         f = lambda v: pct(v, 6)  # noqa: E731
         if "map" in r:  # a multi-label classifier
             lines = [f"{r['images']} images   mAP all {f(r['map'])}   old {f(r['map_old'])}   new {f(r['map_new'])}"
-                     f"   CF1 {f(r['cf1'])}   OF1 {f(r['of1'])}   FPR {f(r['fpr'])}  (%)", GROUPS_TEXT.replace(
-                         ", background included", "") + ".", "", f"{'class':<16} AP"]
+                     f"   CF1 {f(r['cf1'])}   OF1 {f(r['of1'])}   FPR {f(r['fpr'])}  (%)", GROUPS_TEXT_CLASSIFIER + ".", "",
+                     f"{'class':<16} AP"]
             return "\n".join(lines + [f"{name:<16}{f(v)}" for name, v in r["per_class_ap"].items()])
         lines = [f"{r['images']} images   mIoU all {f(r['miou'])}   old {f(r['old'])}   new {f(r['new'])}  (%)",
                  GROUPS_TEXT + ".", "", f"{'class':<16} IoU"]

@@ -9,6 +9,7 @@ mIoU are reported before and after, with a picture of the fake images and of the
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -138,13 +139,13 @@ def run_demo(workdir: str | os.PathLike[str], *, model: str | os.PathLike[str] =
     pool = start_images(data, PROTOCOL, 1, "overlapped", inv.size, seed=seed)
     run, remade = RunConfig(num_images=num_images, shard_size=num_images, seed=seed), ""
     with progress(total=num_images, desc="synthesize", unit="img") as bar:
+        invert = functools.partial(synthesize, model, work / "replay", inversion=inv, run=run, device=device, bar=bar,
+                                   start_images=pool, start_source=f"{PROTOCOL} step 1 training images")
         try:
-            r = synthesize(model, work / "replay", inversion=inv, run=run, device=device, resume=True, bar=bar,
-                           start_images=pool, start_source=f"{PROTOCOL} step 1 training images")
+            r = invert(resume=True)
         except OtherSettings as e:  # the demo's own replay, made with other --num-images, --steps or --seed
             remade = f"made again: the earlier run's had other settings ({'; '.join(e.differences[:2])})"
-            r = synthesize(model, work / "replay", inversion=inv, run=run, device=device, overwrite=True, bar=bar,
-                           start_images=pool, start_source=f"{PROTOCOL} step 1 training images")
+            r = invert(overwrite=True)
     done("synthesize", remade or (f"kept {r['count']} images from an earlier run" if r["resumed_shards"] else ""))
 
     results, students, iterations = {}, {}, {}

@@ -3,6 +3,7 @@ one decimal, a dash where there is no value. JSON output keeps the fractions (0-
 
 from __future__ import annotations
 
+GROUPS_TEXT_CLASSIFIER = "old: the step-0 foreground classes; new: the classes learned later; all: every class"
 GROUPS_TEXT = ("old: the step-0 foreground classes; new: the classes learned later; all: every class, background "
                "included")
 

@@ -2,13 +2,14 @@
 overlays share these pieces: column headers, captions, and a legend of the classes shown, with new classes marked.
 
 Masks are drawn in :data:`DISPLAY`, colours chosen far apart in CIELAB (background black), so that the classes of
-one picture can be told apart; the files seginv exports keep VOC's colour map, whose neighbours (aeroplane and
-chair, cat and sheep) are hard to tell apart. Every text drawn is recorded (:attr:`Picture.texts`) and written into
+one picture can be told apart; the files seginv exports keep VOC's colour map, where some classes are nearly
+equal (bus and motorbike are 8.8 apart in CIELAB, boat and dog 11.3). Every text drawn is recorded (:attr:`Picture.texts`) and written into
 a PNG's ``Description``, so a reader, or a test, can find what a picture says without looking at it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -49,12 +50,22 @@ def display_palette(n: int = 256) -> np.ndarray:
     return grid[chosen].astype(np.uint8)
 
 
-DISPLAY = display_palette()
+@functools.cache
+def _display() -> np.ndarray:
+    return display_palette()
+
+
+def __getattr__(name: str) -> np.ndarray:
+    """``DISPLAY``, the 256 display colours, computed when first used (not when a command imports this module)."""
+    if name == "DISPLAY":
+        return _display()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def colour(mask: np.ndarray) -> np.ndarray:
     """``(H, W)`` class ids as ``(H, W, 3)`` display colours."""
-    return DISPLAY[np.asarray(mask).astype(np.int64) % len(DISPLAY)]
+    display = _display()
+    return display[np.asarray(mask).astype(np.int64) % len(display)]
 
 
 class Picture:
@@ -112,7 +123,7 @@ def legend(class_names: Sequence[str], ids: Iterable[int], width: int, new: Iter
     strip.text((2, 1), "classes:")
     for k, (i, name) in enumerate(entries):
         x, y = (k % per_row) * step + 2, 14 + (k // per_row) * 16 + 2
-        strip.swatch((x, y + 1), DISPLAY[i % len(DISPLAY)])
+        strip.swatch((x, y + 1), _display()[i % 256])
         strip.text((x + 14, y), name)
     return strip
 
