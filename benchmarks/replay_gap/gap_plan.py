@@ -158,6 +158,11 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
     "noise-lam05": ("noise replay with eq. 5's lambda at 0.5 (the control of fake-lam05)",
                     _replay(replay="noise", options={**DEFAULT, "lam": 0.5})),
     "none-lam05": ("no replay with eq. 5's lambda at 0.5", _replay(replay="none", options={**DEFAULT, "lam": 0.5})),
+    "fake-unbiased": ("the default with MiB's unbiased CE on the real half in place of eq. 4 (hrhf-lab's "
+                      "`real_ce=unbiased`: no teacher label on its background)",
+                      _lab(_fake(REAL_START, DEFAULT, real_ce="unbiased"))),
+    "none-unbiased": ("no replay with MiB's unbiased CE in place of eq. 4 (the control of fake-unbiased)",
+                      _lab(_replay(replay="none", options={**DEFAULT, "real_ce": "unbiased"}))),
     **{f"{row}-lam1": (f"`{row}` with eq. 5's lambda at the paper's 1 on every step", {
         **RUNS_64[row], "options": {**RUNS_64[row].get("options", {}), "lam": 1.0}})
        for row in ("none", "fake", "noise", "real-paper", "real", "real-gt")},

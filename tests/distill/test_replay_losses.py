@@ -316,3 +316,22 @@ def test_hrhf_replay_labels_own_takes_the_exemplars_labels_on_the_replayed_half(
     fake = Batch(s, t, torch.cat([y[:1], t[1:].argmax(1)]), batch.is_replay)  # fake replay: labels = argmax
     assert create_method("hrhf", replay_labels="own", **options).loss(fake)["seg"].item() == pytest.approx(
         create_method("hrhf", **options).loss(fake)["seg"].item(), rel=1e-6)
+
+
+def test_hrhf_lab_unbiased_real_ce_is_mibs_ce_on_the_real_half(logits):
+    batch = _batch(logits)
+    s, t, y = batch.student, batch.teacher, batch.labels
+    out = create_method("hrhf-lab", real_ce="unbiased", lam=1.0).loss(batch)
+    # MiB's unbiased CE written out: background = log sum over background and old classes, on the real image only
+    logp = torch.log_softmax(s[:1].double(), 1)
+    num_old = t.shape[1]
+    bg = torch.logsumexp(logp[:, :num_old], 1)
+    target = y[:1]
+    keep = target != 255
+    per_pixel = torch.where(target >= num_old, -logp.gather(1, target.clamp(0, s.shape[1] - 1)[:, None])[:, 0], -bg)
+    assert out["seg"].item() == pytest.approx(per_pixel[keep].mean().item(), rel=1e-5)
+    assert out["kd"].item() == pytest.approx(sum(kd_by_pixel(s, t)) / 3, rel=1e-5)
+    with pytest.raises(SeginvError, match="real_ce"):
+        create_method("hrhf-lab", real_ce="soft")
+    with pytest.raises(SeginvError, match="--ial"):
+        create_method("hrhf-lab", real_ce="unbiased").require_ial()

@@ -36,6 +36,9 @@ others, which no row showed helping, are ``hrhf-lab``'s (experimental, used by t
   default), or a real exemplar's own labels where they name an old foreground class and the teacher's argmax
   elsewhere (``own``, :func:`~seginv.distill.losses.replay_targets`: exemplar replay with its labels). Fake
   images carry the teacher's argmax as their labels, so the two are the same on them;
+- ``real_ce``: the real half's cross-entropy: eq. 4 against the merged labels (``merged``, the paper), or MiB's
+  unbiased CE (``unbiased``, :func:`~seginv.distill.losses.unbiased_ce`: a background pixel is "background or any
+  old class", with no teacher label on it);
 - ``replay_features``: the weight of an encoder-feature distillation on the replayed images only (seed 001 eq. 4's
   squared L2 per feature element, :func:`~seginv.distill.losses.feature_distillation`; 0 = none), which holds the
   old encoder's features on the images made from it.
@@ -49,12 +52,14 @@ from ...data.classes import IGNORE
 from ...errors import SeginvError
 from ...metrics import class_map
 from ..losses import (classwise_confidence_mask, feature_distillation, hrhf_loss, hrhf_one_pass, merge_labels, merged_ce,
-                      old_softmax_ce, rearranged_ce, rearranged_kd_per_image, rearranged_log_probs, replay_targets)
+                      old_softmax_ce, rearranged_ce, rearranged_kd_per_image, rearranged_log_probs, replay_targets,
+                      unbiased_ce)
 from . import Batch, Method, register_method
 
 SEG_ON = ("real", "both", "rearranged")
 REPLAY_SOFTMAX = {"rearranged": rearranged_ce, "old": old_softmax_ce}
 REPLAY_LABELS = ("teacher", "own")
+REAL_CE = ("merged", "unbiased")
 LAM_ONE_CLASS, LAM_SEVERAL = 1.0, 0.5  # eq. 5's lambda by default, for a step adding one class or several
 
 
@@ -69,7 +74,7 @@ class HalfRealHalfFakeLab(Method):
 
     name = "hrhf-lab"
     description = ("HRHF with every replay option the benchmarks tried (temperature, pool_halves, min_confidence, "
-                   "forgotten_only, replay_softmax, replay_features): experimental")
+                   "forgotten_only, replay_softmax, replay_features, real_ce): experimental")
     citation = "seed 002: Half-Real Half-Fake Distillation for Class-Incremental Semantic Segmentation, eq. 3-5"
     init = "mib"
     takes_ial = True  # in place of eq. 4's cross-entropy (seg_loss None)
@@ -77,7 +82,8 @@ class HalfRealHalfFakeLab(Method):
     def __init__(self, lam: float | None = None, seg_on: str = "real", replay_weight: float = 1.0,
                  temperature: float = 1.0, pool_halves: bool = True, min_confidence: float = 0.0,
                  confidence_quantile: float = 0.0, replay_softmax: str = "rearranged",
-                 forgotten_only: bool = False, replay_features: float = 0.0, replay_labels: str = "teacher") -> None:
+                 forgotten_only: bool = False, replay_features: float = 0.0, replay_labels: str = "teacher",
+                 real_ce: str = "merged") -> None:
         if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0
                                 or lam == float("inf")):
             raise SeginvError(f"lam (eq. 5's lambda) must be a finite number >= 0, not {lam!r}.",
@@ -89,6 +95,9 @@ class HalfRealHalfFakeLab(Method):
             raise SeginvError("replay_labels=own sets the targets of the replayed half's rearranged CE, which "
                               f"seg_on={seg_on!r} does not compute.", "Add seg_on=rearranged.")
         self.replay_labels = replay_labels
+        if real_ce not in REAL_CE:
+            raise SeginvError(f"unknown real_ce {real_ce!r}.", f"Use one of {', '.join(REAL_CE)}.")
+        self.real_ce = real_ce
         if not 0 <= min_confidence <= 1:
             raise SeginvError(f"min_confidence must be in [0, 1], not {min_confidence}.")
         if not 0 <= confidence_quantile < 1:
@@ -113,7 +122,7 @@ class HalfRealHalfFakeLab(Method):
 
     def _as_paper(self, batch: Batch) -> bool:
         """Whether eq. 3-5 as published compute this batch's loss (always so for a batch without replay)."""
-        if self.temperature != 1.0 or not self.pool_halves or self.replay_features:
+        if self.temperature != 1.0 or not self.pool_halves or self.replay_features or self.real_ce != "merged":
             return False
         return not bool(batch.is_replay.any()) or (self.seg_on != "rearranged" and self.replay_weight == 1.0)
 
@@ -161,7 +170,12 @@ class HalfRealHalfFakeLab(Method):
                 count = y.numel() if mask is None else int(mask.sum())
             else:
                 count = int((y != IGNORE).sum())
-                term = self.seg_loss(s, merge_labels(y, t)) if self.seg_loss is not None else merged_ce(s, t, y)
+                if self.real_ce == "unbiased":
+                    term = unbiased_ce(s, y, t.shape[1])
+                elif self.seg_loss is not None:
+                    term = self.seg_loss(s, merge_labels(y, t))
+                else:
+                    term = merged_ce(s, t, y)
             parts.append((self.replay_weight if on_replay else 1.0, count, term))
         seg = batch.student.sum() * 0.0
         if self.pool_halves:  # one mean over the labelled pixels of both halves, replayed ones weighted
@@ -170,11 +184,18 @@ class HalfRealHalfFakeLab(Method):
             seg = seg + sum(w * m for w, _, m in parts)
         return self._with_features({"total": lam * kd + seg, "kd": kd, "seg": seg}, batch)
 
+    def require_ial(self) -> None:
+        super().require_ial()
+        if self.real_ce != "merged":
+            raise SeginvError(f"real_ce={self.real_ce} is the real half's cross-entropy, which the importance-aware "
+                              "loss (--ial) would replace.", "Drop --ial or real_ce.")
+
     def _one_pass(self, batch: Batch) -> bool:
         """Whether :func:`~seginv.distill.losses.hrhf_one_pass` computes this batch's loss: the rearranged CE on
         every replayed pixel, T = 1, pooled halves, eq. 4's own cross-entropy."""
         return (self.seg_on == "rearranged" and self.replay_softmax == "rearranged" and self.temperature == 1.0
-                and self.pool_halves and self.seg_loss is None and self._replay_pixels_all())
+                and self.pool_halves and self.seg_loss is None and self._replay_pixels_all()
+                and self.real_ce == "merged")
 
     def _replay_pixels_all(self) -> bool:
         return self.min_confidence == 0 and self.confidence_quantile == 0 and not self.forgotten_only
