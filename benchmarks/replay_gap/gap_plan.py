@@ -163,6 +163,11 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
                       _lab(_fake(REAL_START, DEFAULT, real_ce="unbiased"))),
     "none-unbiased": ("no replay with MiB's unbiased CE in place of eq. 4 (the control of fake-unbiased)",
                       _lab(_replay(replay="none", options={**DEFAULT, "real_ce": "unbiased"}))),
+    "fake-surer-half": ("the default with eq. 4 on each teacher class's surer half of the real half's background "
+                        "and MiB's unbiased CE on the rest (hrhf-lab's `real_ce=surer-half`)",
+                        _lab(_fake(REAL_START, DEFAULT, real_ce="surer-half"))),
+    "none-surer-half": ("no replay with hrhf-lab's `real_ce=surer-half` (the control of fake-surer-half)",
+                        _lab(_replay(replay="none", options={**DEFAULT, "real_ce": "surer-half"}))),
     **{f"{row}-lam1": (f"`{row}` with eq. 5's lambda at the paper's 1 on every step", {
         **RUNS_64[row], "options": {**RUNS_64[row].get("options", {}), "lam": 1.0}})
        for row in ("none", "fake", "noise", "real-paper", "real", "real-gt")},

@@ -198,6 +198,36 @@ def merged_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     return cross_entropy(student_logits, merge_labels(labels, teacher_logits, ignore_index), ignore_index)
 
 
+def merged_or_unbiased_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                          sure: torch.Tensor, ignore_index: int = IGNORE) -> torch.Tensor:
+    """Seed 002 eq. 4 where the teacher is sure, MiB's unbiased cross-entropy elsewhere, as one mean over the
+    pixels not ignored: a pixel labelled with a new class takes ``-log p(label)``; a background pixel marked in
+    ``sure`` takes ``-log p(teacher's argmax)`` (eq. 4's label merge); any other background pixel takes
+    ``-log sum_{c < C_old} p(c)`` (MiB: it may be the background or any old class).
+
+    ``sure`` all True is :func:`merged_ce`; all False is :func:`unbiased_ce`.
+
+    Args:
+        labels: ``(B, H, W)`` int64 in the student's ids; values ``>= C_old`` (and not ``ignore_index``) are new.
+        sure: ``(B, H, W)`` bool.
+
+    Example:
+        >>> s, t = torch.zeros(1, 3, 1, 2), torch.zeros(1, 2, 1, 2)  # uniform over 3: (log 3 - log(2/3)) / 2
+        >>> round(merged_or_unbiased_ce(s, t, torch.tensor([[[0, 0]]]), torch.tensor([[[True, False]]])).item(), 4)
+        0.752
+    """
+    num_old = _check(student_logits, teacher_logits)
+    keep = labels != ignore_index
+    if not bool(keep.any()):
+        return student_logits.sum() * 0.0
+    log_p = F.log_softmax(student_logits.float(), dim=1)
+    merged = merge_labels(labels, teacher_logits, ignore_index).masked_fill(~keep, 0)
+    hard = log_p.gather(1, merged.unsqueeze(1)).squeeze(1)
+    old_or_background = torch.logsumexp(log_p[:, :num_old], dim=1)
+    per_pixel = -torch.where((labels >= num_old) | sure, hard, old_or_background)
+    return per_pixel[keep].mean()
+
+
 def hrhf_one_pass(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
                   is_replay: torch.Tensor, replay_weight: float = 1.0, ignore_index: int = IGNORE,
                   replay_target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

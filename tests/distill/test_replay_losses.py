@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from seginv.distill.losses import (classwise_confidence_mask, hrhf_loss, old_softmax_ce, rearranged_ce, rearranged_kd,
-                                   rearranged_kd_per_image, replay_targets)
+from seginv.distill.losses import (classwise_confidence_mask, hrhf_loss, merged_ce, merged_or_unbiased_ce, old_softmax_ce,
+                                   rearranged_ce, rearranged_kd, rearranged_kd_per_image, replay_targets, unbiased_ce)
 from seginv.distill.methods import Batch, create_method
 from seginv.errors import SeginvError
 
@@ -335,3 +335,38 @@ def test_hrhf_lab_unbiased_real_ce_is_mibs_ce_on_the_real_half(logits):
         create_method("hrhf-lab", real_ce="soft")
     with pytest.raises(SeginvError, match="--ial"):
         create_method("hrhf-lab", real_ce="unbiased").require_ial()
+
+
+def test_merged_or_unbiased_ce_by_hand_and_at_its_two_ends(logits):
+    s, t = logits
+    labels = torch.randint(0, 6, (3, 5, 7), generator=torch.Generator().manual_seed(4))
+    labels[:, 1, :3] = 255
+    sure = torch.rand(3, 5, 7, generator=torch.Generator().manual_seed(5)) > 0.4
+    num_old, total, count = t.shape[1], 0.0, 0
+    for b in range(3):
+        for i in range(5):
+            for j in range(7):
+                y = int(labels[b, i, j])
+                if y == 255:
+                    continue
+                p = _softmax(s[b, :, i, j].tolist())
+                if y >= num_old:
+                    total -= math.log(p[y])
+                elif sure[b, i, j]:
+                    total -= math.log(p[int(t[b, :, i, j].argmax())])
+                else:
+                    total -= math.log(sum(p[:num_old]))
+                count += 1
+    assert merged_or_unbiased_ce(s, t, labels, sure).item() == pytest.approx(total / count, rel=1e-5)
+    everywhere, nowhere = torch.ones_like(sure), torch.zeros_like(sure)
+    assert merged_or_unbiased_ce(s, t, labels, everywhere).item() == pytest.approx(merged_ce(s, t, labels).item(), rel=1e-6)
+    assert merged_or_unbiased_ce(s, t, labels, nowhere).item() == pytest.approx(unbiased_ce(s, labels, num_old).item(), rel=1e-6)
+    assert merged_or_unbiased_ce(s, t, torch.full_like(labels, 255), sure).item() == 0.0
+
+
+def test_hrhf_lab_surer_half_real_ce(logits):
+    batch = _batch(logits)
+    s, t, y = batch.student, batch.teacher, batch.labels
+    out = create_method("hrhf-lab", real_ce="surer-half", lam=1.0).loss(batch)
+    expected = merged_or_unbiased_ce(s[:1], t[:1], y[:1], classwise_confidence_mask(t[:1], 0.5))
+    assert out["seg"].item() == pytest.approx(expected.item(), rel=1e-6)

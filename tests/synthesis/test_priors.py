@@ -6,7 +6,7 @@ from torch import nn
 
 from seginv.synthesis.priors import (
     BatchNormInputStats,
-    ChannelMoments,
+    BatchNormWithMoments,
     batchnorm_statistics_loss,
     l2_norm,
     total_variation_l1,
@@ -76,42 +76,86 @@ def test_bn_hooks_are_removed_on_exit_and_need_a_layer():
     with BatchNormInputStats(net) as stats:
         pass
     net(torch.randn(2, 3, 4, 4))
-    assert stats.stats == [] and not net[1]._forward_pre_hooks
+    assert stats.stats == [] and "forward" not in net[1].__dict__ and "forward" not in net[4].__dict__
     with pytest.raises(ValueError, match="at least one BatchNorm layer"):
         batchnorm_statistics_loss([])
 
 
+def _bn(channels: int, g: torch.Generator, dtype=torch.float64) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(channels).to(dtype).eval()
+    with torch.no_grad():
+        for t in (bn.weight, bn.bias, bn.running_mean):
+            t.copy_(torch.randn(channels, generator=g))
+        bn.running_var.copy_(torch.rand(channels, generator=g) + 0.1)
+    bn.requires_grad_(False)
+    return bn
+
+
+def _fused(bn: nn.BatchNorm2d, x: torch.Tensor):
+    return BatchNormWithMoments.apply(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps)
+
+
 @pytest.mark.parametrize("shape", [(3, 5, 7, 9), (1, 2, 1, 1), (4, 6, 13, 11)])
-def test_channel_moments_match_autograd_through_the_plain_formula(shape):
+def test_fused_batchnorm_matches_autograd_through_batchnorm_and_the_plain_moments(shape):
     g = torch.Generator().manual_seed(len(shape) + shape[-1])
+    bn = _bn(shape[1], g)
     x = torch.randn(*shape, dtype=torch.float64, generator=g).requires_grad_(True)
+    w_y = torch.randn(*shape, dtype=torch.float64, generator=g)
     w_mean, w_var = torch.randn(shape[1], dtype=torch.float64, generator=g), torch.randn(shape[1], dtype=torch.float64, generator=g)
-    mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
-    mean2, mean_sq = ChannelMoments.apply(x)
-    var2 = mean_sq - mean2.square()
+    y, mean, var = bn(x), x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+    y2, mean2, var2 = _fused(bn, x)
+    assert torch.equal(y2, y)  # torch's own BatchNorm output
     torch.testing.assert_close(mean2, mean)
     torch.testing.assert_close(var2, var)
-    for objective in (lambda m, v: (m * w_mean).sum() + (v * w_var).sum(), lambda m, v: (m * w_mean).sum(),
-                      lambda m, v: (v * w_var).norm()):
-        expected = torch.autograd.grad(objective(mean, var), x, retain_graph=True)[0]
-        got = torch.autograd.grad(objective(mean2, var2), x, retain_graph=True)[0]
+    for objective in (lambda y, m, v: (y * w_y).sum() + (m * w_mean).sum() + (v * w_var).sum(),
+                      lambda y, m, v: (y * w_y).sum() + (m * w_mean).sum(), lambda y, m, v: (v * w_var).norm(),
+                      lambda y, m, v: (y * w_y).sum()):
+        expected = torch.autograd.grad(objective(y, mean, var), x, retain_graph=True)[0]
+        got = torch.autograd.grad(objective(y2, mean2, var2), x, retain_graph=True)[0]
         torch.testing.assert_close(got, expected)
-    assert torch.autograd.gradcheck(ChannelMoments.apply, (x,))
+    assert torch.autograd.gradcheck(lambda x: _fused(bn, x), (x,))
+
+
+def test_fused_batchnorm_float32_output_is_torchs_and_its_variance_is_stable_at_a_large_mean():
+    """A channel with mean/std 1000: float32 ``E[x^2] - E[x]^2`` loses the variance; ``var_mean`` keeps it."""
+    g = torch.Generator().manual_seed(5)
+    bn = _bn(3, g, torch.float32)
+    x = torch.randn(4, 3, 9, 7, generator=g) + torch.tensor([0.0, 100.0, 1000.0]).view(1, 3, 1, 1)
+    y, mean, var = _fused(bn, x)
+    assert torch.equal(y, bn(x))
+    exact = x.double().var((0, 2, 3), unbiased=False)
+    assert ((var.double() - exact).abs() / exact).max().item() < 1e-6
+    n = x.numel() // 3  # the formula it replaces: float32 sum and squared norm, then E[x^2] - E[x]^2
+    naive = torch.linalg.vector_norm(x, dim=(0, 2, 3)).square() / n - (x.sum((0, 2, 3)) / n).square()
+    assert ((naive.double() - exact).abs() / exact)[2].item() > 0.1
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_channel_moments_of_a_half_precision_input_are_float32_and_keep_its_dtype_for_the_gradient(dtype):
+def test_fused_batchnorm_of_a_half_precision_input_has_float32_moments_and_keeps_its_dtype_for_the_gradient(dtype):
     """Under autocast the BatchNorm inputs are bf16 (fp16 on CUDA): the moments are those of the exact float32
     values, the gradient is the float32 formula's rounded to the input's dtype."""
     g = torch.Generator().manual_seed(3)
+    bn = _bn(4, g, torch.float32)
     x = torch.randn(3, 4, 7, 5, generator=g).to(dtype).requires_grad_(True)
     ref = x.detach().double().requires_grad_(True)
-    mean, mean_sq = ChannelMoments.apply(x)
-    assert mean.dtype == mean_sq.dtype == torch.float32
+    y, mean, var = _fused(bn, x)
+    assert y.dtype == dtype and mean.dtype == var.dtype == torch.float32
     torch.testing.assert_close(mean, ref.mean((0, 2, 3)).float())
-    torch.testing.assert_close(mean_sq, ref.square().mean((0, 2, 3)).float())
+    torch.testing.assert_close(var, ref.var((0, 2, 3), unbiased=False).float())
     w = torch.randn(4, generator=g)
-    (mean * w).sum().add((mean_sq * w.flip(0)).sum()).backward()
-    (ref.mean((0, 2, 3)) * w).sum().add((ref.square().mean((0, 2, 3)) * w.flip(0)).sum()).backward()
+    (mean * w).sum().add((var * w.flip(0)).sum()).backward()
+    (ref.mean((0, 2, 3)) * w).sum().add((ref.var((0, 2, 3), unbiased=False) * w.flip(0)).sum()).backward()
     assert x.grad.dtype == dtype
     torch.testing.assert_close(x.grad, ref.grad.to(dtype))
+
+
+def test_bn_stats_of_a_layer_in_training_mode_go_through_autograd():
+    net = net_with_bn().train()
+    x = torch.randn(4, 3, 8, 8, requires_grad=True)
+    with BatchNormInputStats(net) as stats:
+        out = net(x)
+        mean, var = stats.stats[1][:2]
+    h = net[3](net[2](net[1](net[0](x))))
+    torch.testing.assert_close(mean, h.mean((0, 2, 3)))
+    torch.testing.assert_close(var, h.var((0, 2, 3), unbiased=False))
+    assert out.shape == (4, 2, 8, 8) and var.requires_grad

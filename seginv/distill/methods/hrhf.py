@@ -36,9 +36,11 @@ others, which no row showed helping, are ``hrhf-lab``'s (experimental, used by t
   default), or a real exemplar's own labels where they name an old foreground class and the teacher's argmax
   elsewhere (``own``, :func:`~seginv.distill.losses.replay_targets`: exemplar replay with its labels). Fake
   images carry the teacher's argmax as their labels, so the two are the same on them;
-- ``real_ce``: the real half's cross-entropy: eq. 4 against the merged labels (``merged``, the paper), or MiB's
+- ``real_ce``: the real half's cross-entropy: eq. 4 against the merged labels (``merged``, the paper), MiB's
   unbiased CE (``unbiased``, :func:`~seginv.distill.losses.unbiased_ce`: a background pixel is "background or any
-  old class", with no teacher label on it);
+  old class", with no teacher label on it), or eq. 4 on the background pixels among each teacher class's surer half
+  (PLOP's median) and the unbiased CE on the others (``surer-half``,
+  :func:`~seginv.distill.losses.merged_or_unbiased_ce`);
 - ``replay_features``: the weight of an encoder-feature distillation on the replayed images only (seed 001 eq. 4's
   squared L2 per feature element, :func:`~seginv.distill.losses.feature_distillation`; 0 = none), which holds the
   old encoder's features on the images made from it.
@@ -52,14 +54,14 @@ from ...data.classes import IGNORE
 from ...errors import SeginvError
 from ...metrics import class_map
 from ..losses import (classwise_confidence_mask, feature_distillation, hrhf_loss, hrhf_one_pass, merge_labels, merged_ce,
-                      old_softmax_ce, rearranged_ce, rearranged_kd_per_image, rearranged_log_probs, replay_targets,
-                      unbiased_ce)
+                      merged_or_unbiased_ce, old_softmax_ce, rearranged_ce, rearranged_kd_per_image, rearranged_log_probs,
+                      replay_targets, unbiased_ce)
 from . import Batch, Method, register_method
 
 SEG_ON = ("real", "both", "rearranged")
 REPLAY_SOFTMAX = {"rearranged": rearranged_ce, "old": old_softmax_ce}
 REPLAY_LABELS = ("teacher", "own")
-REAL_CE = ("merged", "unbiased")
+REAL_CE = ("merged", "unbiased", "surer-half")
 LAM_ONE_CLASS, LAM_SEVERAL = 1.0, 0.5  # eq. 5's lambda by default, for a step adding one class or several
 
 
@@ -172,6 +174,8 @@ class HalfRealHalfFakeLab(Method):
                 count = int((y != IGNORE).sum())
                 if self.real_ce == "unbiased":
                     term = unbiased_ce(s, y, t.shape[1])
+                elif self.real_ce == "surer-half":
+                    term = merged_or_unbiased_ce(s, t, y, classwise_confidence_mask(t, 0.5))
                 elif self.seg_loss is not None:
                     term = self.seg_loss(s, merge_labels(y, t))
                 else:
