@@ -172,6 +172,12 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
         **RUNS_64[row], "options": {**RUNS_64[row].get("options", {}), "lam": 1.0}})
        for row in ("none", "fake", "noise", "real-paper", "real", "real-gt")},
 }
+#: The synthesis budget curve (docs/performance.md): the default with 1/32 to 2x its synthesis steps (200, the cpu
+#: preset) at its images (N per step), i.e. 1/32 to 2x its teacher passes; run on BUDGET_CELL.
+BUDGET_STEPS = (6, 12, 25, 50, 100, 200, 400)
+BUDGET_CELL = "15-1-disjoint-64px"
+PROBES.update({f"budget-steps-{n}": (f"the default with {n} synthesis steps per batch (the budget curve)",
+                                     _fake({**REAL_START, "steps": n}, DEFAULT)) for n in BUDGET_STEPS})
 CELL_ROWS_64 = (*RUNS_64, *PROBES)
 
 

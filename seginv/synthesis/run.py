@@ -27,7 +27,7 @@ from ..replay.manifest import prepare_directory, read_manifest
 from ..replay.schema import make_header, mask_dtype
 from ..replay.writer import list_entries, shard_plan, write_entry
 from ..runtime import memory_needed
-from .engine import Diverged, InversionConfig, Inverter
+from .engine import ENGINE_REVISION, Diverged, InversionConfig, Inverter
 from .targets import plan_targets
 
 
@@ -146,7 +146,8 @@ def _header(model: SegModel, inv: InversionConfig, run: RunConfig, ids: list[int
     if start_images is not None:
         config["start"] = {"source": start_source, "count": len(start_images),
                            "sha256": hashlib.sha256(np.ascontiguousarray(start_images).tobytes()).hexdigest()}
-    source = {"kind": "synthesis", "teacher_sha256": teacher_sha256, "arch": model.arch, "steps": model.steps}
+    source = {"kind": "synthesis", "teacher_sha256": teacher_sha256, "arch": model.arch, "steps": model.steps,
+              "engine": ENGINE_REVISION}
     return make_header(version=__version__, num_images=run.num_images, image_size=list(inv.size),
                        class_names=model.class_names, background=model.background, source=source, config=config,
                        normalization={"mean": list(model.mean), "std": list(model.std)}, task=model.task)

@@ -254,3 +254,19 @@ def test_a_nonpositive_scale_is_refused_before_the_first_step():
     r[0, 1] = 0.0
     with pytest.raises(ValueError, match="expected r > 0"):
         Inverter(tiny_model(), cfg(), torch.device("cpu")).run(p.targets, r, seed=0)
+
+
+def test_the_manifest_records_the_engine_revision_and_a_resume_refuses_another(tmp_path):
+    from seginv.errors import OtherSettings
+    from seginv.synthesis.engine import ENGINE_REVISION
+    from seginv.synthesis.run import RunConfig, synthesize
+
+    run = RunConfig(num_images=4, shard_size=2)
+    synthesize(tiny_model(), tmp_path / "r", cfg(), run)
+    path = tmp_path / "r" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["source"]["engine"] == ENGINE_REVISION
+    del manifest["source"]["engine"]  # as written before the revision was recorded
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(OtherSettings, match="source.engine: None -> 2"):
+        synthesize(tiny_model(), tmp_path / "r", cfg(), run, resume=True)
