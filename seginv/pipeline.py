@@ -5,7 +5,7 @@ Layout of the output directory::
     recipe.json                         the validated recipe, as run
     data/                               generated Scenes (when the recipe asks for them)
     step0.pt, step0.json                the trained step-0 model (unless the recipe loads one) and its evaluation
-    replay/<teacher>-<settings>/        shards inverted from one model with one synthesis setting and seed;
+    replay/<teacher>-<settings>/        shards inverted from one model with one synthesis setting, seed and engine revision;
                                         shared by every run that would make the same ones
     runs/<run>/seed<k>/step<t>.pt       the run's model after step t, and step<t>.json its record (the
                                         configuration it was made with, evaluation, timings)
@@ -41,6 +41,7 @@ from .protocols import get_protocol
 from .recipes import Recipe, RunSpec, fingerprint, train_config
 from .replay.exemplars import from_dataset
 from .settings import differences
+from .synthesis.engine import ENGINE_REVISION
 from .numbers import pct
 from .report import compute_environment, write_results
 from .progress import progress
@@ -159,7 +160,7 @@ class Pipeline:
                                                     fmt=self.fmt, resume=True, **mem))
             return str(where), time.perf_counter() - started
         inv, cfg = run.inversion(), run.run_config(seed)
-        key = _key({"inv": inv.to_dict(), "run": cfg.__dict__})
+        key = _key({"inv": inv.to_dict(), "run": cfg.__dict__, "engine": ENGINE_REVISION})  # a folder per revision
         where = self.out / "replay" / f"{teacher_sha[:12]}-{key}"
         started = time.perf_counter()
         pool = None
