@@ -14,7 +14,8 @@ from typing import Any, Callable
 import click
 
 from .errors import SeginvError, resource_error
-from .numbers import GROUPS_TEXT, GROUPS_TEXT_CLASSIFIER, pct
+from .numbers import GROUPS_TEXT, pct
+from .tasks import get_task, task_of_scores
 from .processes import follow_launcher
 
 DEVICE = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -72,8 +73,17 @@ def _best(r: dict[str, Any]) -> str:
     b = r["metrics"].get("best")
     if not b or "epoch" not in b:
         return ""
-    key = "mAP" if "map" in b else "mIoU"
-    return f"; best {key} {pct(b[key.lower()])} at epoch {b['epoch']} -> {b['checkpoint']}"
+    task = task_of_scores(b)
+    return f"; best {task.headline_label} {pct(b[task.headline])} at epoch {b['epoch']} -> {b['checkpoint']}"
+
+
+def _groups_line(val: dict[str, Any]) -> str:
+    """``val mIoU all X old Y new Z (%)`` of either task's validation scores (empty without them)."""
+    if not val:
+        return ""
+    task = task_of_scores(val)
+    old, new, every = task.groups(val)
+    return f"val {task.headline_label} all {pct(every)} old {pct(old)} new {pct(new)} (%)"
 
 
 def command_line() -> str:
@@ -257,7 +267,7 @@ def info(file: str | None, model: str | None, arch: str | None, weights: str | N
                 lines.append(f"parent      {prov['parent_sha256']}")
             chosen = (prov.get("config") or {}).get("selected")
             if chosen:  # a best model kept by --val-every
-                key = "map" if "map" in chosen else "miou"
+                key = task_of_scores(chosen).headline
                 lines.append(f"kept as the run's best at epoch {chosen.get('epoch')} (step {chosen.get('step')}): "
                              f"{key} {pct(chosen.get(key))}% ({chosen.get('metric')})")
             val = (prov.get("metrics") or {}).get("val")
@@ -328,6 +338,7 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
     """
     from .distributed import group, local_device
     from .outputs import checkpoint_run
+    from .protocols import get_protocol
     from .runtime import resolve_device
     from .training import TrainConfig
     from .workflows import train as run
@@ -344,12 +355,13 @@ def train(data: str, protocol: str, setting: str, step: int, joint: bool, out: s
     if not g.main:
         return
     val = r["metrics"].get("val", {})
-    key, old = ("mAP", "map_old") if "map" in val else ("mIoU", "old")
+    task = get_task(get_protocol(protocol).task)
     resumed = r["metrics"]["train"].get("resumed_from")
     emit(r, as_json, lambda r: (f"resumed at iteration {resumed} of {r['metrics']['train']['iterations']}; "
                                 if resumed is not None else "")
          + f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
-                               f"val {key} {pct(val.get(key.lower()))} (old {pct(val.get(old))}; %)" + _best(r))
+                               f"val {task.headline_label} {pct(val.get(task.headline))} "
+                               f"(old {pct(val.get(task.old_key))}; %)" + _best(r))
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -381,17 +393,15 @@ def evaluate(model: str | None, arch: str | None, weights: str | None, class_nam
     r = evaluate_model(m, data, protocol=protocol, step=step, split=split, crop=crop, fmt=fmt,
                        device=resolve_device(device), batch_size=batch_size)
 
+    task = get_task(m.task)
+
     def text(r: dict[str, Any]) -> str:
         f = lambda v: pct(v, 6)  # noqa: E731
-        if "map" in r:  # a multi-label classifier
-            lines = [f"{r['images']} images   mAP all {f(r['map'])}   old {f(r['map_old'])}   new {f(r['map_new'])}"
-                     f"   CF1 {f(r['cf1'])}   OF1 {f(r['of1'])}   FPR {f(r['fpr'])}  (%)", GROUPS_TEXT_CLASSIFIER + ".", "",
-                     f"{'class':<16} AP"]
-            return "\n".join(lines + [f"{name:<16}{f(v)}" for name, v in r["per_class_ap"].items()])
-        lines = [f"{r['images']} images   mIoU all {f(r['miou'])}   old {f(r['old'])}   new {f(r['new'])}  (%)",
-                 GROUPS_TEXT + ".", "", f"{'class':<16} IoU"]
-        lines += [f"{name:<16}{f(v)}" for name, v in r["per_class"].items()]
-        return "\n".join(lines)
+        old, new, every = task.groups(r)
+        lines = [f"{r['images']} images   {task.headline_label} all {f(every)}   old {f(old)}   new {f(new)}"
+                 + "".join(f"   {label} {f(r[k])}" for k, label in task.extra_scores) + "  (%)",
+                 task.groups_text + ".", "", f"{'class':<16} {task.per_class_label}"]
+        return "\n".join(lines + [f"{name:<16}{f(v)}" for name, v in r[task.per_class_key].items()])
 
     emit(r, as_json, text)
 
@@ -693,14 +703,11 @@ def distill(teacher: str | None, arch: str | None, weights: str | None, class_na
     if not g.main:
         return
     val = r["metrics"].get("val", {})
-    f = pct
     resumed = r["metrics"]["train"].get("resumed_from")
     emit(r, as_json, lambda r: (f"resumed at iteration {resumed} of {r['metrics']['train']['iterations']}; "
                                 if resumed is not None else "")
          + f"wrote {r['checkpoint']} ({len(r['classes'])} classes) in {r['seconds']:.0f} s; "
-         + (f"val mAP all {f(val.get('map'))} old {f(val.get('map_old'))} new {f(val.get('map_new'))}" if "map" in val
-              else f"val mIoU all {f(val.get('miou'))} old {f(val.get('old'))} new {f(val.get('new'))}") + " (%)"
-         + _best(r))
+         + _groups_line(val) + _best(r))
 
 
 # -------------------------------------------------------------------------------------------------- replay

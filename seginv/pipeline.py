@@ -42,6 +42,7 @@ from .recipes import Recipe, RunSpec, fingerprint, train_config
 from .replay.exemplars import from_dataset
 from .settings import differences
 from .synthesis.engine import ENGINE_REVISION
+from .tasks import task_of_scores
 from .numbers import pct
 from .report import compute_environment, write_results
 from .progress import progress
@@ -76,10 +77,10 @@ def _key(config: dict[str, Any]) -> str:
 def _metrics(val: dict[str, Any]) -> dict[str, Any]:
     """A step's old / new / all score and per-class scores: mIoU and IoU, or a classifier's mAP and AP (with its
     CF1, OF1 and FPR beside them)."""
-    if "map" in val:
-        return {"old": val["map_old"], "new": val["map_new"], "all": val["map"], "per_class": val["per_class_ap"],
-                **{k: val[k] for k in ("cf1", "of1", "fpr")}}
-    return {"old": val["old"], "new": val["new"], "all": val["miou"], "per_class": val["per_class"]}
+    task = task_of_scores(val)
+    old, new, every = task.groups(val)
+    return {"old": old, "new": new, "all": every, "per_class": val[task.per_class_key],
+            **{k: val[k] for k, _ in task.extra_scores}}
 
 
 class Pipeline:

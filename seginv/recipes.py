@@ -27,6 +27,7 @@ from .protocols import check_setting, get_protocol
 from .synthesis.augment import AugmentConfig
 from .synthesis.engine import InversionConfig, inversion_config
 from .synthesis.run import RunConfig
+from .tasks import get_task
 from .training import TrainConfig
 
 REPLAY_KINDS = ("synthesize", "memory", "noise", "none")
@@ -257,9 +258,11 @@ def _parse_run(name: str, spec: Any, w: str, synth: dict[str, Any], dist: dict[s
     replay = str(spec.get("replay", "synthesize"))
     if replay not in REPLAY_KINDS:
         raise SeginvError(f"{w}: replay {replay!r} is unknown.", f"Use one of {', '.join(REPLAY_KINDS)}.")
-    if proto.task == "multilabel" and (replay == "noise" or spec.get("ial")):
-        raise SeginvError(f"{w}: {'replay noise' if replay == 'noise' else 'ial'} is a segmentation option and "
-                          f"{proto.name} a multi-label protocol.", "Use replay synthesize, memory or none.")
+    refused = get_task(proto.task).unsupported(noise=replay == "noise", ial=bool(spec.get("ial")))
+    if refused:
+        raise SeginvError(f"{w}: {'replay noise' if refused == 'noise' else 'ial'} is a segmentation option and "
+                          f"{proto.name} a {get_task(proto.task).adjective} protocol.",
+                          "Use replay synthesize, memory or none.")
     run = RunSpec(
         name=name, method=str(spec.get("method", "hrhf")), replay=replay,
         options=dict(_mapping(spec.get("options"), f"{w}.options")),

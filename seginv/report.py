@@ -18,6 +18,7 @@ import torch
 from .fileio import atomic_path
 from .protocols import Protocol
 from .recipes import Recipe
+from .tasks import get_task
 
 GROUPS = ("old", "new", "all")
 
@@ -79,14 +80,14 @@ def percent(s: dict[str, Any]) -> str:
 def markdown(recipe: Recipe, proto: Protocol, step0: dict[str, Any], summary: dict[str, Any], *, command: str | None,
              device: str, seconds: float) -> str:
     runs = {r.name: r for r in recipe.runs}
-    multilabel = proto.task == "multilabel"
-    score, per_class = ("mAP", "AP") if multilabel else ("mIoU", "IoU")
+    task = get_task(proto.task)
+    score, per_class = task.headline_label, task.per_class_label
     lines = [f"# {recipe.name}", ""]
     if recipe.description:
         lines += [recipe.description, ""]
     lines += [f"- protocol: {proto.name} ({proto.description}), {recipe.setting}",
               f"- seeds: {', '.join(map(str, recipe.seeds))}; {score} in %, mean ± std over seeds where there are several",
-              f"- old = step-0 classes{'' if multilabel else ' without background'}, new = classes of steps 1..t, "
+              f"- old = step-0 classes{' without background' if task.background else ''}, new = classes of steps 1..t, "
               "all = every class seen",
               f"- command: `{command or 'seginv run'}`",
               f"- machine: {machine(device)}",
@@ -139,7 +140,7 @@ def write_results(out: Path, recipe: Recipe, proto: Protocol, step0: dict[str, A
     result = {"recipe": recipe.name, "protocol": proto.name, "setting": recipe.setting, "seeds": recipe.seeds,
               "command": command, "machine": machine(device), "seconds": seconds,
               "step0": step0["metrics"], "summary": summary, "rows": rows}
-    per_class = "ap" if proto.task == "multilabel" else "iou"
+    per_class = get_task(proto.task).per_class_label.lower()
     files = {"results.json": json.dumps(result, indent=2, default=str) + "\n", "results.csv": table_csv(rows, per_class),
              "results.md": markdown(recipe, proto, step0, summary, command=command, device=device, seconds=seconds)}
     for name, text in files.items():

@@ -12,12 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .data.image_labels import multilabel_test_split, multilabel_train_split
-from .data.splits import test_split, train_split
-from .data.transforms import ImageTransform
-from .distill.multilabel_losses import binary_cross_entropy
+from .data.splits import train_split
 from .errors import SeginvError
-from .evaluation import evaluate, evaluate_classifier
 from .fileio import image_file, sha256_file
 from .models import SegModel, create_model
 from .models.checkpoint import (
@@ -32,6 +28,7 @@ from .outputs import run_files
 from .runlog import log_paths
 from .runtime import seed_everything
 from .distributed import SINGLE, Group
+from .tasks import get_task
 from .training import TrainConfig, train_supervised
 
 if TYPE_CHECKING:
@@ -41,11 +38,8 @@ if TYPE_CHECKING:
 def score(model: SegModel, test: Any, device: torch.device, steps: Any, group: Group = SINGLE) -> dict[str, Any]:
     """The validation summary of either task: mIoU (all, old, new) of a segmentation model; mAP (all, old, new),
     CF1, OF1 and FPR of a multi-label classifier."""
-    if model.task == "multilabel":
-        r = evaluate_classifier(model, test, device, steps=steps, group=group)
-        return {k: r[k] for k in ("map", "map_old", "map_new", "cf1", "of1", "fpr", "images")}
-    r = evaluate(model, test, device, steps=steps, group=group)
-    return {k: r[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")}
+    task = get_task(model.task)
+    return task.summary(task.evaluate(model, test, device, steps=steps, group=group))
 
 
 def best_keeper(test: Any, steps: Any, device: torch.device, path: Path, parent: str | os.PathLike[str] | None,
@@ -56,10 +50,11 @@ def best_keeper(test: Any, steps: Any, device: torch.device, path: Path, parent:
     best: dict[str, Any] = {}
 
     def validate(model: SegModel, step: int, epoch: int) -> dict[str, Any]:
-        key = "map" if model.task == "multilabel" else "miou"
+        task = get_task(model.task)
+        key = task.headline
         best.setdefault("metric", f"{key} (val, every class seen)")
         m = {k: v for k, v in score(model, test, device, steps, group).items()
-             if k in ("miou", "old", "new", "map", "map_old", "map_new")}
+             if k in (key, task.old_key, task.new_key)}
         if m[key] is not None and m[key] > best.get(key, -1.0):
             best.update(m, step=step, epoch=epoch, checkpoint=str(path))
             if group.main:
@@ -72,32 +67,28 @@ def best_keeper(test: Any, steps: Any, device: torch.device, path: Path, parent:
     return validate, best
 
 
-TASK_WORDS = {"multilabel": "multi-label", "segmentation": "segmentation"}
-
-
 def require_task(model: SegModel, task: str, source: Any, command: str) -> SegModel:
     """``model``, refused with a one-line error when it is not a ``task`` model (a classifier given to a
     segmentation command, or the reverse)."""
     if model.task != task:
-        what = {"multilabel": "a multi-label classifier", "segmentation": "a segmentation model"}
-        raise SeginvError(f"{source} is {what[model.task]}; `seginv {command}` takes {what[task]}.",
-                          f"Give it {what[task]} (`seginv info FILE` says which a checkpoint holds).")
+        have, want = get_task(model.task).model_words, get_task(task).model_words
+        raise SeginvError(f"{source} is {have}; `seginv {command}` takes {want}.",
+                          f"Give it {want} (`seginv info FILE` says which a checkpoint holds).")
     return model
 
 
 def same_task(proto: Protocol, model: SegModel, who: str) -> Protocol:
     """``proto``, refused when its task (segmentation or multi-label) is not ``model``'s."""
     if proto.task != model.task:
-        raise SeginvError(f"{proto.name} is a {TASK_WORDS[proto.task]} protocol and {who} a "
-                          f"{TASK_WORDS[model.task]} model.", f"Pick a protocol of {who}'s task (`seginv protocols`).")
+        raise SeginvError(f"{proto.name} is a {get_task(proto.task).adjective} protocol and {who} a "
+                          f"{get_task(model.task).adjective} model.",
+                          f"Pick a protocol of {who}'s task (`seginv protocols`).")
     return proto
 
 
 def task_test_split(data: str | os.PathLike[str], proto: Protocol, step: int, model: SegModel, fmt: str) -> Any:
     """The test set of ``proto`` after ``step`` for ``model``'s task: pixel labels, or image labels."""
-    if model.task == "multilabel":
-        return multilabel_test_split(data, proto, step, fmt=fmt)
-    return test_split(data, proto, step, model.class_names, fmt=fmt, cache=True)
+    return get_task(model.task).test_split(data, proto, step, model.class_names, fmt=fmt, cache=True)
 
 
 def open_model(model: str | os.PathLike[str] | None = None, *, arch: str | None = None,
@@ -152,13 +143,9 @@ def train(data: str | os.PathLike[str], protocol: str, out: str | os.PathLike[st
     ids = list(range(len(proto.class_names))) if joint else proto.current(0)
     model = create_model(arch, proto.names(ids), [ids], background=proto.background, task=proto.task,
                          **(arch_kwargs or {}))
-    extra: dict[str, Any] = {}
-    if proto.task == "multilabel":  # whole images, binary cross-entropy on the task's labels (seed 004 eq. 1)
-        dataset: Any = multilabel_train_split(data, proto, last, joint=joint, fmt=fmt)
-        extra = {"transform": ImageTransform(cfg.crop_size, model.mean, model.std, flip=True),
-                 "loss": lambda logits, labels: binary_cross_entropy(logits, labels[:, : len(ids)], ids)}
-    else:
-        dataset = train_split(data, proto, last, setting, joint=joint, fmt=fmt, cache=True)
+    task = get_task(proto.task)
+    dataset = task.train_split(data, proto, last, setting, joint=joint, fmt=fmt)
+    extra = task.train_options(model, ids, cfg.crop_size)  # the task's step-0 transform and loss
     test = task_test_split(data, proto, last, model, fmt) if val_every or evaluate_after else None
     validate, best = None, None
     if val_every:
@@ -206,33 +193,20 @@ def evaluate_model(model: SegModel, data: str | os.PathLike[str], *, protocol: s
                               f"The model knows step(s) 0..{len(model.steps) - 1}; pass a matching --step.")
     elif step is not None:
         raise SeginvError("--step needs --protocol.")
-    if model.task == "multilabel":
-        return _evaluate_classifier(model, data, proto, step, split, fmt, device, batch_size)
-    dataset = test_split(data, proto, step or 0, model.class_names, fmt=fmt, split=split)
-    steps = protocol_steps(proto, step, model.class_names) if proto is not None else None
-    result = evaluate(model, dataset, device, steps=steps, batch_size=batch_size, crop=crop)
-    result["classes"] = model.class_names
-    if proto is not None:
-        result.update(protocol=proto.name, step=step)
-    return result
-
-
-def _evaluate_classifier(model: SegModel, data: str | os.PathLike[str], proto: Protocol | None, step: int | None,
-                         split: str, fmt: str, device: torch.device, batch_size: int) -> dict[str, Any]:
-    """:func:`evaluate_model` for a multi-label classifier: mAP, CF1, OF1, FPR, per-class AP; image labels come
-    from the data's masks (:mod:`seginv.data.image_labels`) for the protocol's classes, or the model's."""
-    if proto is None:  # the model's own classes, its steps as the tasks
+    task, named = get_task(model.task), proto is not None
+    if proto is None and task.labels_by_position:  # the model's own classes, its steps as the tasks
         proto = Protocol("model", "", tuple(model.class_names), tuple(tuple(s) for s in model.steps),
-                         background=False, task="multilabel")
+                         background=model.background, task=model.task)
         step = len(model.steps) - 1
-    if proto.names(proto.seen(step)) != model.class_names[: len(proto.seen(step))]:
+    if proto is not None and task.labels_by_position and \
+            proto.names(proto.seen(step)) != model.class_names[: len(proto.seen(step))]:
         raise SeginvError(f"the model's classes {model.class_names} do not begin with {proto.name}'s classes up to "
                           f"task {step}.", "Evaluate with the protocol it was trained on and a task it has learned.")
-    dataset = multilabel_test_split(data, proto, step, split=split, fmt=fmt)
-    result = evaluate_classifier(model, dataset, device, steps=protocol_steps(proto, step, model.class_names),
-                                 batch_size=batch_size)
+    dataset = task.test_split(data, proto, step or 0, model.class_names, fmt=fmt, split=split)
+    steps = protocol_steps(proto, step, model.class_names) if proto is not None else None
+    result = task.evaluate(model, dataset, device, steps=steps, batch_size=batch_size, crop=crop)
     result["classes"] = model.class_names
-    if proto.name != "model":
+    if named:
         result.update(protocol=proto.name, step=step)
     return result
 
@@ -374,12 +348,9 @@ def _use_ial(m: Method, ial: str | os.PathLike[str], student: SegModel) -> Any:
 
 
 def _final_scores(student: SegModel, test: Any, steps: Any, device: torch.device, group: Group) -> dict[str, Any]:
-    """The distilled model's validation scores as its checkpoint records them (a segmentation model's per class)."""
-    if student.task == "multilabel":
-        return evaluate_classifier(student, test, device, steps=steps, group=group)
-    result = evaluate(student, test, device, steps=steps, group=group)
-    return {**{k: result[k] for k in ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")},
-            "per_class": result["per_class"]}
+    """The distilled model's validation scores as its checkpoint records them."""
+    task = get_task(student.task)
+    return task.recorded(task.evaluate(student, test, device, steps=steps, group=group))
 
 
 def _open_replay(replay: str | os.PathLike[str] | None, teacher: SegModel, teacher_sha: str, cfg: Any, verify: bool,
@@ -405,8 +376,8 @@ def _open_replay(replay: str | os.PathLike[str] | None, teacher: SegModel, teach
                               "Remake it (`seginv synthesize ... --resume` rewrites what is damaged), or pass "
                               "--no-verify to train on it as it is.")
     if replay_ds.task != teacher.task:
-        raise SeginvError(f"replay {replay} holds {TASK_WORDS[replay_ds.task]} samples and the teacher is a "
-                          f"{TASK_WORDS[teacher.task]} model.",
+        raise SeginvError(f"replay {replay} holds {get_task(replay_ds.task).adjective} samples "
+                          f"and the teacher is a {get_task(teacher.task).adjective} model.",
                           "Give replay made from this teacher (seginv synthesize) or from its task's data.")
     # fake replay is of every class the teacher knows; an exemplar memory may cover only its earlier steps
     expected = teacher.class_names
@@ -471,18 +442,19 @@ def distill(teacher_path: str | os.PathLike[str], out: str | os.PathLike[str], d
     check_setting(setting)
     m = create_method(method, task=teacher.task, **(method_options or {}))
     init = init or m.init
-    multilabel = teacher.task == "multilabel"
-    if multilabel and (str(replay) == "noise" or ial is not None):
-        raise SeginvError(f"multi-label distillation takes no {'--ial' if ial is not None else '--replay noise'}: "
-                          "both are segmentation options.", "Run it without.")
+    task = get_task(teacher.task)
+    refused = task.unsupported(noise=str(replay) == "noise", ial=ial is not None)
+    if refused:
+        raise SeginvError(f"{task.adjective} distillation takes no "
+                          f"{'--ial' if refused == 'ial' else '--replay noise'}: both are segmentation options.",
+                          "Run it without.")
     teacher_sha = sha256_file(teacher_path)
     replay_ds = _open_replay(replay, teacher, teacher_sha, cfg, verify, strict)
     _check_method_replay(m, method, replay_ds)
     seed_everything(cfg.train.seed)
     started = time.perf_counter()
     joint = m.joint_data
-    real = multilabel_train_split(data, proto, step, joint=joint, fmt=fmt) if multilabel else \
-        train_split(data, proto, step, setting, joint=joint, fmt=fmt, cache=True)
+    real = task.train_split(data, proto, step, setting, joint=joint, fmt=fmt)
     if m.needs_new_teacher:
         m.new_teacher = _new_class_teacher(teacher, proto, step, data, setting, cfg.train, device, fmt)
     student = copy.deepcopy(teacher)

@@ -22,15 +22,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..data.transforms import ImageTransform, TrainTransform
 from ..distributed import SINGLE, Group
 from ..errors import SeginvError
-from ..metrics import class_map
 from ..models import SegModel
 from ..precision import autocast, grad_scaler
 from ..resume import Batches, Run, read_state, run_settings
 from ..runlog import TrainLog
 from ..progress import progress
+from ..tasks import get_task
 from ..training import (
     TrainConfig,
     as_input,
@@ -120,8 +119,7 @@ def _loaders(student: SegModel, real: Dataset, replay: Dataset | None, n_real: i
              group: Group) -> tuple[Batches, Batches | None]:
     """The shuffled batches of real images and of replayed ones (None without replay), both with the student's
     training transform: random crops and flips, or a classifier's whole images flipped."""
-    transform = ImageTransform(t.crop_size, student.mean, student.std, flip=True) if student.task == "multilabel" \
-        else TrainTransform(t.crop_size, student.mean, student.std, scale=tuple(t.scale))
+    transform = get_task(student.task).train_transform(student, t.crop_size, tuple(t.scale))
     attach_transform(real, transform)
     loader = Batches(real, n_real, torch.Generator().manual_seed(t.seed), t.workers, group)
     if replay is None or not n_fake:
@@ -141,23 +139,6 @@ def _ready(teacher: SegModel, student: SegModel, method: Method, cfg: DistillCon
     _set_bn_training(student, cfg.bn != "frozen")
 
 
-def _replay_labels(fake_labels: torch.Tensor, t_replay: torch.Tensor, columns: int, exemplars: bool,
-                   multilabel: bool, device: torch.device) -> torch.Tensor:
-    """The replayed images' labels: exemplars keep theirs; fake images take the teacher's argmax (``t_replay``: its
-    fp32 logits on them)."""
-    if exemplars and multilabel:  # a memory's partial labels; 255 (unknown) in the columns it lacks
-        replay_labels = torch.full((len(fake_labels), columns), 255.0, device=device)
-        replay_labels[:, : fake_labels.shape[1]] = fake_labels.to(device)
-        return replay_labels
-    if exemplars:
-        return fake_labels.to(device)
-    if multilabel:  # (a classifier's: its sigmoid above 0.5, in the old classes' columns)
-        replay_labels = torch.zeros(len(t_replay), columns, device=device)
-        replay_labels[:, : t_replay.shape[1]] = (torch.sigmoid(t_replay) > 0.5).float()
-        return replay_labels
-    return class_map(t_replay)
-
-
 def _loss_terms(teacher: SegModel, student: SegModel, method: Method, cfg: DistillConfig, device: torch.device,
                 images: torch.Tensor, labels: torch.Tensor, replayed: tuple[torch.Tensor, torch.Tensor] | None,
                 exemplars: bool) -> tuple[dict[str, torch.Tensor], int]:
@@ -175,8 +156,8 @@ def _loss_terms(teacher: SegModel, student: SegModel, method: Method, cfg: Disti
     t_logits, t_feats = t_out if features else (t_out, None)
     t_logits = t_logits.float()  # losses and pseudo-labels in fp32 whatever the forward's precision
     if fake is not None:
-        replay_labels = _replay_labels(fake_labels, t_logits[len(images):], labels.shape[1], exemplars,
-                                       student.task == "multilabel", device)
+        replay_labels = get_task(student.task).replay_labels(fake_labels, t_logits[len(images):], labels.shape[1],
+                                                             exemplars, device)
         labels = torch.cat([labels, replay_labels.to(labels.dtype)])
     is_replay = torch.arange(len(labels), device=device) >= len(images)
     with autocast(t.precision, device):

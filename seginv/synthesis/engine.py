@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import normalize
 from ..errors import SeginvError
-from ..metrics import class_map
+from ..tasks import get_task
 from ..runtime import MAX_SETTING, MAX_SIDE
 from ..precision import PRECISIONS, apply_layout_and_compile, autocast, check_compile, check_precision
 from ..models import SegModel
@@ -199,7 +199,7 @@ class Inverter:
         b = len(targets)
         y = torch.as_tensor(targets, device=dev)
         r_t = torch.as_tensor(r, dtype=torch.float32)
-        saa = cfg.aggregation == "saa" and self.model.task != "multilabel"
+        saa = cfg.aggregation == "saa" and get_task(self.model.task).aggregates
         wide = wide_scales(r_t) if saa else False  # checked here, once, not as a device sync every step
         r_t = r_t.to(dev)
         if (cfg.init == "real") != (start is not None):
@@ -251,10 +251,10 @@ class Inverter:
         self.bn_stats.clear()
         with self._autocast():
             logits = self.model(self.augment(x), upsample=False)  # eq. 1 pools the output map (Ho, Wo)
-        if self.model.task == "multilabel":  # a classifier's (B, C) scores: nothing to aggregate
-            scores = logits.float()
-        else:
+        if get_task(self.model.task).aggregates:
             scores = aggregate(logits.float(), cfg.aggregation, r if cfg.aggregation == "saa" else None, wide=wide)
+        else:  # a classifier's (B, C) scores: nothing to aggregate
+            scores = logits.float()
         cls = classification_loss(scores, y, cfg.loss)
         prior = torch.zeros_like(cls)
         if cfg.tv_l1:
@@ -276,11 +276,7 @@ class Inverter:
         b = len(x)
         bn = float(terms["bn"])
         cls, prior = terms["cls"].detach().float().cpu().numpy(), terms["prior"].detach().float().cpu().numpy()
-        if self.model.task == "multilabel":  # labelled by the teacher's sigmoid, as OR relabels (seed 004)
-            masks, probs = (torch.sigmoid(logits) > 0.5).to(torch.uint8), None
-        else:
-            probs = logits.softmax(1)
-            masks = class_map(probs)
+        masks, probs = get_task(self.model.task).teacher_labels(logits)
         return BatchResult(
             pixels=pixels.permute(0, 2, 3, 1).cpu().numpy(),
             masks=masks.cpu().numpy(),

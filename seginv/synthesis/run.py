@@ -24,9 +24,10 @@ from ..errors import SeginvError, did_you_mean
 from ..locks import folder_lock
 from ..models import SegModel
 from ..replay.manifest import prepare_directory, read_manifest
-from ..replay.schema import make_header, mask_dtype
+from ..replay.schema import make_header
 from ..replay.writer import list_entries, shard_plan, write_entry
 from ..runtime import memory_needed
+from ..tasks import get_task
 from .engine import ENGINE_REVISION, Diverged, InversionConfig, Inverter
 from .targets import plan_targets
 
@@ -90,7 +91,7 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
         raise SeginvError(f"start images are {start_images.shape[1:3]}, not the synthesis size {inv.size}.")
     if run.num_images < 1 or run.shard_size < 1:
         raise SeginvError("--num-images and --shard-size must be at least 1.")
-    if model.task == "multilabel" and run.save_probs:
+    if run.save_probs and not get_task(model.task).writes_probs:
         raise SeginvError("--save-probs stores a segmentation teacher's per-pixel softmax; a multi-label classifier's "
                           "shards hold its labels (sigmoid above 0.5) instead.", "Run without --save-probs.")
     ids = resolve_classes(model, run.classes)
@@ -158,10 +159,10 @@ def _shard_arrays(parts: list[dict[str, np.ndarray]], plan: Any, first: int, cou
     """One shard's columns from its batches and the target plan (a classifier's: ``labels`` and no r)."""
     arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     arrays["targets"], arrays["r"] = plan.targets[first:first + count], plan.r[first:first + count]
-    if model.task == "multilabel":  # no map to aggregate: no r
-        arrays["labels"], arrays["r"] = arrays.pop("masks"), np.full_like(arrays["r"], np.nan)
-    else:
-        arrays["masks"] = arrays["masks"].astype(mask_dtype(model.num_classes))
+    task = get_task(model.task)
+    arrays[task.label_column] = task.shard_labels(arrays.pop("masks"), model.num_classes)
+    if not task.aggregates:  # no map to aggregate: no r
+        arrays["r"] = np.full_like(arrays["r"], np.nan)
     return arrays
 
 
