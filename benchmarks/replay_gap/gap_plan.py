@@ -163,6 +163,8 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
                       _lab(_fake(REAL_START, DEFAULT, real_ce="unbiased"))),
     "none-unbiased": ("no replay with MiB's unbiased CE in place of eq. 4 (the control of fake-unbiased)",
                       _lab(_replay(replay="none", options={**DEFAULT, "real_ce": "unbiased"}))),
+    "noise-unbiased": ("noise replay with MiB's unbiased CE in place of eq. 4 (the images' control of fake-unbiased)",
+                       _lab(_replay(replay="noise", options={**DEFAULT, "real_ce": "unbiased"}))),
     "fake-surer-half": ("the default with eq. 4 on each teacher class's surer half of the real half's background "
                         "and MiB's unbiased CE on the rest (hrhf-lab's `real_ce=surer-half`)",
                         _lab(_fake(REAL_START, DEFAULT, real_ce="surer-half"))),
