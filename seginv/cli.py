@@ -761,7 +761,7 @@ def methods_list(as_json: bool) -> None:
     seginv methods list
     """
     from .distill.methods import list_methods
-    from .models.base import TASKS
+    from .tasks import TASKS
 
     r = {task: list_methods(task) for task in TASKS}
 

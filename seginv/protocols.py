@@ -25,6 +25,7 @@ import numpy as np
 
 from .data.classes import ADE20K_CLASSES, COCO_CLASSES, IGNORE, VOC_CLASSES
 from .errors import SeginvError, did_you_mean
+from .tasks import DEFAULT_TASK
 
 SETTINGS = ("overlapped", "disjoint")
 
@@ -40,7 +41,7 @@ class Protocol:
     citation: str = ""
     step_cities: tuple[tuple[str, ...], ...] | None = None
     test_cities: tuple[str, ...] | None = None
-    task: str = "segmentation"
+    task: str = DEFAULT_TASK
 
     @property
     def num_steps(self) -> int:
@@ -71,7 +72,7 @@ class Protocol:
             "citation": self.citation,
             "steps": [{"step": k, "classes": self.names(list(s))} for k, s in enumerate(self.steps)],
         }
-        if self.task != "segmentation":
+        if self.task != DEFAULT_TASK:
             d["task"] = self.task
         if self.step_cities:
             for k, cities in enumerate(self.step_cities):

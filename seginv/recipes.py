@@ -27,7 +27,7 @@ from .protocols import check_setting, get_protocol
 from .synthesis.augment import AugmentConfig
 from .synthesis.engine import InversionConfig, inversion_config
 from .synthesis.run import RunConfig
-from .tasks import get_task
+from .tasks import DEFAULT_TASK, get_task
 from .training import TrainConfig
 
 REPLAY_KINDS = ("synthesize", "memory", "noise", "none")
@@ -230,7 +230,7 @@ def train_config(train: dict[str, Any], where: str) -> TrainConfig:
         raise SeginvError(f"{where}: {e}.") from None
 
 
-def _build(run: RunSpec, where: str, task: str = "segmentation") -> None:
+def _build(run: RunSpec, where: str, task: str = DEFAULT_TASK) -> None:
     """Build every configuration of ``run`` once so that a bad value fails now, naming where it is."""
     try:
         method = create_method(run.method, task=task, **run.options)

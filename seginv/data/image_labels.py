@@ -26,6 +26,7 @@ from ..errors import SeginvError
 from ..fileio import short_error
 from ..multilabel_metrics import DIFFICULT
 from ..protocols import IGNORE, Protocol, name_lut
+from ..tasks import get_task
 from .classes import COCO_CLASSES, VOC_CLASSES
 from .datasets import FORMATS, SegmentationDataset, _read_image, open_dataset
 
@@ -196,8 +197,8 @@ def _mask_labels(ds: SegmentationDataset, protocol: Protocol, min_share: float) 
 
 
 def _check(protocol: Protocol) -> None:
-    if protocol.task != "multilabel":
-        raise SeginvError(f"{protocol.name} is a segmentation protocol; multi-label classification takes a "
+    if get_task(protocol.task).pixel_labels:
+        raise SeginvError(f"{protocol.name} is a {get_task(protocol.task).adjective} protocol; multi-label classification takes a "
                           "multi-label one.", "See `seginv protocols` (e.g. voc-b4-c2).")
 
 

@@ -7,14 +7,16 @@ import os
 from torch.utils.data import Subset
 
 from ..errors import SeginvError, did_you_mean
+from ..tasks import get_task
 from ..protocols import IGNORE, Protocol, eval_lut, keep_image, name_lut, train_lut
 from .datasets import SegmentationDataset, open_dataset
 
 
 def _open(root: str | os.PathLike[str], split: str, protocol: Protocol | None, cities: tuple[str, ...] | None,
           fmt: str, cache: bool) -> SegmentationDataset:
-    if protocol is not None and protocol.task != "segmentation":
-        raise SeginvError(f"{protocol.name} is a multi-label protocol; segmentation takes a segmentation one.",
+    if protocol is not None and not get_task(protocol.task).pixel_labels:
+        raise SeginvError(f"{protocol.name} is a {get_task(protocol.task).adjective} protocol; segmentation takes a "
+                          "segmentation one.",
                           "Train a classifier with `seginv train --task multilabel`, or see `seginv protocols`.")
     ds = open_dataset(root, split, fmt, cities=cities, cache=cache)
     if protocol is not None and not set(protocol.class_names) & set(ds.class_names):

@@ -9,14 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SeginvError
+from ..tasks import DEFAULT_TASK, get_task
 from .heads import IncrementalHead
 from .registry import get_builder, model_tasks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-TASKS = ("segmentation", "multilabel")
 
 
 class SegModel(nn.Module):
@@ -31,7 +29,7 @@ class SegModel(nn.Module):
     scores, one independent sigmoid per class (no background class). This pooling is the only difference.
     """
 
-    task = "segmentation"  # the class default also covers models pickled before the task existed
+    task = DEFAULT_TASK  # the class default also covers models pickled before the task existed
 
     def __init__(
         self,
@@ -46,14 +44,12 @@ class SegModel(nn.Module):
         background: bool = True,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
-        task: str = "segmentation",
+        task: str = DEFAULT_TASK,
     ) -> None:
         super().__init__()
         _check_steps(class_names, steps)
-        if task not in TASKS:
-            raise SeginvError(f"unknown task {task!r}.", f"Use one of {', '.join(TASKS)}.")
-        if task == "multilabel" and background:
-            raise SeginvError("a multi-label classifier has no background class.", "Build it with background=False.")
+        if background and not get_task(task).background:  # get_task refuses an unknown task
+            raise SeginvError(f"{get_task(task).model_words} has no background class.", "Build it with background=False.")
         self.task = task
         self.encoder = encoder
         self.decoder = decoder
@@ -83,7 +79,7 @@ class SegModel(nn.Module):
         A multi-label model returns ``(B, C)`` image scores whatever ``upsample`` says.
         """
         feats = self.encoder(x)
-        if self.task == "multilabel":
+        if not get_task(self.task).pixel_labels:  # a classifier: the decoder's features averaged over the image
             logits = self.head(self.decoder(feats).mean((2, 3), keepdim=True)).flatten(1)
             return (logits, feats[-1]) if return_features else logits
         logits = self.head(self.decoder(feats))
@@ -117,7 +113,7 @@ class SegModel(nn.Module):
             "steps": [list(s) for s in self.steps],
             "background": self.background,
             "normalization": {"mean": list(self.mean), "std": list(self.std), "value_range": [0.0, 1.0]},
-            **({"task": self.task} if self.task != "segmentation" else {}),
+            **({"task": self.task} if self.task != DEFAULT_TASK else {}),
         }
 
 
@@ -138,7 +134,7 @@ def create_model(
     steps: list[list[int]] | None = None,
     *,
     background: bool = True,
-    task: str = "segmentation",
+    task: str = DEFAULT_TASK,
     **arch_kwargs: Any,
 ) -> SegModel:
     """Build an architecture from the registry with one head per step (default: all classes in step 0).
@@ -167,7 +163,7 @@ def assemble_model(
     arch: str,
     arch_kwargs: dict[str, Any],
     background: bool = True,
-    task: str = "segmentation",
+    task: str = DEFAULT_TASK,
 ) -> SegModel:
     """Wrap a builder's :class:`~seginv.models.parts.ModelParts` into a :class:`SegModel` with one head per step."""
     model = SegModel(

@@ -34,7 +34,8 @@ import torch
 from .. import __version__
 from ..errors import SeginvError
 from ..fileio import atomic_path, sha256_file
-from .base import TASKS, SegModel, assemble_model, create_model
+from ..tasks import DEFAULT_TASK, TASKS, get_task
+from .base import SegModel, assemble_model, create_model
 from .registry import model_tasks
 from .torchvision_adapters import clean_foreign_state_dict, load_torchvision_parts
 
@@ -181,7 +182,7 @@ def _check_version(path: Path, obj: dict[str, Any]) -> None:
                                                                       for i in st) for st in steps),
          "steps is not a list of lists of class ids"),
         (isinstance(obj.get("background", True), bool), "background is not true or false"),
-        (obj.get("task", "segmentation") in TASKS, f"task is not one of {', '.join(TASKS)}"),
+        (obj.get("task", DEFAULT_TASK) in TASKS, f"task is not one of {', '.join(TASKS)}"),
         (isinstance(obj.get("arch_kwargs") or {}, dict), "arch_kwargs is not a mapping"),
         (isinstance(obj.get("provenance") or {}, dict), "provenance is not a mapping"),
         (isinstance(norm, dict) and all(isinstance(norm.get(k), list) and len(norm[k]) == 3
@@ -217,7 +218,7 @@ def model_from_checkpoint(obj: dict[str, Any], path: Path) -> SegModel:
     try:
         norm = obj.get("normalization") or {}
         model = create_model(obj["arch"], list(obj["class_names"]), [list(s) for s in obj["steps"]],
-                             background=bool(obj.get("background", True)), task=obj.get("task", "segmentation"),
+                             background=bool(obj.get("background", True)), task=obj.get("task", DEFAULT_TASK),
                              **(obj.get("arch_kwargs") or {}))
         if norm:
             model.mean, model.std = tuple(norm["mean"]), tuple(norm["std"])
@@ -255,14 +256,14 @@ def load_foreign(weights: str | os.PathLike[str], arch: str, class_names: list[s
         raise SeginvError(f"{weights} is a seginv checkpoint.", "Pass it as --model without --arch/--class-names.")
     name = arch.split(":", 1)[1]
     parts = load_torchvision_parts(name, clean_foreign_state_dict(raw))
-    classifier = model_tasks(arch) == ("multilabel",)
+    tasks = model_tasks(arch)  # an architecture built for one task only is a model of that task
+    task = get_task(tasks[0] if len(tasks) == 1 else DEFAULT_TASK)
     if parts.head_weight is not None and parts.head_weight.shape[0] != len(class_names):
-        first = "" if classifier else ", background first"
+        first = ", background first" if task.background else ""
         raise SeginvError(f"{weights} predicts {parts.head_weight.shape[0]} classes but the class-name file lists "
                           f"{len(class_names)}.", f"List exactly one name per output{first}.")
     return assemble_model(parts, class_names, [list(range(len(class_names)))], arch=arch, arch_kwargs={},
-                          background=background and not classifier,
-                          task="multilabel" if classifier else "segmentation")
+                          background=background and task.background, task=task.name)
 
 
 def load_model(path: str | os.PathLike[str], *, unsafe_load: bool = False) -> tuple[SegModel, dict[str, Any]]:

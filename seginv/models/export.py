@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import SeginvError
+from ..tasks import get_task
 from .base import SegModel
 
 TARGETS = ("torchvision", "state-dict")
@@ -31,7 +32,7 @@ TARGETS = ("torchvision", "state-dict")
 def torchvision_state_dict(model: SegModel) -> tuple[str, dict[str, torch.Tensor]]:
     """``(torchvision architecture name, its state_dict)`` for ``model`` (see the module doc)."""
     name = model.arch.removeprefix("torchvision:")
-    if not model.arch.startswith("torchvision:") or model.task != "segmentation":
+    if not model.arch.startswith("torchvision:") or not get_task(model.task).pixel_labels:
         raise SeginvError(f"{model.arch} has no torchvision segmentation twin.",
                           "Use --to state-dict for a plain state_dict of the same modules.")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

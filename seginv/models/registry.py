@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..errors import SeginvError
+from ..tasks import TASKS
 
 _MODELS: dict[str, Callable[..., Any]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -12,7 +13,7 @@ _TASKS: dict[str, tuple[str, ...]] = {}
 
 
 def register_model(name: str, description: str = "",
-                   tasks: tuple[str, ...] = ("segmentation", "multilabel")) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                   tasks: tuple[str, ...] = TASKS) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a builder ``fn(num_classes, **kwargs) -> (encoder, decoder, decoder_channels, head_init)``, for the
     task kinds it serves (a segmentation network is also a classifier once its features are pooled; an image
     classifier is only that).

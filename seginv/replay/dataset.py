@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from ..errors import SeginvError
 from ..fileio import reading
+from ..tasks import get_task
 from .manifest import read_manifest
 from .schema import LABEL_COLUMN, TASK
 
@@ -106,7 +107,7 @@ class ReplayDataset(Dataset):
 
     def __getitem__(self, i: int) -> Any:
         image, label = self.read(i)
-        if self.task == "multilabel":
+        if not get_task(self.task).pixel_labels:
             return (self.transform(image) if self.transform else image), torch.from_numpy(label.astype(np.float32))
         if self.label_lut is not None:
             label = self.label_lut[label]

@@ -25,8 +25,9 @@ from ..errors import SeginvError
 from ..locks import folder_lock
 from ..progress import progress
 from ..protocols import Protocol, get_protocol
+from ..tasks import get_task
 from .manifest import prepare_directory
-from .schema import make_header, mask_dtype
+from .schema import TASK, make_header, mask_dtype
 from .writer import add_shard, shard_plan
 
 
@@ -79,13 +80,13 @@ def write_memory(out: str | os.PathLike[str], header: dict[str, Any],
                 labels = np.stack([s[1] for s in samples])
                 arrays = {"images": np.stack([s[0] for s in samples]),
                           "source_index": np.asarray([s[2] for s in samples], dtype=np.int64)}
-                if header.get("task") == "multilabel":
-                    arrays.update(labels=labels.astype(np.uint8), targets=labels == 1)
-                else:
+                if get_task(header.get("task", TASK)).pixel_labels:
                     targets = np.zeros((count, len(names)), dtype=bool)
                     for row, label in enumerate(labels):
                         targets[row, [c for c in np.unique(label) if c != 255]] = True
                     arrays.update(masks=labels.astype(mask_dtype(len(names))), targets=targets)
+                else:
+                    arrays.update(labels=labels.astype(np.uint8), targets=labels == 1)
                 manifest = add_shard(out, manifest, k, first, arrays, compression)
                 bar.update(count)
             first += count
@@ -102,7 +103,7 @@ def from_dataset(data: str | os.PathLike[str], protocol: str, out: str | os.Path
         raise SeginvError("--per-class and --shard-size must be at least 1, --size at least 8.")
     proto = get_protocol(protocol)
     proto.check_step(step)
-    if proto.task == "multilabel":
+    if not get_task(proto.task).pixel_labels:
         return _multilabel_memory(data, proto, out, step=step, per_class=per_class, size=size, seed=seed,
                                   shard_size=shard_size, compression=compression, fmt=fmt, resume=resume,
                                   overwrite=overwrite)

@@ -50,6 +50,7 @@ from ..protocols import VOC_OBJECTS
 from ..errors import SeginvError
 from ..fileio import atomic_path, sha256_file
 from ..locks import LOCK, folder_lock
+from ..tasks import get_task
 from .dataset import ReplayDataset
 from .schema import MANIFEST
 
@@ -85,9 +86,9 @@ def export_replay(root: str | os.PathLike[str], out: str | os.PathLike[str], *, 
         raise SeginvError(f"replay {root} fails verification: {'; '.join(checked['problems'][:3])}.",
                           "Remake it (`seginv synthesize ... --resume` rewrites what is damaged); nothing was exported.")
     ds = ReplayDataset(root)  # complete replay only
-    if ds.task == "multilabel" and fmt == "voc":
+    if not get_task(ds.task).pixel_labels and fmt == "voc":
         _list_names(ds.class_names)  # refuse before touching out
-    if ds.task == "segmentation" and len(ds.class_names) > 256:
+    if get_task(ds.task).pixel_labels and len(ds.class_names) > 256:
         raise SeginvError(f"{root} has {len(ds.class_names)} classes; a palette PNG holds 256.")
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -157,7 +158,7 @@ def _write(ds: ReplayDataset, root: str | os.PathLike[str], out: Path, fmt: str,
     """Write the files of the export (see the module doc) into the empty ``out``; returns export.json's content."""
     suffix = image_format if fmt == "voc" else "png"
     images = out / ("JPEGImages" if fmt == "voc" else "images")
-    write = _write_labels if ds.task == "multilabel" else _write_masks
+    write = _write_masks if get_task(ds.task).pixel_labels else _write_labels
     ids, labels = write(_samples(ds, images, suffix, bar), out, fmt, ds.class_names, suffix, unknown)
     ds.close()
     (out / "classes.txt").write_text("".join(f"{n}\n" for n in ds.class_names))

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import SeginvError
 from ..fileio import sha256_file
+from ..tasks import get_task
 from .dataset import ReplayDataset
 from .schema import MANIFEST
 
@@ -47,7 +48,7 @@ def hf_dataset(*roots: str | os.PathLike[str], cache_dir: str | os.PathLike[str]
     for ds in sets:
         ds.close()
     classes = datasets.Sequence(datasets.ClassLabel(names=list(names)))
-    labels = ({"unknown": classes} if sets[0].task == "multilabel" else {"mask": datasets.Image()})
+    labels = {"mask": datasets.Image()} if get_task(sets[0].task).pixel_labels else {"unknown": classes}
     features = datasets.Features({"image": datasets.Image(), **labels, "classes": classes,
                                   "kind": datasets.Value("string"), "source": datasets.Value("int32")})
     # each directory's index travels with it: `datasets` splits a list argument among generators, each of which
@@ -73,10 +74,10 @@ def _rows(entries: list[tuple[int, str, str]]) -> Iterator[dict[str, Any]]:
         background = 0 if ds.manifest.get("background", True) else None
         for i in range(len(ds)):
             s = ds.sample(i)
-            if ds.task == "multilabel":
-                labels = {"unknown": [int(c) for c in np.flatnonzero(s["labels"] == 255)]}
-            else:
+            if get_task(ds.task).pixel_labels:
                 labels = {"mask": s["masks"].astype(np.uint8)}
+            else:
+                labels = {"unknown": [int(c) for c in np.flatnonzero(s["labels"] == 255)]}
             yield {"image": s["images"], **labels, "kind": ds.kind, "source": k,
                    "classes": [int(c) for c in np.flatnonzero(s["targets"]) if c != background]}
         ds.close()

@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import SeginvError
 from ..fileio import image_file
 from ..pictures import Picture, contact_sheet, with_legend
+from ..tasks import get_task
 from .dataset import ReplayDataset
 
 
@@ -58,7 +59,7 @@ def replay_sheet(root: str | os.PathLike[str], *, num: int = 24, columns: int = 
     for i in range(min(num, len(ds))):
         s = ds.sample(i)
         images.append(s["images"])
-        if ds.task == "multilabel":  # captioned with the classes it is labelled with
+        if not get_task(ds.task).pixel_labels:  # captioned with the classes it is labelled with
             captions.append("labels: " + (", ".join(ds.class_names[k] for k in np.flatnonzero(s["labels"] == 1))
                                           or "(none)"))
             continue

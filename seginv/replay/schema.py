@@ -12,15 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from ..tasks import DEFAULT_TASK, TASKS, get_task
+
 FORMAT = "seginv.replay"
 SCHEMA_VERSION = 2
 READABLE = (1, 2)
 MANIFEST = "manifest.json"
 META_ATTR = "seginv"
 IGNORE_INDEX = 255
-TASK = "segmentation"
+TASK = DEFAULT_TASK  # the task of a manifest that names none (written before multi-label replay)
 #: each task's label column: a class id per pixel (segmentation) or a label per class (multi-label classifiers)
-LABEL_COLUMN = {"segmentation": "masks", "multilabel": "labels"}
+LABEL_COLUMN = {name: get_task(name).label_column for name in TASKS}
 COMPRESSIONS = ("gzip", "lzf", "none")
 GZIP_LEVEL = 4
 

@@ -13,7 +13,9 @@ import numpy as np
 
 from ..errors import SeginvError
 from ..fileio import reading
+from ..tasks import get_task
 from .manifest import read_manifest
+from .schema import TASK
 
 
 class AgreementCounter:
@@ -90,10 +92,10 @@ def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
             targets = f["targets"][()]
             counts += targets.sum(0)
             if m.get("source", {}).get("kind", "synthesis") != "synthesis":  # real exemplars: no teacher
-                if m.get("task") != "multilabel":  # the classes' share of the images that hold them
+                if get_task(m.get("task", TASK)).pixel_labels:  # the classes' share of the images that hold them
                     _label_sizes(f["masks"][()], len(names), sizes)
                 continue
-            if m.get("task") == "multilabel":  # a classifier's: its labels (sigmoid > 0.5) against the targets
+            if not get_task(m.get("task", TASK)).pixel_labels:  # a classifier's: its labels (sigmoid > 0.5) against the targets
                 labelled = f["labels"][()] == 1
                 pairs[0] += int((labelled & targets).sum())
                 pairs[1] += int(targets.sum())
@@ -110,7 +112,7 @@ def inspect_replay(root: str | os.PathLike[str]) -> dict[str, Any]:
         "num_images": m["num_images"], "complete": m["complete"],
         "image_size": m["image_size"], "source": m.get("source", {}), "config": m.get("config", {}),
         "images_per_class": {names[k]: int(v) for k, v in enumerate(counts) if v},
-        "agreement": None if memory else counter.result(names) if m.get("task") != "multilabel" else {
+        "agreement": None if memory else counter.result(names) if get_task(m.get("task", TASK)).pixel_labels else {
             "images": m["count"], "target_recall": pairs[0] / pairs[1] if pairs[1] else None,
             "all_targets_predicted": pairs[2] / m["count"] if m["count"] else None},
         "size_by_class": {names[k]: float(np.mean(v)) for k, v in sorted(sizes.items())} if memory else None,

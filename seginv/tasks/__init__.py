@@ -9,6 +9,7 @@ names. Adding a task is one module here (a :class:`Task` registered in :data:`_T
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -37,7 +38,9 @@ class Task:
     per_class_key: str
     extra_scores: tuple[tuple[str, str], ...]
     groups_text: str
-    #: the column of a replay shard that holds its labels
+    #: whether its labels are per pixel (a mask per image) rather than per image (a class vector); the column of a
+    #: replay shard that holds them
+    pixel_labels: bool
     label_column: str
     #: whether uniform-noise replay and seed 003's importance-aware loss (both segmentation options) apply
     takes_noise_replay: bool
@@ -110,6 +113,7 @@ class Task:
         return None
 
 
+@functools.cache
 def _tasks() -> dict[str, Task]:
     from .multilabel import MULTILABEL
     from .segmentation import SEGMENTATION
@@ -117,8 +121,10 @@ def _tasks() -> dict[str, Task]:
     return {t.name: t for t in (SEGMENTATION, MULTILABEL)}
 
 
-#: the task names, in the order ``seginv`` lists them
+#: the task names, in the order ``seginv`` lists them; the first is the task of a model, protocol or manifest that
+#: names none (everything written before multi-label classifiers existed)
 TASKS = ("segmentation", "multilabel")
+DEFAULT_TASK = TASKS[0]
 
 
 def get_task(name: str) -> Task:

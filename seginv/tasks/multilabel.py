@@ -19,6 +19,7 @@ class MultiLabel(Task):
     summary_keys = ("map", "map_old", "map_new", "cf1", "of1", "fpr", "images")
     per_class_key, extra_scores = "per_class_ap", (("cf1", "CF1"), ("of1", "OF1"), ("fpr", "FPR"))
     groups_text = GROUPS_TEXT_CLASSIFIER
+    pixel_labels = False
     label_column = "labels"
     takes_noise_replay = takes_ial = aggregates = False
     labels_by_position = True

@@ -18,6 +18,7 @@ class Segmentation(Task):
     old_key, new_key = "old", "new"
     summary_keys = ("miou", "old", "new", "old_with_bg", "pixel_accuracy", "images")
     per_class_key, extra_scores, groups_text = "per_class", (), GROUPS_TEXT
+    pixel_labels = True
     label_column = "masks"
     takes_noise_replay = takes_ial = aggregates = True
     labels_by_position = False

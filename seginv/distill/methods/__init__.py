@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...errors import SeginvError, did_you_mean
+from ...tasks import DEFAULT_TASK
 
 if TYPE_CHECKING:
     from ...models import SegModel
@@ -83,7 +84,7 @@ class Method:
         return self
 
 
-def ial_methods(task: str = "segmentation") -> list[str]:
+def ial_methods(task: str = DEFAULT_TASK) -> list[str]:
     """The methods whose cross-entropy the importance-aware loss may replace."""
     return sorted(n for (t, n), f in _METHODS.items() if t == task and f.takes_ial)
 
@@ -91,7 +92,7 @@ def ial_methods(task: str = "segmentation") -> list[str]:
 _METHODS: dict[tuple[str, str], type[Method]] = {}
 
 
-def register_method(name: str, task: str = "segmentation") -> Callable[[type[Method]], type[Method]]:
+def register_method(name: str, task: str = DEFAULT_TASK) -> Callable[[type[Method]], type[Method]]:
     """Register a method under ``name`` for one task kind (the two kinds may share names: ``ft``, ``lwf``,
     ``joint``)."""
     def add(factory: type[Method]) -> type[Method]:
@@ -103,7 +104,7 @@ def register_method(name: str, task: str = "segmentation") -> Callable[[type[Met
     return add
 
 
-def create_method(name: str, task: str = "segmentation", **options: Any) -> Method:
+def create_method(name: str, task: str = DEFAULT_TASK, **options: Any) -> Method:
     known = sorted(n for t, n in _METHODS if t == task)
     if (task, name) not in _METHODS:
         other = [t for t, n in _METHODS if n == name]
@@ -142,7 +143,7 @@ def _check_option(method: str, key: str, value: Any, default: Any) -> None:
                           f"Its default is {default!r}, e.g. --option {key}={json.dumps(default)}.")
 
 
-def list_methods(task: str = "segmentation") -> dict[str, dict[str, Any]]:
+def list_methods(task: str = DEFAULT_TASK) -> dict[str, dict[str, Any]]:
     """Name -> description, citation, options with their defaults, and the new-head init, for one task kind."""
     out = {}
     for (kind, name), factory in sorted(_METHODS.items()):
