@@ -112,9 +112,12 @@ class HookStats(BatchNormInputStats):
         self.stats = []
 
 
-def image_difference(a: Inverter, b: Inverter, plan) -> dict[str, float]:
-    """One batch synthesized by ``a`` and by ``b`` (the same teacher) from the same seed: the written pixels'
-    largest and mean difference (levels) and the share of pixels where the teacher's argmax on them agrees."""
+def image_difference(a: Inverter, b: Inverter, plan, steps: int) -> dict[str, float]:
+    """One batch of ``steps`` synthesis steps made by ``a`` and by ``b`` (the same teacher) from the same seed: the
+    written pixels' largest and mean difference (levels) and the share of pixels where the teacher's argmax on them
+    agrees."""
+    for inverter in (a, b):
+        inverter.cfg = dataclasses.replace(inverter.cfg, steps=steps)
     ra, rb = a.run(plan.targets, plan.r, seed=0), b.run(plan.targets, plan.r, seed=0)
     diff = np.abs(ra.pixels.astype(np.int16) - rb.pixels.astype(np.int16))
     return {"max_levels": int(diff.max()), "mean_levels": round(float(diff.mean()), 3),
@@ -130,6 +133,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--run-images", type=int, default=64)
     ap.add_argument("--run-steps", type=int, default=50)
+    ap.add_argument("--diff-steps", type=int, default=200,
+                    help="synthesis steps of the batch made both ways for the image difference (the default's 200)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--profile", type=int, metavar="STEPS",
                     help="then run torch's profiler over this many engine steps and print its busiest operations")
@@ -165,7 +170,7 @@ def main() -> None:
         "ratio_engine_no_bn_to_floor": round(med["engine_no_bn"] / med["floor"], 3),
         "engine_hook_ms": round(1000 * med["engine_hook"], 2),
         "ratio_engine_hook_to_floor_head": round(med["engine_hook"] / med["floor_head"], 3),
-        "images_fused_vs_hook": image_difference(full, hook, plan),
+        "images_fused_vs_hook": image_difference(full, hook, plan, args.diff_steps),
         "ratio_engine_to_floor_head": round(med["engine"] / med["floor_head"], 3),
         "ratio_engine_to_floor_head_per_round": [round(r, 3) for r in per_round],
         "run": {"images": args.run_images, "steps": args.run_steps, "seconds": round(s["seconds"], 2),

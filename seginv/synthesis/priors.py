@@ -68,17 +68,18 @@ class BatchNormWithMoments(torch.autograd.Function):
 
     The BatchNorm prior needs the moments of every BatchNorm input. Taken from a hook, they cost a second pass over
     the input in the forward, and in the backward a second full-size gradient that autograd then adds to
-    BatchNorm's own. Here the forward is torch's BatchNorm (the same output bits) plus one ``var_mean``, and the
+    BatchNorm's own. Here the forward is torch's BatchNorm (the same output bits) plus the moments, and the
     backward writes the input's gradient once: ``g_y * scale + g_mean / n + 2 g_var (x - mean) / n``, with
     ``scale = weight / sqrt(running_var + eps)`` (``benchmarks/synthesis_speed.py`` times it against the teacher's
     bare forward+backward; docs/performance.md).
 
-    The variance is ``var_mean``'s (Welford's update, computed around the running mean), not
+    The variance is computed in two passes, around the batch mean (``mean((x - mean)^2)``), not as
     ``E[x^2] - E[x]^2``, whose float32 cancellation grows with the square of a channel's mean/std ratio: at a ratio
-    of 1000 it misses the variance by 46 % (4 x 9 x 7 values per channel) to 271 % (16 x 32 x 32), against 6e-8 for
-    ``var_mean`` (relative to float64; the tests pin both). The moments are at
-    least float32 whatever ``x``'s precision; ``x`` is kept for the backward as it comes (a float32 copy of every
-    BatchNorm input held until the backward would take back most of what bf16 autocast saves in memory).
+    of 1000 it misses the variance by 46 % (4 x 9 x 7 values per channel) to 271 % (16 x 32 x 32), against below
+    1e-6 here (relative to float64; the tests pin both). ``torch.var_mean``, as stable, took 6 to 40 times as long
+    over these dimensions on the 2-core CPU (batch 16, 32-128 channels, 8-32 px). The moments are at least float32
+    whatever ``x``'s precision; ``x`` is kept for the backward as it comes (a float32 copy of every BatchNorm input
+    held until the backward would take back most of what bf16 autocast saves in memory).
     """
 
     @staticmethod
@@ -86,7 +87,8 @@ class BatchNormWithMoments(torch.autograd.Function):
                 weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         wide = torch.promote_types(x.dtype, torch.float32)
-        var, mean = torch.var_mean(x.to(wide), dim=(0, 2, 3), correction=0)
+        mean = x.to(wide).mean((0, 2, 3))
+        var = (x.to(wide) - mean.view(1, -1, 1, 1)).square_().mean((0, 2, 3))  # two passes, one transient tensor
         y = F.batch_norm(x, running_mean, running_var, weight, bias, False, 0.0, eps)
         scale = torch.rsqrt(running_var.to(wide) + eps)
         if weight is not None:
@@ -125,7 +127,8 @@ class BatchNormInputStats:
     def _forward(self, module: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
         trainable = any(p.requires_grad for p in module.parameters(recurse=False))
         if module.training or trainable or x.dim() != 4:
-            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
+            mean = x.float().mean((0, 2, 3))
+            var = (x.float() - mean.view(1, -1, 1, 1)).square().mean((0, 2, 3))
             y = type(module).forward(module, x)
         else:
             y, mean, var = BatchNormWithMoments.apply(x, module.running_mean, module.running_var, module.weight,

@@ -117,7 +117,7 @@ def test_fused_batchnorm_matches_autograd_through_batchnorm_and_the_plain_moment
 
 
 def test_fused_batchnorm_float32_output_is_torchs_and_its_variance_is_stable_at_a_large_mean():
-    """A channel with mean/std 1000: float32 ``E[x^2] - E[x]^2`` loses the variance; ``var_mean`` keeps it."""
+    """A channel with mean/std 1000: float32 ``E[x^2] - E[x]^2`` loses the variance; two passes keep it."""
     g = torch.Generator().manual_seed(5)
     bn = _bn(3, g, torch.float32)
     x = torch.randn(4, 3, 9, 7, generator=g) + torch.tensor([0.0, 100.0, 1000.0]).view(1, 3, 1, 1)
