@@ -59,7 +59,7 @@ def _cell(values: list[float]) -> str:
 
 def block(pts: dict[int, dict[str, Any]], default: int, images: int) -> list[str]:
     pick = chosen(pts)
-    lines = [BEGIN, "", f"| synthesis steps | teacher passes per step (x the default) | seeds | old | new | all | "
+    lines = [BEGIN, "", "| synthesis steps | teacher passes per step (x the default) | seeds | old | new | all | "
              "synthesis s (sum over the steps) |", "|---|---|---|---|---|---|---|"]
     for s in sorted(pts):
         p = pts[s]

@@ -518,7 +518,23 @@ def findings_64(res: dict[str, Any]) -> list[str]:
         "### Eq. 5's lambda by the classes a step adds", "",
         "The default sets eq. 5's lambda per step: 1 when the step adds one class, 0.5 when it adds several, where a "
         "KD half as strong lets the new classes in. Each cell's rows against the same rows with the other lambda on "
-        "every step (`-lam1`, `-lam05`), old / new / all:", "", *rule_table(res), ""]
+        "every step (`-lam1`, `-lam05`), old / new / all:", "", *rule_table(res), "", *real_ce_findings(res)]
+
+
+def real_ce_findings(res: dict[str, Any]) -> list[str]:
+    """The real half's cross-entropy (``real_ce``) on the cells whose steps add several classes."""
+    cells = [c for c in plan.CELLS_64 if several(c)]
+    rows = ("fake", "none", "mib", "fake-unbiased", "none-unbiased", "noise-unbiased", "fake-surer-half",
+            "none-surer-half")
+    lines = ["### The real half's cross-entropy on steps that add several classes", "",
+             "Eq. 4 labels every background pixel of the real half with the teacher's argmax (the default, "
+             "`real_ce=merged`). MiB's unbiased CE (`--option real_ce=unbiased`) labels none: a background pixel "
+             "may be the background or any old class. `real_ce=surer-half` keeps the teacher's label on each "
+             "teacher class's surer half of the background pixels (PLOP's median) and the unbiased CE on the rest. "
+             "Old / new / all:", "",
+             "| row | " + " | ".join(cells) + " |", "|---|" + "---|" * len(cells)]
+    lines += [f"| `{r}` | " + " | ".join(_trio(res, c, r) for c in cells) + " |" for r in rows]
+    return lines + [""]
 
 
 BLOCK_ROWS = ("none", "fake", "noise", "real-paper", "real", "real-gt", "mib", "rearranged-noise-init")

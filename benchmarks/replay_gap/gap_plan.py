@@ -159,17 +159,18 @@ PROBES: dict[str, tuple[str, dict[str, Any]]] = {
     "noise-lam05": ("noise replay with eq. 5's lambda at 0.5 (the control of fake-lam05)",
                     _replay(replay="noise", options={**DEFAULT, "lam": 0.5})),
     "none-lam05": ("no replay with eq. 5's lambda at 0.5", _replay(replay="none", options={**DEFAULT, "lam": 0.5})),
-    "fake-unbiased": ("the default with MiB's unbiased CE on the real half in place of eq. 4 (hrhf-lab's "
-                      "`real_ce=unbiased`: no teacher label on its background)",
+    "fake-unbiased": ("the default with MiB's unbiased CE on the real half in place of eq. 4 "
+                      "(`--option real_ce=unbiased`: no teacher label on its background; run as hrhf-lab, the same "
+                      "code)",
                       _lab(_fake(REAL_START, DEFAULT, real_ce="unbiased"))),
     "none-unbiased": ("no replay with MiB's unbiased CE in place of eq. 4 (the control of fake-unbiased)",
                       _lab(_replay(replay="none", options={**DEFAULT, "real_ce": "unbiased"}))),
     "noise-unbiased": ("noise replay with MiB's unbiased CE in place of eq. 4 (the images' control of fake-unbiased)",
                        _lab(_replay(replay="noise", options={**DEFAULT, "real_ce": "unbiased"}))),
     "fake-surer-half": ("the default with eq. 4 on each teacher class's surer half of the real half's background "
-                        "and MiB's unbiased CE on the rest (hrhf-lab's `real_ce=surer-half`)",
+                        "and MiB's unbiased CE on the rest (`--option real_ce=surer-half`)",
                         _lab(_fake(REAL_START, DEFAULT, real_ce="surer-half"))),
-    "none-surer-half": ("no replay with hrhf-lab's `real_ce=surer-half` (the control of fake-surer-half)",
+    "none-surer-half": ("no replay with `real_ce=surer-half` (the control of fake-surer-half)",
                         _lab(_replay(replay="none", options={**DEFAULT, "real_ce": "surer-half"}))),
     **{f"{row}-lam1": (f"`{row}` with eq. 5's lambda at the paper's 1 on every step", {
         **RUNS_64[row], "options": {**RUNS_64[row].get("options", {}), "lam": 1.0}})

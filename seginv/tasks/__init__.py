@@ -4,7 +4,8 @@ A task is what a model's output means: a segmentation model's ``(B, C, H, W)`` l
 multi-label classifier's ``(B, C)`` scores label the whole image (seed 004's setting). Everything that depends on
 that (the splits, the metric and its headline, the step-0 loss, the labels replay carries, what synthesis
 aggregates, what an export writes) is asked of :func:`get_task`'s object, so that no other module compares task
-names. Adding a task is one module here (a :class:`Task` registered in :data:`_TASKS`), plus its losses and metrics.
+names. Adding a task is one module here (a :class:`Task`, listed in :data:`TASKS` and :func:`_tasks`), plus its
+losses, metrics and dataset reader.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class Task:
     """The answers one task gives; :mod:`.segmentation` and :mod:`.multilabel` fill them in."""
 
     name: str
-    #: how a protocol, model or sample of the task is described ("a segmentation protocol"), and a model of it
+    #: the word for a protocol, model or sample of the task ("segmentation", "multi-label"), and for a model of it
     adjective: str
     model_words: str
     #: whether its models may have a background class (class 0)

@@ -8,8 +8,8 @@ adds: :data:`LAM_ONE_CLASS` when it adds one class, :data:`LAM_SEVERAL` when it 
 strong lets the new classes in (docs/replay-gap.md, "Eq. 5's lambda by the classes a step adds"). ``hrhf-paper``
 keeps 1.
 
-Beyond the paper, for the replayed half (each measured in ``docs/replay-gap.md``). ``hrhf`` takes ``seg_on``,
-``replay_weight``, ``confidence_quantile`` and ``replay_labels``, which a benchmark row shows helping somewhere; the
+Beyond the paper (each measured in ``docs/replay-gap.md``). ``hrhf`` takes ``seg_on``, ``replay_weight``,
+``confidence_quantile``, ``replay_labels`` and ``real_ce``, which a benchmark row shows helping somewhere; the
 others, which no row showed helping, are ``hrhf-lab``'s (experimental, used by the benchmarks that tried them):
 
 - ``seg_on="rearranged"``: on the replayed half, the cross-entropy of the rearranged student against the teacher's
@@ -76,7 +76,7 @@ class HalfRealHalfFakeLab(Method):
 
     name = "hrhf-lab"
     description = ("HRHF with every replay option the benchmarks tried (temperature, pool_halves, min_confidence, "
-                   "forgotten_only, replay_softmax, replay_features, real_ce): experimental")
+                   "forgotten_only, replay_softmax, replay_features): experimental")
     citation = "seed 002: Half-Real Half-Fake Distillation for Class-Incremental Semantic Segmentation, eq. 3-5"
     init = "mib"
     takes_ial = True  # in place of eq. 4's cross-entropy (seg_loss None)
@@ -221,9 +221,9 @@ class HalfRealHalfFake(HalfRealHalfFakeLab):
     description = "Half-Real Half-Fake: KD through probability rearrange + CE on merged labels, with fake replay"
 
     def __init__(self, lam: float | None = None, seg_on: str = "real", replay_weight: float = 1.0,
-                 confidence_quantile: float = 0.0, replay_labels: str = "teacher") -> None:
+                 confidence_quantile: float = 0.0, replay_labels: str = "teacher", real_ce: str = "merged") -> None:
         super().__init__(lam=lam, seg_on=seg_on, replay_weight=replay_weight, confidence_quantile=confidence_quantile,
-                         replay_labels=replay_labels)
+                         replay_labels=replay_labels, real_ce=real_ce)
 
 
 @register_method("hrhf-paper")
