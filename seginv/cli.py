@@ -480,7 +480,7 @@ def _names(value: str | None, option: str) -> tuple[str, ...] | None:
 @click.option("--max-classes", default=2, show_default=True, type=click.IntRange(1),
               help="Each image shows background + 1..N classes; counts are balanced over the run.")
 @click.option("--preset", default="cpu", show_default=True, type=click.Choice(["cpu", "paper"]),
-              help="Defaults for the options below: cpu = 64x64, 200 steps; paper = seed 002's 512x512, 1000 steps, "
+              help="Defaults for the options below: cpu = 64x64, 100 steps; paper = seed 002's 512x512, 1000 steps, "
                    "batch 16, Adam lr 0.25, jitter 30.")
 @click.option("--size", help="Image size N or HxW [cpu: 64, paper: 512].")
 @click.option("--batch-size", type=click.IntRange(1), help="Images optimised together [16].")

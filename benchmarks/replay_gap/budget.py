@@ -6,7 +6,8 @@
 The rows are ``gap_plan.BUDGET_STEPS``: the shipped default (images inverted from the step's real images, seed
 002's loss, eq. 5's lambda by the classes a step adds) with 1/32 to 2x its synthesis steps at its images per step,
 on ``gap_plan.BUDGET_CELL``. A point's budget is its teacher passes per learning step (synthesis steps x images);
-its cost is the synthesis seconds its records hold. The chosen point is the smallest budget whose all-class mIoU
+its cost is the synthesis seconds its records hold; ``x`` is against ``gap_plan.BUDGET_BASE``, the preset's
+200 steps when the curve was measured. The chosen point is the smallest budget whose all-class mIoU
 (mean over the seeds run) is within ``WITHIN`` of the best point's. Other seeds of a point are run the same way
 (``.../budget-steps-50/seed1``) and enter its mean.
 """
@@ -59,18 +60,19 @@ def _cell(values: list[float]) -> str:
 
 def block(pts: dict[int, dict[str, Any]], default: int, images: int) -> list[str]:
     pick = chosen(pts)
-    lines = [BEGIN, "", "| synthesis steps | teacher passes per step (x the default) | seeds | old | new | all | "
+    lines = [BEGIN, "", "| synthesis steps | teacher passes per step (x 200 steps) | seeds | old | new | all | "
              "synthesis s (sum over the steps) |", "|---|---|---|---|---|---|---|"]
     for s in sorted(pts):
         p = pts[s]
-        mark = " (chosen)" if s == pick else " (today's default)" if s == default else ""
+        mark = " (chosen: the preset's default now)" if s == pick else " (the preset's default before)" \
+            if s == default else ""
         lines.append(f"| {s}{mark} | {s * images} ({s / default:.3g}x) | {', '.join(map(str, p['seeds']))} | "
                      + " | ".join(_cell(p[k]) for k in ("old", "new", "all"))
                      + f" | {statistics.mean(p['synthesis_seconds']):.0f} |")
     lines += ["", f"![all-class mIoU against synthesis teacher passes]({IMAGE})", ""]
     if pick is not None:
         lines.append(f"The smallest budget within {100 * WITHIN:.1f} points of the best all-class mIoU is {pick} "
-                     f"steps ({pick / default:.3g}x the default's teacher passes).")
+                     f"steps ({pick / default:.3g}x the teacher passes of the preset's {default}).")
     lines += ["", END]
     return lines
 
@@ -85,7 +87,7 @@ def plot(pts: dict[int, dict[str, Any]], default: int, images: int, path: Path) 
     xs = sorted(pts)
     for key, style in (("all", "o-"), ("old", "s--"), ("new", "^:")):
         ax.plot([s * images for s in xs], [100 * statistics.mean(pts[s][key]) for s in xs], style, label=key)
-    ax.axvline(default * images, color="grey", alpha=0.5, label="today's default")
+    ax.axvline(default * images, color="grey", alpha=0.5, label="the preset's default before (200 steps)")
     ax.set_xscale("log")
     ax.set_xlabel("synthesis teacher passes per learning step (steps x images)")
     ax.set_ylabel(f"mIoU (%), {plan.BUDGET_CELL}")
@@ -105,7 +107,7 @@ def main() -> None:
     pts = points(args.cache)
     if not pts:
         raise SystemExit("error: no budget row has finished; run them first (see the module doc).")
-    default, images = plan.DEFAULT_STEPS, plan.N
+    default, images = plan.BUDGET_BASE, plan.N
     plot(pts, default, images, args.docs / IMAGE)
     page = args.docs / "performance.md"
     text = page.read_text()

@@ -47,7 +47,7 @@ class InversionConfig:
 
     size: tuple[int, int] = (64, 64)
     batch_size: int = 16
-    steps: int = 200
+    steps: int = 100  # the budget curve at 64 px (docs/performance.md): within 0.1 of 200 steps
     lr: float = 0.25
     betas: tuple[float, float] = (0.5, 0.9)
     cosine: bool = False
