@@ -10,7 +10,6 @@ losses, metrics and dataset reader.
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
@@ -114,12 +113,18 @@ class Task:
         return None
 
 
-@functools.cache
-def _tasks() -> dict[str, Task]:
-    from .multilabel import MULTILABEL
-    from .segmentation import SEGMENTATION
+_REGISTRY: dict[str, Task] = {}
 
-    return {t.name: t for t in (SEGMENTATION, MULTILABEL)}
+
+def _tasks() -> dict[str, Task]:
+    """Every task by name, imported on first use (a plain dict, which torch.compile traces through a model's
+    forward without a cache wrapper)."""
+    if not _REGISTRY:
+        from .multilabel import MULTILABEL
+        from .segmentation import SEGMENTATION
+
+        _REGISTRY.update({t.name: t for t in (SEGMENTATION, MULTILABEL)})
+    return _REGISTRY
 
 
 #: the task names, in the order ``seginv`` lists them; the first is the task of a model, protocol or manifest that
