@@ -32,6 +32,7 @@ import plan as tables  # noqa: E402  (the Scenes data of benchmarks/tables)
 from seginv.data.scenes import ScenesConfig, write_scenes  # noqa: E402
 from seginv.distill.methods import list_methods  # noqa: E402
 from seginv.distill.trainer import DistillConfig  # noqa: E402
+from seginv.outputs import run_files  # noqa: E402
 from seginv.protocols import get_protocol  # noqa: E402
 from seginv.report import compute_environment, machine  # noqa: E402
 from seginv.training import TrainConfig  # noqa: E402
@@ -147,7 +148,7 @@ def run_row(cache: Path, row: str) -> None:
             source = None if replay is None else memory(cache, data, protocol, int(seed[4:]), t) \
                 if replay == "memory" else fake_replay(teacher, folder, int(seed[4:]), t)
             r = distill(teacher, out, data, replay=source, protocol=protocol, method=method, method_options=options,
-                        cfg=cfg, resume=True, command=CMD)
+                        cfg=cfg, resume=run_files(out)["state"].is_file(), command=CMD)  # a stopped task resumes
             record.write_text(json.dumps({"metrics": r["metrics"]["val"], "seconds": round(r["seconds"], 1),
                                           "iterations": r["metrics"]["train"]["iterations"],
                                           "config": config, "environment": compute_environment("cpu")},
