@@ -3,8 +3,9 @@ overlays share these pieces: column headers, captions, and a legend of the class
 
 Masks are drawn in :data:`DISPLAY`, colours chosen far apart in CIELAB (background black), so that the classes of
 one picture can be told apart; the files seginv exports keep VOC's colour map, where some classes are nearly
-equal (bus and motorbike are 8.8 apart in CIELAB, boat and dog 11.3). Every text drawn is recorded (:attr:`Picture.texts`) and written into
-a PNG's ``Description``, so a reader, or a test, can find what a picture says without looking at it.
+equal (bus and motorbike are 8.8 apart in CIELAB, boat and dog 11.3). Every text drawn is recorded
+(:attr:`Picture.texts`) and written into a PNG's ``Description``, so a reader, or a test, can find what a picture
+says without looking at it.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def legend(class_names: Sequence[str], ids: Iterable[int], width: int, new: Iter
     strip.text((2, 1), "classes:")
     for k, (i, name) in enumerate(entries):
         x, y = (k % per_row) * step + 2, 14 + (k // per_row) * 16 + 2
-        strip.swatch((x, y + 1), _display()[i % 256])
+        strip.swatch((x, y + 1), colour(np.asarray(i)))
         strip.text((x + 14, y), name)
     return strip
 

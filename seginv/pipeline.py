@@ -5,8 +5,8 @@ Layout of the output directory::
     recipe.json                         the validated recipe, as run
     data/                               generated Scenes (when the recipe asks for them)
     step0.pt, step0.json                the trained step-0 model (unless the recipe loads one) and its evaluation
-    replay/<teacher>-<settings>/        shards inverted from one model with one synthesis setting, seed and engine revision;
-                                        shared by every run that would make the same ones
+    replay/<teacher>-<settings>/        shards inverted from one model with one synthesis setting, seed and
+                                        engine revision; shared by every run that would make the same ones
     runs/<run>/seed<k>/step<t>.pt       the run's model after step t, and step<t>.json its record (the
                                         configuration it was made with, evaluation, timings)
     results.md, results.csv, results.json

@@ -194,11 +194,11 @@ def evaluate_model(model: SegModel, data: str | os.PathLike[str], *, protocol: s
     elif step is not None:
         raise SeginvError("--step needs --protocol.")
     task, named = get_task(model.task), proto is not None
-    if proto is None and task.labels_by_position:  # the model's own classes, its steps as the tasks
+    if proto is None and not task.pixel_labels:  # the model's own classes, its steps as the tasks
         proto = Protocol("model", "", tuple(model.class_names), tuple(tuple(s) for s in model.steps),
                          background=model.background, task=model.task)
         step = len(model.steps) - 1
-    if proto is not None and task.labels_by_position and \
+    if proto is not None and not task.pixel_labels and \
             proto.names(proto.seen(step)) != model.class_names[: len(proto.seen(step))]:
         raise SeginvError(f"the model's classes {model.class_names} do not begin with {proto.name}'s classes up to "
                           f"task {step}.", "Evaluate with the protocol it was trained on and a task it has learned.")

@@ -199,7 +199,7 @@ class Inverter:
         b = len(targets)
         y = torch.as_tensor(targets, device=dev)
         r_t = torch.as_tensor(r, dtype=torch.float32)
-        saa = cfg.aggregation == "saa" and get_task(self.model.task).aggregates
+        saa = cfg.aggregation == "saa" and get_task(self.model.task).pixel_labels
         wide = wide_scales(r_t) if saa else False  # checked here, once, not as a device sync every step
         r_t = r_t.to(dev)
         if (cfg.init == "real") != (start is not None):
@@ -251,7 +251,7 @@ class Inverter:
         self.bn_stats.clear()
         with self._autocast():
             logits = self.model(self.augment(x), upsample=False)  # eq. 1 pools the output map (Ho, Wo)
-        if get_task(self.model.task).aggregates:
+        if get_task(self.model.task).pixel_labels:  # a map to aggregate
             scores = aggregate(logits.float(), cfg.aggregation, r if cfg.aggregation == "saa" else None, wide=wide)
         else:  # a classifier's (B, C) scores: nothing to aggregate
             scores = logits.float()

@@ -62,6 +62,15 @@ def batchnorm_statistics_loss(
     return total
 
 
+def channel_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and variance of ``x (B, D, H, W)`` over ``(B, H, W)``, in at least float32: the variance in
+    two passes, around the mean (see :class:`BatchNormWithMoments`)."""
+    x = x.to(torch.promote_types(x.dtype, torch.float32))
+    mean = x.mean((0, 2, 3))
+    d = x - mean.view(1, -1, 1, 1)
+    return mean, (d.square() if d.requires_grad else d.square_()).mean((0, 2, 3))  # in place where autograd allows
+
+
 class BatchNormWithMoments(torch.autograd.Function):
     """An inference BatchNorm (running statistics) that also returns its input's per-channel mean and variance
     over ``(B, H, W)``, with one backward for all three outputs.
@@ -76,19 +85,17 @@ class BatchNormWithMoments(torch.autograd.Function):
     The variance is computed in two passes, around the batch mean (``mean((x - mean)^2)``), not as
     ``E[x^2] - E[x]^2``, whose float32 cancellation grows with the square of a channel's mean/std ratio: at a ratio
     of 1000 it misses the variance by 46 % (4 x 9 x 7 values per channel) to 271 % (16 x 32 x 32), against below
-    1e-6 here (relative to float64; the tests pin both). ``torch.var_mean``, as stable, took 6 to 40 times as long
-    over these dimensions on the 2-core CPU (batch 16, 32-128 channels, 8-32 px). The moments are at least float32
-    whatever ``x``'s precision; ``x`` is kept for the backward as it comes (a float32 copy of every BatchNorm input
-    held until the backward would take back most of what bf16 autocast saves in memory).
+    1e-6 here (relative to float64; the tests pin both). The moments are at least float32 whatever ``x``'s
+    precision; ``x`` is kept for the backward as it comes (a float32 copy of every BatchNorm input held until the
+    backward would take back most of what bf16 autocast saves in memory).
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,  # type: ignore[override]
                 weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        wide = torch.promote_types(x.dtype, torch.float32)
-        mean = x.to(wide).mean((0, 2, 3))
-        var = (x.to(wide) - mean.view(1, -1, 1, 1)).square_().mean((0, 2, 3))  # two passes, one transient tensor
+        mean, var = channel_moments(x)
+        wide = mean.dtype
         y = F.batch_norm(x, running_mean, running_var, weight, bias, False, 0.0, eps)
         scale = torch.rsqrt(running_var.to(wide) + eps)
         if weight is not None:
@@ -127,8 +134,7 @@ class BatchNormInputStats:
     def _forward(self, module: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
         trainable = any(p.requires_grad for p in module.parameters(recurse=False))
         if module.training or trainable or x.dim() != 4:
-            mean = x.float().mean((0, 2, 3))
-            var = (x.float() - mean.view(1, -1, 1, 1)).square().mean((0, 2, 3))
+            mean, var = channel_moments(x)  # through autograd
             y = type(module).forward(module, x)
         else:
             y, mean, var = BatchNormWithMoments.apply(x, module.running_mean, module.running_var, module.weight,

@@ -91,7 +91,7 @@ def synthesize(model: SegModel, out: str | os.PathLike[str], inv: InversionConfi
         raise SeginvError(f"start images are {start_images.shape[1:3]}, not the synthesis size {inv.size}.")
     if run.num_images < 1 or run.shard_size < 1:
         raise SeginvError("--num-images and --shard-size must be at least 1.")
-    if run.save_probs and not get_task(model.task).writes_probs:
+    if run.save_probs and not get_task(model.task).pixel_labels:
         raise SeginvError("--save-probs stores a segmentation teacher's per-pixel softmax; a multi-label classifier's "
                           "shards hold its labels (sigmoid above 0.5) instead.", "Run without --save-probs.")
     ids = resolve_classes(model, run.classes)
@@ -161,7 +161,7 @@ def _shard_arrays(parts: list[dict[str, np.ndarray]], plan: Any, first: int, cou
     arrays["targets"], arrays["r"] = plan.targets[first:first + count], plan.r[first:first + count]
     task = get_task(model.task)
     arrays[task.label_column] = task.shard_labels(arrays.pop("masks"), model.num_classes)
-    if not task.aggregates:  # no map to aggregate: no r
+    if not task.pixel_labels:  # no map to aggregate: no r
         arrays["r"] = np.full_like(arrays["r"], np.nan)
     return arrays
 

@@ -38,20 +38,15 @@ class Task:
     per_class_key: str
     extra_scores: tuple[tuple[str, str], ...]
     groups_text: str
-    #: whether its labels are per pixel (a mask per image) rather than per image (a class vector); the column of a
-    #: replay shard that holds them
+    #: whether its output and labels are per pixel (a map and a mask per image) rather than per image (a score and a
+    #: label per class). Per-pixel outputs are aggregated into class scores for synthesis (eq. 1) and may be stored
+    #: as per-pixel probabilities; per-image labels are columns in the protocol's class order, so a model's classes
+    #: must begin with the protocol's. The column of a replay shard that holds the labels:
     pixel_labels: bool
     label_column: str
     #: whether uniform-noise replay and seed 003's importance-aware loss (both segmentation options) apply
     takes_noise_replay: bool
     takes_ial: bool
-    #: whether synthesis aggregates an output map into class scores (eq. 1); a classifier's scores are already that
-    aggregates: bool
-    #: whether synthesis can store the teacher's probabilities per pixel (``--save-probs``)
-    writes_probs: bool
-    #: whether test labels are columns in the protocol's class order (a classifier's), so that a model's classes
-    #: must begin with the protocol's; a segmentation test set maps class names to the model's ids instead
-    labels_by_position: bool
 
     def train_split(self, data: str | os.PathLike[str], proto: Any, step: int, setting: str, *, joint: bool,
                     fmt: str) -> Any:

@@ -21,9 +21,7 @@ class MultiLabel(Task):
     groups_text = GROUPS_TEXT_CLASSIFIER
     pixel_labels = False
     label_column = "labels"
-    takes_noise_replay = takes_ial = aggregates = False
-    labels_by_position = True
-    writes_probs = False
+    takes_noise_replay = takes_ial = False
 
     def train_split(self, data: str | os.PathLike[str], proto: Any, step: int, setting: str, *, joint: bool,
                     fmt: str) -> Any:

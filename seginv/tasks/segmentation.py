@@ -20,9 +20,7 @@ class Segmentation(Task):
     per_class_key, extra_scores, groups_text = "per_class", (), GROUPS_TEXT
     pixel_labels = True
     label_column = "masks"
-    takes_noise_replay = takes_ial = aggregates = True
-    labels_by_position = False
-    writes_probs = True
+    takes_noise_replay = takes_ial = True
 
     def train_split(self, data: str | os.PathLike[str], proto: Any, step: int, setting: str, *, joint: bool,
                     fmt: str) -> Any:

@@ -36,10 +36,10 @@ others, which no row showed helping, are ``hrhf-lab``'s (experimental, used by t
   default), or a real exemplar's own labels where they name an old foreground class and the teacher's argmax
   elsewhere (``own``, :func:`~seginv.distill.losses.replay_targets`: exemplar replay with its labels). Fake
   images carry the teacher's argmax as their labels, so the two are the same on them;
-- ``real_ce``: the real half's cross-entropy: eq. 4 against the merged labels (``merged``, the paper), MiB's
-  unbiased CE (``unbiased``, :func:`~seginv.distill.losses.unbiased_ce`: a background pixel is "background or any
-  old class", with no teacher label on it), or eq. 4 on the background pixels among each teacher class's surer half
-  (PLOP's median) and the unbiased CE on the others (``surer-half``,
+- ``real_ce``: eq. 4's cross-entropy, on the real half (on both halves with ``seg_on="both"``): against the merged
+  labels (``merged``, the paper), MiB's unbiased CE (``unbiased``, :func:`~seginv.distill.losses.unbiased_ce`: a
+  background pixel is "background or any old class", with no teacher label on it), or eq. 4 on the background
+  pixels among each teacher class's surer half (PLOP's median) and the unbiased CE on the others (``surer-half``,
   :func:`~seginv.distill.losses.merged_or_unbiased_ce`);
 - ``replay_features``: the weight of an encoder-feature distillation on the replayed images only (seed 001 eq. 4's
   squared L2 per feature element, :func:`~seginv.distill.losses.feature_distillation`; 0 = none), which holds the
