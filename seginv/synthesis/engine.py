@@ -28,13 +28,7 @@ from ..precision import PRECISIONS, apply_layout_and_compile, autocast, check_co
 from ..models import SegModel
 from .aggregation import AGGREGATIONS, aggregate, wide_scales
 from .augment import Augment, AugmentConfig
-from .priors import (
-    BatchNormInputStats,
-    batchnorm_statistics_loss,
-    l2_norm,
-    total_variation_l1,
-    total_variation_l2,
-)
+from .priors import BatchNormInputStats, batchnorm_statistics_loss, image_priors
 from .targets import PAPER_R_SET
 
 LOSSES = ("bce", "ce")
@@ -120,9 +114,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: The revision of the inversion's arithmetic, recorded in every replay manifest (``source.engine``). Inversion
 #: amplifies float rounding (Adam moves a pixel by about its lr whatever the size of its gradient), so another
 #: revision writes other images at the same settings and seed, and a resume refuses a directory written by another
-#: one. 2: the BatchNorm prior inside BatchNorm's forward and backward, its variance in two passes
-#: (docs/performance.md); before it, no revision was recorded.
-ENGINE_REVISION = 2
+#: one. 2: the BatchNorm prior inside BatchNorm's forward and backward, its variance in two passes; 3: that
+#: backward adds the variance's part and the per-channel constant in two operations instead of one ``addcmul``
+#: (docs/performance.md). Before 2, no revision was recorded.
+ENGINE_REVISION = 3
 
 
 class Diverged(RuntimeError):
@@ -256,13 +251,7 @@ class Inverter:
         else:  # a classifier's (B, C) scores: nothing to aggregate
             scores = logits.float()
         cls = classification_loss(scores, y, cfg.loss)
-        prior = torch.zeros_like(cls)
-        if cfg.tv_l1:
-            prior = prior + cfg.tv_l1 * total_variation_l1(x)
-        if cfg.tv_l2:
-            prior = prior + cfg.tv_l2 * total_variation_l2(x)
-        if cfg.l2:
-            prior = prior + cfg.l2 * l2_norm(x)
+        prior = image_priors(x, cfg.tv_l1, cfg.tv_l2, cfg.l2)
         bn = torch.zeros((), device=x.device)
         if cfg.bn and self.bn_stats.stats:
             bn = cfg.bn * batchnorm_statistics_loss(self.bn_stats.stats, cfg.first_bn_multiplier)

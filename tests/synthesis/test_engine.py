@@ -268,5 +268,9 @@ def test_the_manifest_records_the_engine_revision_and_a_resume_refuses_another(t
     assert manifest["source"]["engine"] == ENGINE_REVISION
     del manifest["source"]["engine"]  # as written before the revision was recorded
     path.write_text(json.dumps(manifest))
-    with pytest.raises(OtherSettings, match="source.engine: None -> 2"):
+    with pytest.raises(OtherSettings, match=f"source.engine: None -> {ENGINE_REVISION}"):
+        synthesize(tiny_model(), tmp_path / "r", cfg(), run, resume=True)
+    manifest["source"]["engine"] = ENGINE_REVISION - 1  # written by the previous revision
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(OtherSettings, match=f"source.engine: {ENGINE_REVISION - 1} -> {ENGINE_REVISION}"):
         synthesize(tiny_model(), tmp_path / "r", cfg(), run, resume=True)

@@ -7,7 +7,9 @@ from torch import nn
 from seginv.synthesis.priors import (
     BatchNormInputStats,
     BatchNormWithMoments,
+    channel_moments,
     batchnorm_statistics_loss,
+    image_priors,
     l2_norm,
     total_variation_l1,
     total_variation_l2,
@@ -159,3 +161,81 @@ def test_bn_stats_of_a_layer_in_training_mode_go_through_autograd():
     torch.testing.assert_close(mean, h.mean((0, 2, 3)))
     torch.testing.assert_close(var, h.var((0, 2, 3), unbiased=False))
     assert out.shape == (4, 2, 8, 8) and var.requires_grad
+
+
+def _written_out_priors(x, tv_l1, tv_l2, l2):
+    """The image priors as the engine summed them through autograd before :func:`image_priors`."""
+    prior = torch.zeros(x.shape[0])
+    if tv_l1:
+        prior = prior + tv_l1 * total_variation_l1(x)
+    if tv_l2:
+        prior = prior + tv_l2 * total_variation_l2(x)
+    if l2:
+        prior = prior + l2 * l2_norm(x)
+    return prior
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 17, 13), (2, 1, 2, 2), (3, 3, 8, 9)])
+@pytest.mark.parametrize("weights", [(0.0, 1e-4, 1e-5), (0.3, 1e-4, 1e-5), (0.5, 1.0, 0.7), (0.2, 0.0, 0.0),
+                                     (0.0, 0.0, 1e-5), (0.9, 1.1, 0.0)])
+def test_image_priors_are_bit_for_bit_the_terms_summed_through_autograd(shape, weights):
+    """Value and gradient equal (``torch.equal``), with another gradient reaching the pixels as the teacher's does:
+    the backward adds the directions in autograd's order, so every sum rounds the same way."""
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(*shape, generator=g).requires_grad_(True)
+    other, cls = torch.randn(*shape, generator=g) * 1e-3, torch.randn(shape[0], generator=g)
+    results = []
+    for priors in (_written_out_priors, image_priors):
+        x.grad = None
+        teacher = (x * other).sum()  # created first, as the teacher's forward is
+        prior = priors(x, *weights)
+        ((cls + prior).mean() + teacher).backward()
+        results.append((prior.detach(), x.grad.clone()))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+
+
+def test_image_priors_gradcheck_and_zero_weights():
+    x = torch.randn(2, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: image_priors(x, 0.3, 0.7, 0.2), (x,))
+    flat = torch.zeros(2, 2, 5, 4, dtype=torch.float64, requires_grad=True)  # norms of 0: gradient 0, as autograd's
+    image_priors(flat, 0.0, 0.7, 0.2).sum().backward()
+    assert torch.equal(flat.grad, torch.zeros_like(flat))
+    assert torch.equal(image_priors(x, 0, 0, 0), torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        image_priors(torch.zeros(2, 3, 4), 0.0, 1.0, 0.0)
+
+
+def _written_out_bn_loss(stats, first_multiplier):
+    total = torch.zeros((), dtype=torch.float32)
+    for i, (mu, var, rm, rv) in enumerate(stats):
+        w = first_multiplier if i == 0 else 1.0
+        total = total + w * ((mu.float() - rm.float()).norm() + (var.float() - rv.float()).norm())
+    return total
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bn_prior_is_bit_for_bit_the_sum_written_out_through_autograd(dtype):
+    g = torch.Generator().manual_seed(7)
+    sizes = [3, 8, 1, 5]
+    runs = [(torch.randn(d, generator=g), torch.rand(d, generator=g) + 0.1) for d in sizes]
+    leaves = [(torch.randn(d, generator=g, dtype=dtype).requires_grad_(True),
+               torch.rand(d, generator=g, dtype=dtype).requires_grad_(True)) for d in sizes]
+    with torch.no_grad():  # a layer whose mean is exactly its running mean: a norm of 0, gradient 0
+        leaves[2][0].copy_(runs[2][0])
+    stats = [(mu, var, rm, rv) for (mu, var), (rm, rv) in zip(leaves, runs)]
+    grads = []
+    for loss in (_written_out_bn_loss, batchnorm_statistics_loss):
+        value = 0.01 * loss(stats, 10.0)
+        grads.append((value.detach(), torch.autograd.grad(value, [t for pair in leaves for t in pair])))
+    assert torch.equal(grads[0][0], grads[1][0])
+    for expected, got in zip(grads[0][1], grads[1][1]):
+        assert got.dtype == dtype and torch.equal(expected, got)
+    assert torch.equal(grads[1][1][4], torch.zeros(1, dtype=dtype))
+
+
+def test_channel_moments_without_autograd_are_the_two_pass_formula_bit_for_bit():
+    x = torch.randn(4, 5, 7, 3) * 3 + 2
+    mean, var = channel_moments(x)
+    assert torch.equal(mean, x.mean((0, 2, 3)))
+    assert torch.equal(var, (x - x.mean((0, 2, 3)).view(1, -1, 1, 1)).square().mean((0, 2, 3)))
