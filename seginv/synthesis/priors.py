@@ -80,26 +80,26 @@ class _ImagePriors(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, tv_l1: float, tv_l2: float, l2: float  # type: ignore[override]
                 ) -> torch.Tensor:
         diffs = _neighbour_differences(x)
-        out, norms, l2_n = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device), [], None
+        out = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        norms = [d.flatten(1).norm(dim=1) for d in diffs] if tv_l2 else [torch.empty(0)] * 4
+        l2_n = x.flatten(1).norm(dim=1) if l2 else torch.empty(0)
         if tv_l1:
             out = out + tv_l1 * sum(d.abs().flatten(1).mean(1) for d in diffs)
         if tv_l2:
-            norms = [d.flatten(1).norm(dim=1) for d in diffs]
             out = out + tv_l2 * sum(norms)
         if l2:
-            l2_n = x.flatten(1).norm(dim=1)
             out = out + l2 * l2_n
-        ctx.weights, ctx.diffs, ctx.norms, ctx.l2_n = (tv_l1, tv_l2, l2), diffs, norms, l2_n
-        ctx.save_for_backward(x)
+        ctx.weights = (tv_l1, tv_l2, l2)
+        ctx.save_for_backward(x, l2_n, *diffs, *norms)  # released by autograd as soon as the backward has run
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        (x,), (tv_l1, tv_l2, l2), diffs = ctx.saved_tensors, ctx.weights, ctx.diffs
-        g = g[:, None]
-        grad = _norm_gradient(g * l2, x.flatten(1), ctx.l2_n[:, None]).view_as(x) if l2 else torch.zeros_like(x)
+        (tv_l1, tv_l2, l2), (x, l2_n, *saved) = ctx.weights, ctx.saved_tensors
+        diffs, norms, g = saved[:4], saved[4:], g[:, None]
+        grad = _norm_gradient(g * l2, x.flatten(1), l2_n[:, None]).view_as(x) if l2 else torch.zeros_like(x)
         if tv_l2:
-            for (a, b), d, n in zip(_DIRECTIONS[::-1], diffs[::-1], ctx.norms[::-1]):
+            for (a, b), d, n in zip(_DIRECTIONS[::-1], diffs[::-1], norms[::-1]):
                 _add_direction(grad, a, b, _norm_gradient(g * tv_l2, d.flatten(1), n[:, None]))
         if tv_l1:
             for (a, b), d in zip(_DIRECTIONS[::-1], diffs[::-1]):
@@ -143,21 +143,26 @@ class _BatchNormPrior(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, first_multiplier: float, *flat: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         total = torch.zeros((), dtype=torch.float32, device=flat[0].device)
-        ctx.parts = []
+        saved, ctx.dtypes = [], []
         for i in range(0, len(flat), 4):
             mu, var, rm, rv = flat[i:i + 4]
             w = first_multiplier if i == 0 else 1.0
             dm, dv = mu.float() - rm.float(), var.float() - rv.float()
             nm, nv = dm.norm(), dv.norm()
             total = total + w * (nm + nv)
-            ctx.parts.append((w, dm, nm, mu.dtype, dv, nv, var.dtype))
+            saved += [dm, nm, dv, nv]
+            ctx.dtypes.append((mu.dtype, var.dtype))
+        ctx.first_multiplier = first_multiplier
+        ctx.save_for_backward(*saved)
         return total
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         grads: list[torch.Tensor | None] = [None]
-        for w, dm, nm, mu_dtype, dv, nv, var_dtype in ctx.parts:
-            gw = g * w
+        saved = ctx.saved_tensors
+        for i, (mu_dtype, var_dtype) in enumerate(ctx.dtypes):
+            dm, nm, dv, nv = saved[4 * i:4 * i + 4]
+            gw = g * (ctx.first_multiplier if i == 0 else 1.0)
             grads += [_norm_gradient(gw, dm, nm).to(mu_dtype), _norm_gradient(gw, dv, nv).to(var_dtype), None, None]
         return tuple(grads)
 

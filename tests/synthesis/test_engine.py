@@ -12,7 +12,8 @@ from torch import nn
 from seginv.errors import SeginvError
 from seginv.models import create_model
 from seginv.models.checkpoint import load_model
-from seginv.synthesis.engine import InversionConfig, Inverter, classification_loss, inversion_config, pixel_bounds
+from seginv.synthesis.engine import (InversionConfig, Inverter, channel_bounds, classification_loss, inversion_config,
+                                    pixel_bounds)
 from seginv.synthesis.aggregation import wide_scales
 from seginv.synthesis.augment import AugmentConfig
 from seginv.synthesis.targets import plan_targets
@@ -70,6 +71,8 @@ def test_clamping_keeps_pixels_in_the_valid_range_even_with_a_huge_learning_rate
     for x in seen:
         assert (x >= lo - 1e-6).all() and (x <= hi + 1e-6).all()
     assert res.pixels.dtype == np.uint8 and res.pixels.shape == (4, 32, 32, 3)
+    # the step clamps channel by channel with number bounds: exactly the tensors' values
+    assert torch.equal(torch.tensor(channel_bounds(model)).T.reshape(2, 1, 3, 1, 1), torch.stack([lo, hi]))
 
 
 def test_same_seed_same_pixels_other_seed_other_pixels():
