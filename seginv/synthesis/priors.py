@@ -172,11 +172,8 @@ def channel_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     two passes, around the mean (see :class:`BatchNormWithMoments`)."""
     x = x.to(torch.promote_types(x.dtype, torch.float32))
     mean = x.mean((0, 2, 3))
-    centred = mean.view(1, -1, 1, 1)
-    if x.requires_grad:
-        return mean, (x - centred).square().mean((0, 2, 3))
-    # without autograd, (x - mean)^2 in one pass: mse_loss's elementwise kernel is diff * diff, the same bits
-    return mean, F.mse_loss(x, centred.expand_as(x), reduction="none").mean((0, 2, 3))
+    d = x - mean.view(1, -1, 1, 1)
+    return mean, (d.square() if d.requires_grad else d.square_()).mean((0, 2, 3))  # in place where autograd allows
 
 
 class BatchNormWithMoments(torch.autograd.Function):
@@ -214,11 +211,11 @@ class BatchNormWithMoments(torch.autograd.Function):
                  ) -> tuple[torch.Tensor | None, ...]:
         x, mean, scale = ctx.saved_tensors  # an unused output's gradient arrives as zeros (materialize_grads)
         n, shape = x.numel() // x.shape[1], (1, -1, 1, 1)
-        a = 2 / n * g_var
-        # one operand broadcast per operation: torch's addcmul with two (c + x * a) is several times slower
-        grad = torch.mul(x, a.view(shape)).add_((g_mean / n - a * mean).view(shape))
-        grad = grad.addcmul_(g_y, scale.view(shape))
-        return grad.to(x.dtype), None, None, None, None, None, None
+        a = g_var * (2 / n)
+        # one broadcast operand per operation: torch's addcmul with two (c + x * a) is several times slower
+        grad = torch.mul(x, a.view(shape)).add_(torch.addcmul(g_mean / n, a, mean, value=-1).view(shape))
+        grad.addcmul_(g_y, scale.view(shape))
+        return grad if grad.dtype == x.dtype else grad.to(x.dtype), None, None, None, None, None, None
 
 
 def batchnorm_scale(running_var: torch.Tensor, weight: torch.Tensor | None, eps: float, dtype: torch.dtype

@@ -7,7 +7,6 @@ from torch import nn
 from seginv.synthesis.priors import (
     BatchNormInputStats,
     BatchNormWithMoments,
-    channel_moments,
     batchnorm_statistics_loss,
     image_priors,
     l2_norm,
@@ -233,9 +232,3 @@ def test_bn_prior_is_bit_for_bit_the_sum_written_out_through_autograd(dtype):
         assert got.dtype == dtype and torch.equal(expected, got)
     assert torch.equal(grads[1][1][4], torch.zeros(1, dtype=dtype))
 
-
-def test_channel_moments_without_autograd_are_the_two_pass_formula_bit_for_bit():
-    x = torch.randn(4, 5, 7, 3) * 3 + 2
-    mean, var = channel_moments(x)
-    assert torch.equal(mean, x.mean((0, 2, 3)))
-    assert torch.equal(var, (x - x.mean((0, 2, 3)).view(1, -1, 1, 1)).square().mean((0, 2, 3)))
