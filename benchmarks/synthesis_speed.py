@@ -14,10 +14,10 @@ machine, which lands on a few steps, does not move it:
   backward, Adam, clamping): the time from one call of the objective to the next, so the batch's set-up and its
   final teacher pass are not in it;
 - engine without the BatchNorm prior, to show what the prior costs;
-- engine as revision 2 computed the BatchNorm prior's backward (:class:`Revision2Moments`; everything else of the
-  step is bit for bit revision 2's): the cost the current backward saves. One batch synthesized both ways from the
-  same start gives the largest and mean pixel difference of the written images and the share of pixels where the
-  teacher's argmax agrees.
+- engine with the image priors and the BatchNorm prior's loss summed through autograd, as before they became one
+  autograd node each (:func:`~seginv.synthesis.priors.image_priors`, ``batchnorm_statistics_loss``): the cost
+  that saves. One batch synthesized both ways from the same start gives the largest and mean pixel difference of
+  the written images and the share of pixels where the teacher's argmax agrees (bit for bit: 0, 0 and 1).
 
 Then a whole ``synthesize`` run of ``--run-images`` images reports the time spent writing shards (compression,
 checksums, fsync, manifest) as a share of the total.
@@ -26,6 +26,7 @@ checksums, fsync, manifest) as a share of the total.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import statistics
@@ -38,7 +39,8 @@ import torch
 
 from seginv.models.checkpoint import load_model
 from seginv.synthesis.engine import InversionConfig, Inverter
-from seginv.synthesis.priors import BatchNormInputStats, BatchNormWithMoments
+from seginv.synthesis import engine
+from seginv.synthesis.priors import l2_norm, total_variation_l1, total_variation_l2
 from seginv.synthesis.run import RunConfig, resolve_classes, synthesize
 from seginv.synthesis.targets import plan_targets
 
@@ -92,31 +94,51 @@ def take_turns(timings: dict[str, Callable[[], list[float]]], rounds: int) -> di
     return rows
 
 
-class Revision2Moments(BatchNormWithMoments):
-    """The BatchNorm prior's backward as engine revision 2 computed it: the variance's part and the per-channel
-    constant in one ``addcmul`` (two broadcast operands); the comparison row."""
-
-    @staticmethod
-    def backward(ctx, g_y, g_mean, g_var):
-        x, mean, scale = ctx.saved_tensors
-        n, shape = x.numel() // x.shape[1], (1, -1, 1, 1)
-        a = 2 / n * g_var
-        grad = torch.addcmul((g_mean / n - a * mean).view(shape), x, a.view(shape))
-        grad = grad.addcmul_(g_y, scale.view(shape))
-        return grad.to(x.dtype), None, None, None, None, None, None
+def priors_through_autograd(x, tv_l1, tv_l2, l2):
+    """The image priors as the engine summed them before :func:`~seginv.synthesis.priors.image_priors`."""
+    prior = torch.zeros(x.shape[0], device=x.device)
+    for weight, term in ((tv_l1, total_variation_l1), (tv_l2, total_variation_l2), (l2, l2_norm)):
+        if weight:
+            prior = prior + weight * term(x)
+    return prior
 
 
-class Revision2Stats(BatchNormInputStats):
-    moments = Revision2Moments
+def bn_loss_through_autograd(stats, first_multiplier):
+    """The BatchNorm prior's loss as the engine summed it before, a graph of small operations per layer."""
+    total = torch.zeros((), device=stats[0][0].device)
+    for i, (mu, var, rm, rv) in enumerate(stats):
+        w = first_multiplier if i == 0 else 1.0
+        total = total + w * ((mu.float() - rm.float()).norm() + (var.float() - rv.float()).norm())
+    return total
 
 
-def image_difference(a: Inverter, b: Inverter, plan, steps: int) -> dict[str, float]:
-    """One batch of ``steps`` synthesis steps made by ``a`` and by ``b`` (the same teacher) from the same seed: the
-    written pixels' largest and mean difference (levels) and the share of pixels where the teacher's argmax on them
-    agrees."""
+@contextlib.contextmanager
+def priors_as_before():
+    """Inside, the engine computes its priors and the BatchNorm prior's loss through autograd, as before."""
+    saved = engine.image_priors, engine.batchnorm_statistics_loss
+    engine.image_priors, engine.batchnorm_statistics_loss = priors_through_autograd, bn_loss_through_autograd
+    try:
+        yield
+    finally:
+        engine.image_priors, engine.batchnorm_statistics_loss = saved
+
+
+def before(run: Callable[[], object]) -> Callable[[], object]:
+    def wrapped():
+        with priors_as_before():
+            return run()
+    return wrapped
+
+
+def image_difference(a: Inverter, b: Inverter, plan, steps: int, b_inside=contextlib.nullcontext) -> dict[str, float]:
+    """One batch of ``steps`` synthesis steps made by ``a`` and by ``b`` (the same teacher; ``b`` inside the context
+    ``b_inside()``) from the same seed: the written pixels' largest and mean difference (levels) and the share of
+    pixels where the teacher's argmax on them agrees."""
     for inverter in (a, b):
         inverter.cfg = dataclasses.replace(inverter.cfg, steps=steps)
-    ra, rb = a.run(plan.targets, plan.r, seed=0), b.run(plan.targets, plan.r, seed=0)
+    ra = a.run(plan.targets, plan.r, seed=0)
+    with b_inside():
+        rb = b.run(plan.targets, plan.r, seed=0)
     diff = np.abs(ra.pixels.astype(np.int16) - rb.pixels.astype(np.int16))
     return {"max_levels": int(diff.max()), "mean_levels": round(float(diff.mean()), 3),
             "argmax_agreement": round(float((ra.masks == rb.masks).mean()), 5)}
@@ -143,14 +165,13 @@ def main() -> None:
     cfg = InversionConfig(size=(args.size, args.size), batch_size=args.batch_size)
     full = Inverter(model, cfg, device)
     no_bn = Inverter(model, dataclasses.replace(cfg, bn=0.0), device)
-    rev2 = Inverter(model, cfg, device)
-    rev2.bn_stats = Revision2Stats(rev2.model)
+    old = Inverter(model, cfg, device)
     timings = {
         "floor": lambda: floor_step(model, args.batch_size, args.size, args.steps, device),
         "floor_head": lambda: floor_step(model, args.batch_size, args.size, args.steps, device, upsample=False),
         "engine": lambda: engine_step(full, plan, args.steps),
         "engine_no_bn": lambda: engine_step(no_bn, plan, args.steps),
-        "engine_rev2": lambda: engine_step(rev2, plan, args.steps),
+        "engine_before": before(lambda: engine_step(old, plan, args.steps)),
     }
     rows = take_turns(timings, args.rounds)
     med = {k: statistics.median(t for r in v for t in r) for k, v in rows.items()}
@@ -166,9 +187,9 @@ def main() -> None:
         "engine_no_bn_ms": round(1000 * med["engine_no_bn"], 2),
         "ratio_engine_to_floor": round(med["engine"] / med["floor"], 3),
         "ratio_engine_no_bn_to_floor": round(med["engine_no_bn"] / med["floor"], 3),
-        "engine_rev2_ms": round(1000 * med["engine_rev2"], 2),
-        "ratio_engine_rev2_to_floor_head": round(med["engine_rev2"] / med["floor_head"], 3),
-        "images_vs_rev2": image_difference(full, rev2, plan, args.diff_steps),
+        "engine_before_ms": round(1000 * med["engine_before"], 2),
+        "ratio_engine_before_to_floor_head": round(med["engine_before"] / med["floor_head"], 3),
+        "images_vs_before": image_difference(full, old, plan, args.diff_steps, priors_as_before),
         "ratio_engine_to_floor_head": round(med["engine"] / med["floor_head"], 3),
         "ratio_engine_to_floor_head_per_round": [round(r, 3) for r in per_round],
         "run": {"images": args.run_images, "steps": args.run_steps, "seconds": round(s["seconds"], 2),
@@ -181,9 +202,9 @@ def main() -> None:
           f"(to the floor without upsampling: {out['ratio_engine_to_floor_head']:.3f}; "
           f"per round {min(per_round):.3f}-{max(per_round):.3f})")
     print(f"engine step, no BN prior  {out['engine_no_bn_ms']:8.2f} ms/step   ratio {out['ratio_engine_no_bn_to_floor']:.3f}")
-    print(f"engine as revision 2      {out['engine_rev2_ms']:8.2f} ms/step   (to the floor without "
-          f"upsampling: {out['ratio_engine_rev2_to_floor_head']:.3f})")
-    print(f"images, vs revision 2     {out['images_vs_rev2']}")
+    print(f"engine, priors as before  {out['engine_before_ms']:8.2f} ms/step   (to the floor without "
+          f"upsampling: {out['ratio_engine_before_to_floor_head']:.3f})")
+    print(f"images, vs before         {out['images_vs_before']}")
     print(f"shard writing             {out['run']['write_seconds']:8.3f} s of {out['run']['seconds']} s "
           f"({100 * out['run']['write_share']:.2f}%) for {args.run_images} images x {args.run_steps} steps")
     print(json.dumps(out))

@@ -114,10 +114,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: The revision of the inversion's arithmetic, recorded in every replay manifest (``source.engine``). Inversion
 #: amplifies float rounding (Adam moves a pixel by about its lr whatever the size of its gradient), so another
 #: revision writes other images at the same settings and seed, and a resume refuses a directory written by another
-#: one. 2: the BatchNorm prior inside BatchNorm's forward and backward, its variance in two passes; 3: that
-#: backward adds the variance's part and the per-channel constant in two operations instead of one ``addcmul``
-#: (docs/performance.md). Before 2, no revision was recorded.
-ENGINE_REVISION = 3
+#: one. 2: the BatchNorm prior inside BatchNorm's forward and backward, its variance in two passes
+#: (docs/performance.md); before it, no revision was recorded.
+ENGINE_REVISION = 2
 
 
 class Diverged(RuntimeError):

@@ -211,11 +211,10 @@ class BatchNormWithMoments(torch.autograd.Function):
                  ) -> tuple[torch.Tensor | None, ...]:
         x, mean, scale = ctx.saved_tensors  # an unused output's gradient arrives as zeros (materialize_grads)
         n, shape = x.numel() // x.shape[1], (1, -1, 1, 1)
-        a = g_var * (2 / n)
-        # one broadcast operand per operation: torch's addcmul with two (c + x * a) is several times slower
-        grad = torch.mul(x, a.view(shape)).add_(torch.addcmul(g_mean / n, a, mean, value=-1).view(shape))
-        grad.addcmul_(g_y, scale.view(shape))
-        return grad if grad.dtype == x.dtype else grad.to(x.dtype), None, None, None, None, None, None
+        a = 2 / n * g_var
+        grad = torch.addcmul((g_mean / n - a * mean).view(shape), x, a.view(shape))
+        grad = grad.addcmul_(g_y, scale.view(shape))
+        return grad.to(x.dtype), None, None, None, None, None, None
 
 
 def batchnorm_scale(running_var: torch.Tensor, weight: torch.Tensor | None, eps: float, dtype: torch.dtype
