@@ -5,7 +5,7 @@ with 4:2:0 chroma subsampling, the earlier setting; JPEG at quality 100 without 
 per encoding, the mean absolute difference to the stored pixels (levels, 0-255) and the share of foreground pixels
 where the teacher's argmax on the decoded image equals the stored mask (the teacher's argmax on the stored pixels).
 
-    OMP_NUM_THREADS=1 python benchmarks/export_fidelity.py [--steps 100] [--num-images 5] [--size 32]
+    OMP_NUM_THREADS=1 python -m benchmarks.export_fidelity [--steps 100] [--num-images 5] [--size 32]
 
 The figures of docs/replay.md ("What each reader keeps") come from the defaults.
 """

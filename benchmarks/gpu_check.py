@@ -1,9 +1,9 @@
 """The accelerator check: every speed and memory figure of docs/performance.md, measured side by side in one run.
 
     bash benchmarks/gpu_check.sh                                   # on a GPU: under 8 minutes on one H100/H200
-    python benchmarks/gpu_check.py --device cpu                    # the same figures at the sizes a CPU runs
-    python benchmarks/gpu_check.py --device cpu --quick            # the same code paths at toy sizes (tests run it)
-    python benchmarks/gpu_check.py --device cpu --only peak_memory_mib --memory 512 16 --memory-arch deeplab-mini
+    python -m benchmarks.gpu_check --device cpu                    # the same figures at the sizes a CPU runs
+    python -m benchmarks.gpu_check --device cpu --quick            # the same code paths at toy sizes (tests run it)
+    python -m benchmarks.gpu_check --device cpu --only peak_memory_mib --memory 512 16 --memory-arch deeplab-mini
                                                                    # one figure, at other sizes
                                                                    # (--memory-precision fp32: one precision)
 
@@ -49,9 +49,8 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from synthesis_speed import engine_step, floor_step, take_turns  # noqa: E402
-from tensor_peak import ARCHS, counted, teacher  # noqa: E402
+from benchmarks.synthesis_speed import engine_step, floor_step, take_turns
+from benchmarks.tensor_peak import ARCHS, counted, teacher
 
 from seginv.data.classes import IGNORE  # noqa: E402
 from seginv.distill.methods import Batch, create_method  # noqa: E402
@@ -162,9 +161,9 @@ def bf16_agreement(model, size: int, batch: int, steps: int, device: torch.devic
 def peak_memory(arch: str, size: int, batch: int, precision: str, device: str) -> dict:
     """MiB at the peak of one short synthesis batch (two steps), measured in a fresh process, and the tensors alive
     at its peak as benchmarks/tensor_peak.py counts them without running it."""
-    code = (f"import sys, torch, resource; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import gpu_check as g; "
-            f"print(g.measure_peak({arch!r}, {size}, {batch}, {precision!r}, {device!r}))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = (f"import benchmarks.gpu_check as g; print(g.measure_peak({arch!r}, {size}, {batch}, {precision!r}, "
+            f"{device!r}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return {"measured": float(r.stdout.strip().splitlines()[-1]), "counted": counted(arch, size, batch, precision)}
 
 

@@ -3,4 +3,4 @@
 # one GPU. Extra arguments go to the script, e.g. `--device cpu --quick` anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python benchmarks/gpu_check.py --out gpu_check.json "$@"
+python -m benchmarks.gpu_check --out gpu_check.json "$@"

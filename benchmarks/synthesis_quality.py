@@ -1,7 +1,7 @@
 """How well synthesized images show their targets, and how r sets object size (seed 002, Fig. 3).
 
-    python benchmarks/synthesis_quality.py --model assets/scenes-voc-15-x-step0.pt --num-images 128
-    python benchmarks/synthesis_quality.py --model assets/scenes-voc-15-x-step0.pt --set steps=100 --set bn=0.001
+    python -m benchmarks.synthesis_quality --model assets/scenes-voc-15-x-step0.pt --num-images 128
+    python -m benchmarks.synthesis_quality --model assets/scenes-voc-15-x-step0.pt --set steps=100 --set bn=0.001
 
 Part 1 synthesizes ``--num-images`` images with the given settings (the CLI defaults unless ``--set`` changes
 them) and reports the teacher's agreement with the targets: the share of images whose foreground targets all

@@ -1,7 +1,7 @@
 """Cost of one SegInversion step against its floor, and the share of time spent writing shards
 (docs/design.md, section 8).
 
-    python benchmarks/synthesis_speed.py --model assets/scenes-voc-15-x-step0.pt --batch-size 16 --size 64
+    python -m benchmarks.synthesis_speed --model assets/scenes-voc-15-x-step0.pt --batch-size 16 --size 64
 
 Measured side by side in one process, taking turns in rounds, the order turning from round to round. Every step is
 timed on its own and a row's figure is the median over all its steps of all rounds, so a slow spell of a shared

@@ -1,7 +1,7 @@
 """Tensor memory at the peak of synthesis, counted without running it: any teacher, size and batch in seconds.
 
-    python benchmarks/tensor_peak.py                                   # 512x512, batch 16, both teachers, fp32, bf16
-    python benchmarks/tensor_peak.py --size 64 --batch 2 --check       # also count a real run of the engine
+    python -m benchmarks.tensor_peak                                   # 512x512, batch 16, both teachers, fp32, bf16
+    python -m benchmarks.tensor_peak --size 64 --batch 2 --check       # also count a real run of the engine
 
 :class:`TensorPeak` is a dispatch mode that sees every tensor an operation returns and adds up the bytes of the
 storages alive, dropping each when its storage is freed. Under torch's ``FakeTensorMode`` tensors have shapes,

@@ -1,7 +1,7 @@
 """torch's intra-op threads against the cores a machine has free: the same synthesis job with 1 thread and with one
 thread per core, alone and beside a second job (itself with 1 thread, or with torch's default of one per core).
 
-    python benchmarks/threads.py --images 16 --size 64
+    python -m benchmarks.threads --images 16 --size 64
 
 Each case runs ``seginv --threads T synthesize`` in a fresh process (the competing job, when there is one, is the
 same command started just before and stopped after); the wall times are printed side by side with their ratio to

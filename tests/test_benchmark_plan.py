@@ -1,17 +1,11 @@
 """The reproduction plan (benchmarks/tables/plan.py) names only rows that `seginv run` accepts."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "tables"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "replay_gap"))
-import gap_plan  # noqa: E402
-import plan  # noqa: E402
-
-from seginv.errors import SeginvError  # noqa: E402
-from seginv.recipes import parse_recipe  # noqa: E402
+from benchmarks.replay_gap import gap_plan
+from benchmarks.tables import plan
+from seginv.errors import SeginvError
+from seginv.recipes import parse_recipe
 
 
 def test_every_row_is_a_valid_recipe(tmp_path):

@@ -193,9 +193,9 @@ def test_a_recipe_on_two_ranks_matches_one_process(tiny_scenes, tmp_path):
 
 def test_the_accelerator_check_runs_on_cpu(tmp_path):
     """benchmarks/gpu_check.py at toy sizes, so that the script a lent GPU runs cannot rot."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
-    r = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--out",
-                        str(tmp_path / "g.json")], capture_output=True, text=True, timeout=600)
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--quick", "--out",
+                        str(tmp_path / "g.json")], capture_output=True, text=True, timeout=600, cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "g.json").read_text())
     assert all(s["ratio"] > 0 for s in res["synthesis"]) and res["distill"]["ratio"] > 0

@@ -1,13 +1,9 @@
 """benchmarks/tensor_peak.py: the tensor-memory count behind docs/performance.md's 512x512 memory figures."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from tensor_peak import TensorPeak, counted, counted_real_run  # noqa: E402
+from benchmarks.tensor_peak import TensorPeak, counted, counted_real_run
 
 
 def test_the_count_follows_storages_not_views():

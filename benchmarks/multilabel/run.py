@@ -1,9 +1,9 @@
 """Seed 004's Table 1 on Scenes: multi-label class-incremental learning with the methods seginv has for classifiers.
 
-    python benchmarks/multilabel/run.py list                  # every row, done or not
-    python benchmarks/multilabel/run.py run                   # every row (resumes: finished tasks are kept)
-    python benchmarks/multilabel/run.py run 'voc-b4-c2/akd/*'  # rows matching a pattern
-    python benchmarks/multilabel/run.py report                # docs/results-multilabel.md and .json
+    python -m benchmarks.multilabel.run list                  # every row, done or not
+    python -m benchmarks.multilabel.run run                   # every row (resumes: finished tasks are kept)
+    python -m benchmarks.multilabel.run run 'voc-b4-c2/akd/*'  # rows matching a pattern
+    python -m benchmarks.multilabel.run report                # docs/results-multilabel.md and .json
 
 A row is one method on one protocol with one seed, e.g. ``voc-b4-c2/akd/seed0``: the protocol's base-task model
 (one per protocol, seed 0, shared by every row) taught each later task with ``seginv distill``'s code, evaluated
@@ -26,8 +26,7 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks" / "tables"))
-import plan as tables  # noqa: E402  (the Scenes data of benchmarks/tables)
+from benchmarks.tables import plan as tables  # the Scenes data of benchmarks/tables
 
 from seginv.data.scenes import ScenesConfig, write_scenes  # noqa: E402
 from seginv.distill.methods import list_methods  # noqa: E402
@@ -41,7 +40,7 @@ from seginv.synthesis.engine import InversionConfig  # noqa: E402
 from seginv.synthesis.run import RunConfig  # noqa: E402
 from seginv.workflows import distill, synthesize, train  # noqa: E402
 
-CMD = "python benchmarks/multilabel/run.py"
+CMD = "python -m benchmarks.multilabel.run"
 PROTOCOLS = ("voc-b4-c2", "voc-b5-c3")
 #: seed 004 Table 1's rows, its order, and the data-free row none of the anchors has: RebLL with fake replay
 METHODS = ("ft", "lwf", "akd", "er", "rebll", "rebll-fake", "joint")

@@ -1,7 +1,7 @@
 """The synthesis budget curve at 64 px (docs/performance.md): what the default's fake replay buys per teacher pass.
 
-    python benchmarks/replay_gap/gap.py run '15-1-disjoint-64px/budget-steps-*/seed0'   # the curve (seed 0)
-    python benchmarks/replay_gap/budget.py report                                       # docs/performance.md's block
+    python -m benchmarks.replay_gap.gap run '15-1-disjoint-64px/budget-steps-*/seed0'   # the curve (seed 0)
+    python -m benchmarks.replay_gap.budget report                                       # docs/performance.md's block
 
 The rows are ``gap_plan.BUDGET_STEPS``: the shipped default (images inverted from the step's real images, seed
 002's loss, eq. 5's lambda by the classes a step adds) with 1/32 to 2x its synthesis steps at its images per step,
@@ -19,11 +19,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import gap
-import gap_plan as plan
+from benchmarks.replay_gap import gap
+from benchmarks.replay_gap import gap_plan as plan
 
 WITHIN = 0.005  # the issue's 0.5 points of all-class mIoU
-BEGIN, END = "<!-- budget: made by `python benchmarks/replay_gap/budget.py report` -->", "<!-- /budget -->"
+BEGIN, END = "<!-- budget: made by `python -m benchmarks.replay_gap.budget report` -->", "<!-- /budget -->"
 IMAGE = "img/performance-budget-64px.png"
 
 

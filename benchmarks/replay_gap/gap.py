@@ -1,9 +1,9 @@
 """The replay-gap benchmark (see gap_plan.py): run rows, then build docs/replay-gap.md and docs/replay-gap.json.
 
-    python benchmarks/replay_gap/gap.py list                         # every row, done or not
-    python benchmarks/replay_gap/gap.py run                          # the seeded rows (gap_plan.SEEDED) of every cell and seed
-    python benchmarks/replay_gap/gap.py run '15-1-disjoint/*/seed0'  # rows matching a pattern (variants included)
-    python benchmarks/replay_gap/gap.py report                       # docs/replay-gap.md and .json
+    python -m benchmarks.replay_gap.gap list                         # every row, done or not
+    python -m benchmarks.replay_gap.gap run                          # the seeded rows (gap_plan.SEEDED) of every cell and seed
+    python -m benchmarks.replay_gap.gap run '15-1-disjoint/*/seed0'  # rows matching a pattern (variants included)
+    python -m benchmarks.replay_gap.gap report                       # docs/replay-gap.md and .json
 
 It shares ``--cache`` with ``benchmarks/tables`` (the Scenes data and step-0 models); its rows live in
 ``<cache>/replay-gap/<cell>/``, a `seginv run` output folder per cell, and resume where they stopped. Run it with a
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import importlib.util
 import json
 import statistics
 import sys
@@ -22,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gap_plan as plan
+from benchmarks.replay_gap import gap_plan as plan
+from benchmarks.tables import run as tables_run
 from seginv.data.scenes import ScenesConfig, write_scenes
 from seginv.pipeline import Pipeline
 from seginv.protocols import get_protocol
@@ -31,10 +31,7 @@ from seginv.settings import differences
 from seginv.report import GROUPS, machine
 
 ROOT = Path(__file__).resolve().parents[2]
-CMD = "python benchmarks/replay_gap/gap.py"
-_spec = importlib.util.spec_from_file_location("tables_run", ROOT / "benchmarks" / "tables" / "run.py")
-tables_run = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(tables_run)  # type: ignore[union-attr]
+CMD = "python -m benchmarks.replay_gap.gap"
 
 
 def rows(seeded_only: bool = False) -> list[str]:
@@ -538,7 +535,7 @@ def real_ce_findings(res: dict[str, Any]) -> list[str]:
 
 
 BLOCK_ROWS = ("none", "fake", "noise", "real-paper", "real", "real-gt", "mib", "rearranged-noise-init")
-BEGIN, END = "<!-- replay-gap: made by `python benchmarks/replay_gap/gap.py report` -->", "<!-- /replay-gap -->"
+BEGIN, END = "<!-- replay-gap: made by `python -m benchmarks.replay_gap.gap report` -->", "<!-- /replay-gap -->"
 
 
 def replay_block(res: dict[str, Any]) -> list[str]:

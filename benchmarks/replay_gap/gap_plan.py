@@ -20,12 +20,9 @@ over the same real images, so all rows but ``joint`` run the same number of opti
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tables"))
-import plan as tables  # noqa: E402  (the data, step-0 models and scale of benchmarks/tables)
+from benchmarks.tables import plan as tables  # the data, step-0 models and scale of benchmarks/tables
 
 CELLS = ("15-1-disjoint", "19-1-disjoint")
 SEEDS = (0, 1, 2)

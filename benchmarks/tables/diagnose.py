@@ -1,13 +1,13 @@
 """One-off diagnostic rows outside the plan, run through the same runner and cache as the plan's rows (fair batch,
 seed 0 by default), for the numbers docs/benchmarks.md quotes beside Table 1:
 
-    OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-5-disjoint seg-on-real no-replay sum w05
-    OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-5-disjoint conf07 conf09 conf099 ilt-no-de ilt-no-kd
-    OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-5-overlapped seg-on-real no-replay
-    OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-1-disjoint conf09 conf099
-    OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-5-disjoint softmax-old q025 q05 q07 softmax-old-q05 forgotten
-    OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 15-1-disjoint softmax-old q05 q07 forgotten
-    OMP_NUM_THREADS=1 python benchmarks/tables/diagnose.py 19-1-disjoint q05 (and --seed 1, --seed 2 for q05)
+    OMP_NUM_THREADS=1 python -m benchmarks.tables.diagnose 15-5-disjoint seg-on-real no-replay sum w05
+    OMP_NUM_THREADS=1 python -m benchmarks.tables.diagnose 15-5-disjoint conf07 conf09 conf099 ilt-no-de ilt-no-kd
+    OMP_NUM_THREADS=1 python -m benchmarks.tables.diagnose 15-5-overlapped seg-on-real no-replay
+    OMP_NUM_THREADS=1 python -m benchmarks.tables.diagnose 15-1-disjoint conf09 conf099
+    OMP_NUM_THREADS=1 python -m benchmarks.tables.diagnose 15-5-disjoint softmax-old q025 q05 q07 softmax-old-q05 forgotten
+    OMP_NUM_THREADS=1 python -m benchmarks.tables.diagnose 15-1-disjoint softmax-old q05 q07 forgotten
+    OMP_NUM_THREADS=1 python -m benchmarks.tables.diagnose 19-1-disjoint q05 (and --seed 1, --seed 2 for q05)
 
 Each prints old / new / all mIoU (%) after the last step. The rows are not in the report.
 """
@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import plan
-import run
+from benchmarks.tables import plan, run
 
 #: rows run before confidence_quantile became a default state it as 0, the value they ran with
 Q0 = {"confidence_quantile": 0.0}

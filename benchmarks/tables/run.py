@@ -1,11 +1,11 @@
 """Seed 002's tables on Scenes, one resumable row at a time, and the report built from whatever rows are cached.
 
-    python benchmarks/tables/run.py list                          # every row, done or not, with its command
-    python benchmarks/tables/run.py run                           # all rows not done yet, in plan order
-    python benchmarks/tables/run.py run '15-1-*/hrhf/*' --hours 1 # rows matching a pattern; start none after 1 h
-    python benchmarks/tables/run.py run 19-1-disjoint/mib/seed0 --fresh   # one row from scratch
-    python benchmarks/tables/run.py fig3                          # the Fig. 3 analogue (grid + object size per r)
-    python benchmarks/tables/run.py report                        # docs/results.md, docs/results.json, PNGs
+    python -m benchmarks.tables.run list                          # every row, done or not, with its command
+    python -m benchmarks.tables.run run                           # all rows not done yet, in plan order
+    python -m benchmarks.tables.run run '15-1-*/hrhf/*' --hours 1 # rows matching a pattern; start none after 1 h
+    python -m benchmarks.tables.run run 19-1-disjoint/mib/seed0 --fresh   # one row from scratch
+    python -m benchmarks.tables.run fig3                          # the Fig. 3 analogue (grid + object size per r)
+    python -m benchmarks.tables.run report                        # docs/results.md, docs/results.json, PNGs
 
 Rows live in ``--cache`` (default ``benchmarks/cache``): ``data/`` (the Scenes of plan.SCENES), ``step0/`` (the
 four step-0 models, trained on first use), and ``cells/<protocol>-<setting>/``, a `seginv run` output folder per
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import plan
+from benchmarks.tables import plan
 from seginv.data.scenes import ScenesConfig, write_scenes
 from seginv.errors import SeginvError
 from seginv.pipeline import Pipeline
@@ -53,7 +53,7 @@ def step0_model(cache: Path, cell: str, data: Path) -> Path:
         print(f"training step 0 ({name}) into {path}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         train(data, f"voc-{protocol}", path, setting=setting, cfg=train_config(dict(plan.STEP0), "plan.STEP0"),
-              device=resolve_device("auto"), evaluate_after=False, command="python benchmarks/tables/run.py")
+              device=resolve_device("auto"), evaluate_after=False, command="python -m benchmarks.tables.run")
     return path
 
 
@@ -93,7 +93,7 @@ def run_row(cache: Path, row: plan.Row, fresh: bool = False) -> float:
         shutil.rmtree(cell_dir(cache, row.cell) / "runs" / row.run / f"seed{row.seed}", ignore_errors=True)
     data = data_dir(cache)
     recipe = row_recipe(cache, row, step0_model(cache, row.cell, data))
-    pipe = Pipeline(recipe, cell_dir(cache, row.cell), command=f"python benchmarks/tables/run.py run {row.name}",
+    pipe = Pipeline(recipe, cell_dir(cache, row.cell), command=f"python -m benchmarks.tables.run run {row.name}",
                     log=lambda s: print(s, flush=True))
     pipe.out.mkdir(parents=True, exist_ok=True)
     teacher, _ = pipe.step0(data)
@@ -105,9 +105,7 @@ def run_row(cache: Path, row: plan.Row, fresh: bool = False) -> float:
 def fig3(cache: Path, grid: Path) -> None:
     """Seed 002's Fig. 3 on Scenes: one noise tensor and one model (the shipped 64x64 15-class step 0, where objects
     are large enough to see), one target class per image, r fixed at 0.5, 5 and 10; one grid row per r."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from synthesis_quality import fig3 as invert_per_r
-
+    from benchmarks.synthesis_quality import fig3 as invert_per_r
     from seginv.models.checkpoint import load_model
     from seginv.synthesis.engine import InversionConfig
 
@@ -125,7 +123,7 @@ def select(patterns: list[str]) -> list[plan.Row]:
         return rows
     chosen = [r for r in rows if any(fnmatch.fnmatchcase(r.name, p) for p in patterns)]
     if not chosen:
-        sys.exit(f"error: no row matches {patterns}. `python benchmarks/tables/run.py list` shows them.")
+        sys.exit(f"error: no row matches {patterns}. `python -m benchmarks.tables.run list` shows them.")
     return chosen
 
 
@@ -140,7 +138,7 @@ def main() -> None:
     args = ap.parse_args()
     cache = Path(args.cache).resolve()
     if args.command == "report":
-        import report
+        from benchmarks.tables import report
 
         report.build(cache, Path(args.docs))
         return

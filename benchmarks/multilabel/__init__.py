@@ -1,0 +1,1 @@
+"""Seed 004's tables on Scenes (``python -m benchmarks.multilabel.run``)."""

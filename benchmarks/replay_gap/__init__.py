@@ -1,0 +1,1 @@
+"""What fake replay teaches against real replay, noise and the baselines (``python -m benchmarks.replay_gap.gap``)."""
