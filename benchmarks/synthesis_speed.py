@@ -68,18 +68,18 @@ def engine_step(inverter: Inverter, plan, steps: int) -> list[float]:
     GPU the step's finiteness check waits for the forward, so in a steady run each interval holds one step's device
     work (the previous step's backward finishing, this step's forward)."""
     marks: list[float] = []
-    objective = inverter._objective
+    objective = inverter.objective
 
     def marked(*args):
         marks.append(time.perf_counter())
         return objective(*args)
 
-    inverter._objective = marked
+    inverter.objective = marked
     inverter.cfg = dataclasses.replace(inverter.cfg, steps=steps + 1)
     try:
         inverter.run(plan.targets, plan.r, seed=0)
     finally:
-        del inverter._objective
+        del inverter.objective
     return [b - a for a, b in zip(marks, marks[1:])]
 
 

@@ -105,10 +105,10 @@ def counted(arch: str, size: int, batch: int, precision: str) -> float:
         with TensorPeak(*inv.model.parameters(), *inv.model.buffers()) as peak:
             x = torch.randn(batch, 3, size, size).requires_grad_(True)
             y, r = torch.as_tensor(plan.targets), torch.as_tensor(plan.r, dtype=torch.float32)
-            opt = inv._optimizer(x)
+            opt = inv.optimizer(x)
             with inv.bn_stats:
                 for _ in range(inv.cfg.steps):  # Inverter.run's steps without its finiteness checks
-                    inv._descend(inv._objective(x, y, r, wide)["total"], opt, x)
+                    inv.descend(inv.objective(x, y, r, wide)["total"], opt, x)
             with torch.no_grad():
                 class_map(inv.model(x).float().softmax(1))
     return peak.peak / 2**20

@@ -218,7 +218,7 @@ class Inverter:
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             x.requires_grad_(True)
-            opt = self._optimizer(x)
+            opt = self.optimizer(x)
             terms: dict[str, torch.Tensor] = {}
             step = 0
             with self.bn_stats if cfg.bn > 0 else contextlib.nullcontext():
@@ -226,21 +226,24 @@ class Inverter:
                     if cfg.cosine:
                         for g in opt.param_groups:
                             g["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - 1) / cfg.steps))
-                    terms = self._objective(x, y, r_t, wide)
+                    terms = self.objective(x, y, r_t, wide)
                     loss = terms["total"]
                     if not bool(torch.isfinite(loss)):
                         raise Diverged(f"loss became {loss.item()} at step {step}")
-                    self._descend(loss, opt, x)
+                    self.descend(loss, opt, x)
                     if cfg.stop_loss is not None and loss.item() < cfg.stop_loss:
                         break
             if not bool(torch.isfinite(x).all()):
                 raise Diverged(f"pixels became non-finite at step {step}")
         return self._finish(x.detach(), terms, step, save_probs)
 
-    def _optimizer(self, x: torch.Tensor) -> torch.optim.Adam:
+    # The step's three parts are public so that benchmarks can time them or run them on fake tensors; ``run`` adds
+    # the batch's set-up, the finiteness checks and the final labelling pass.
+    def optimizer(self, x: torch.Tensor) -> torch.optim.Adam:
+        """Adam over the pixels ``x`` with the configuration's lr and betas."""
         return torch.optim.Adam([x], lr=self.cfg.lr, betas=self.cfg.betas)
 
-    def _descend(self, loss: torch.Tensor, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
+    def descend(self, loss: torch.Tensor, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
         """One update of the pixels ``x``: backward from ``loss``, the optimizer's step, clamping to valid pixels."""
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -249,7 +252,10 @@ class Inverter:
             for c, (lo, hi) in enumerate(self._bounds):
                 x[:, c].clamp_(lo, hi)
 
-    def _objective(self, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, wide: bool) -> dict[str, torch.Tensor]:
+    def objective(self, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, wide: bool) -> dict[str, torch.Tensor]:
+        """Eq. 2 for the pixels ``x``, targets ``y (B, C)`` and scales ``r (B, C)`` (``wide``: float64 eq. 1, from
+        :func:`wide_scales`): ``total`` (a scalar to descend) and its per-image ``cls`` and ``prior`` and the ``bn``
+        term."""
         cfg = self.cfg
         self.bn_stats.clear()
         with self._autocast():

@@ -41,7 +41,7 @@ def test_gradient_of_the_objective_reaches_the_image():
     p = plan()
     x = torch.randn(4, 3, 32, 32, requires_grad=True)
     with inv.bn_stats:
-        terms = inv._objective(x, torch.as_tensor(p.targets), torch.as_tensor(p.r), wide_scales(p.r))
+        terms = inv.objective(x, torch.as_tensor(p.targets), torch.as_tensor(p.r), wide_scales(p.r))
     terms["total"].backward()
     assert x.grad is not None and x.grad.abs().sum() > 0 and torch.isfinite(x.grad).all()
 
@@ -59,13 +59,13 @@ def test_clamping_keeps_pixels_in_the_valid_range_even_with_a_huge_learning_rate
     inv = Inverter(model, cfg(lr=50.0, steps=3), torch.device("cpu"))
     lo, hi = pixel_bounds(model, torch.device("cpu"))
     seen = []
-    orig = inv._objective
+    orig = inv.objective
 
     def spy(x, *args):
         seen.append(x.detach().clone())
         return orig(x, *args)
 
-    inv._objective = spy
+    inv.objective = spy
     p = plan()
     res = inv.run(p.targets, p.r, seed=0)
     for x in seen:
