@@ -33,7 +33,11 @@ def test_every_torchvision_architecture_loads_strictly_and_gives_seginvs_logits(
     tv.load_state_dict(r["state_dict"], strict=True)
     x = torch.randn(2, 3, 40, 56)
     with torch.no_grad():
-        assert torch.allclose(model(x), tv(x)["out"], atol=1e-5)
+        ours, theirs = model(x), tv(x)["out"]
+    # 1e-5 of the logits' scale: random deep weights give logits in the thousands, where float32 sums taken in
+    # another order (joined heads, another thread count) differ by about 1e-3 while agreeing to 1e-7 relatively
+    scale = max(1.0, theirs.abs().max().item())
+    assert torch.allclose(ours / scale, theirs / scale, atol=1e-5)
 
 
 def test_the_command_writes_what_torch_loads_and_refuses_what_it_cannot(monkeypatch, capsys, tmp_path):
