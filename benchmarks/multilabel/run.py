@@ -14,32 +14,29 @@ It shares ``--cache`` with ``benchmarks/tables`` (the Scenes data at 32x32).
 
 from __future__ import annotations
 
-import argparse
-import fnmatch
 import json
 import statistics
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks import runner
 from benchmarks.tables import plan as tables  # the Scenes data of benchmarks/tables
+from seginv.data.scenes import ScenesConfig, write_scenes
+from seginv.distill.methods import list_methods
+from seginv.distill.trainer import DistillConfig
+from seginv.errors import SeginvError
+from seginv.outputs import run_files
+from seginv.protocols import get_protocol
+from seginv.report import compute_environment, machine
+from seginv.training import TrainConfig
+from seginv.replay.exemplars import from_dataset
+from seginv.synthesis.engine import InversionConfig
+from seginv.synthesis.run import RunConfig
+from seginv.workflows import distill, synthesize, train
 
-from seginv.data.scenes import ScenesConfig, write_scenes  # noqa: E402
-from seginv.distill.methods import list_methods  # noqa: E402
-from seginv.distill.trainer import DistillConfig  # noqa: E402
-from seginv.outputs import run_files  # noqa: E402
-from seginv.protocols import get_protocol  # noqa: E402
-from seginv.report import compute_environment, machine  # noqa: E402
-from seginv.training import TrainConfig  # noqa: E402
-from seginv.replay.exemplars import from_dataset  # noqa: E402
-from seginv.synthesis.engine import InversionConfig  # noqa: E402
-from seginv.synthesis.run import RunConfig  # noqa: E402
-from seginv.workflows import distill, synthesize, train  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[2]
 CMD = "python -m benchmarks.multilabel.run"
 PROTOCOLS = ("voc-b4-c2", "voc-b5-c3")
 #: seed 004 Table 1's rows, its order, and the data-free row none of the anchors has: RebLL with fake replay
@@ -142,7 +139,7 @@ def run_row(cache: Path, row: str) -> None:
     for t in range(1, get_protocol(protocol).num_steps):
         out, record = folder / f"step{t}.pt", folder / f"step{t}.json"
         if record.is_file() and json.loads(record.read_text())["config"] != json.loads(json.dumps(config)):
-            sys.exit(f"{record} was made with other settings; delete {folder} to redo the row.")
+            raise SeginvError(f"{record} was made with other settings.", f"Delete {folder} to redo the row.")
         if not record.is_file():
             source = None if replay is None else memory(cache, data, protocol, int(seed[4:]), t) \
                 if replay == "memory" else fake_replay(teacher, folder, int(seed[4:]), t)
@@ -176,7 +173,7 @@ def results(cache: Path, row: str) -> dict[str, Any] | None:
             "threads": checkpoint["provenance"]["threads"]}
 
 
-def report(cache: Path) -> None:
+def report(cache: Path, docs: Path) -> None:
     table: dict[str, Any] = {}
     threads, seconds = set(), 0.0
     for row in rows():
@@ -203,8 +200,8 @@ def report(cache: Path) -> None:
     out = {"table1": table, "table4": {k: v for k, v in table4.items() if v},
            "table5": {k: v for k, v in table5.items() if v}, "table6": {k: v for k, v in table6.items() if v},
            "how": how}
-    (ROOT / "docs" / "results-multilabel.json").write_text(json.dumps(out, indent=1) + "\n")
-    (ROOT / "docs" / "results-multilabel.md").write_text(markdown(out))
+    (docs / "results-multilabel.json").write_text(json.dumps(out, indent=1) + "\n")
+    (docs / "results-multilabel.md").write_text(markdown(out))
     print(markdown(out))
 
 
@@ -310,26 +307,8 @@ def _row(name: str, c: dict[str, Any]) -> str:
             f"{_cell(c['fpr'])} | {_cell(c['avg_map'])} |")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["list", "run", "report"])
-    ap.add_argument("patterns", nargs="*", default=["*"])
-    ap.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "cache")
-    args = ap.parse_args()
-    chosen = [r for r in rows() if any(fnmatch.fnmatch(r, p) for p in args.patterns)]
-    if args.command == "list":
-        for r in chosen:
-            print(f"{'done' if results(args.cache, r) else '    '}  {r}")
-    elif args.command == "run":
-        for r in chosen:
-            if results(args.cache, r) is None:
-                started = time.perf_counter()
-                print(f"=== {r}", flush=True)
-                run_row(args.cache, r)
-                print(f"=== {r}: {time.perf_counter() - started:.0f} s", flush=True)
-    else:
-        report(args.cache)
-
+DRIVER = runner.Driver(command=CMD, rows=rows, done=lambda cache, row: results(cache, row) is not None,
+                       run=run_row, report=report)
 
 if __name__ == "__main__":
-    main()
+    runner.main(DRIVER, __doc__)

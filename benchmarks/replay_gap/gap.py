@@ -1,33 +1,29 @@
 """The replay-gap benchmark (see gap_plan.py): run rows, then build docs/replay-gap.md and docs/replay-gap.json.
 
-    python -m benchmarks.replay_gap.gap list                         # every row, done or not
+    python -m benchmarks.replay_gap.gap list                         # the seeded rows, done or not ('*': all)
     python -m benchmarks.replay_gap.gap run                          # the seeded rows (gap_plan.SEEDED) of every cell and seed
     python -m benchmarks.replay_gap.gap run '15-1-disjoint/*/seed0'  # rows matching a pattern (variants included)
     python -m benchmarks.replay_gap.gap report                       # docs/replay-gap.md and .json
 
 It shares ``--cache`` with ``benchmarks/tables`` (the Scenes data and step-0 models); its rows live in
 ``<cache>/replay-gap/<cell>/``, a `seginv run` output folder per cell, and resume where they stopped. Run it with a
-fixed thread count (e.g. ``OMP_NUM_THREADS=1``): results are bit-identical only for the same count.
+fixed thread count (e.g. ``OMP_NUM_THREADS=1``): results are bit-identical only for the same count. The command
+line is :mod:`benchmarks.runner`'s.
 """
 
 from __future__ import annotations
 
-import argparse
-import fnmatch
 import json
 import statistics
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import runner
 from benchmarks.replay_gap import gap_plan as plan
 from benchmarks.tables import run as tables_run
 from seginv.data.scenes import ScenesConfig, write_scenes
-from seginv.pipeline import Pipeline
 from seginv.protocols import get_protocol
 from seginv.recipes import parse_recipe
-from seginv.settings import differences
 from seginv.report import GROUPS, machine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,17 +49,12 @@ def protocol(cell: str) -> str:
 
 
 def records(cache: Path, row: str) -> list[dict[str, Any]]:
-    """Per-step records of a finished row (step 1 first), or [] if it has not finished."""
+    """Per-step records of a finished row (step 1 first), or [] if it has not finished or was made with settings
+    the plan no longer has (`run` refuses it; delete its folder to redo it)."""
     cell, run, seed = row.split("/")
-    steps = get_protocol(protocol(cell)).num_steps
-    folder = cell_dir(cache, cell) / "runs" / run / seed
-    paths = [folder / f"step{t}.json" for t in range(1, steps)]
-    if not all(p.is_file() for p in paths):
-        return []
-    recs = [json.loads(p.read_text()) for p in paths]
     wanted = parse_recipe(plan.recipe(cell, run, int(seed[4:]), "d", "s"), cache, source=row).runs[0].to_dict()
-    # a row made with settings the plan no longer has is left out (`run` refuses it; delete its folder to redo it)
-    return [] if differences(recs[0]["config"]["run"], json.loads(json.dumps(wanted, default=str))) else recs
+    return runner.finished_records(cell_dir(cache, cell) / "runs" / run / seed, get_protocol(protocol(cell)).num_steps,
+                                   wanted)
 
 
 def run_row(cache: Path, row: str) -> None:
@@ -76,11 +67,7 @@ def run_row(cache: Path, row: str) -> None:
         data = tables_run.data_dir(cache)
         step0 = tables_run.step0_model(cache, cell, data)
     recipe = parse_recipe(plan.recipe(cell, run, int(seed[4:]), str(data), str(step0)), cache, source=row)
-    pipe = Pipeline(recipe, cell_dir(cache, cell), command=f"{CMD} run {row}", log=lambda s: print(s, flush=True))
-    pipe.out.mkdir(parents=True, exist_ok=True)
-    teacher, _ = pipe.step0(data)
-    for t in range(1, pipe.proto.num_steps):
-        teacher, _ = pipe.step(recipe.runs[0], int(seed[4:]), t, teacher, data)
+    runner.run_pipeline(recipe, cell_dir(cache, cell), data, int(seed[4:]), f"{CMD} run {row}")
 
 
 # ------------------------------------------------------------------------------------------------- report
@@ -650,37 +637,19 @@ def keep_earlier(res: dict[str, Any], earlier: dict[str, Any]) -> None:
                               "docs/replay-gap.json holds them (this cache has none of their seeds).")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("list", "run", "report"))
-    ap.add_argument("rows", nargs="*", help="row names or shell patterns; default: the core rows")
-    ap.add_argument("--cache", default=str(ROOT / "benchmarks" / "cache"))
-    ap.add_argument("--docs", default=str(ROOT / "docs"))
-    args = ap.parse_args()
-    cache = Path(args.cache).resolve()
-    if args.command == "report":
-        res = collect(cache)
-        docs = Path(args.docs)
-        if (docs / "replay-gap.json").is_file():
-            keep_earlier(res, json.loads((docs / "replay-gap.json").read_text()))
-        (docs / "replay-gap.json").write_text(json.dumps(res, indent=1) + "\n")
-        (docs / "replay-gap.md").write_text(markdown(res))
-        if docs.resolve() == (ROOT / "docs").resolve():
-            write_block(res, ROOT / "docs" / "methods.md")
-        print(markdown(res))
-        return
-    chosen = [r for r in rows() if any(fnmatch.fnmatchcase(r, p) for p in args.rows)] if args.rows else rows(True)
-    if not chosen:
-        sys.exit(f"error: no row matches {args.rows}; `{CMD} list` shows them.")
-    for row in chosen:
-        if args.command == "list":
-            print(f"{'done' if records(cache, row) else 'todo'}  {row}")
-            continue
-        started = time.perf_counter()
-        print(f"=== {row}", flush=True)
-        run_row(cache, row)
-        print(f"=== {row}: {time.perf_counter() - started:.0f} s", flush=True)
+def report(cache: Path, docs: Path) -> None:
+    res = collect(cache)
+    if (docs / "replay-gap.json").is_file():
+        keep_earlier(res, json.loads((docs / "replay-gap.json").read_text()))
+    (docs / "replay-gap.json").write_text(json.dumps(res, indent=1) + "\n")
+    (docs / "replay-gap.md").write_text(markdown(res))
+    if docs.resolve() == (ROOT / "docs").resolve():
+        write_block(res, ROOT / "docs" / "methods.md")
+    print(markdown(res))
 
+
+DRIVER = runner.Driver(command=CMD, rows=rows, default_rows=lambda: rows(True),
+                       done=lambda cache, row: bool(records(cache, row)), run=run_row, report=report)
 
 if __name__ == "__main__":
-    main()
+    runner.main(DRIVER, __doc__)

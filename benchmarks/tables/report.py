@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.tables import plan
-from benchmarks.tables import run as runner
+from benchmarks.tables import run as rows_of
 from seginv.report import GROUPS, machine, mean_std, percent
 
 CMD = "python -m benchmarks.tables.run"
@@ -36,14 +36,14 @@ def final(recs: Records, cell: str, run: str, seeds: tuple[int, ...]) -> dict[st
 
 def collect(cache: Path) -> dict[str, Any]:
     """Everything results.json holds; every row's records are read once."""
-    recs: Records = {r: runner.finished(cache, r) for r in plan.rows()}
+    recs: Records = {r: rows_of.finished(cache, r) for r in plan.rows()}
     res: dict[str, Any] = {"how": {"command": f"{CMD} report", "rows": f"{CMD} run [ROW]", "machine": machine("cpu"),
                                    "scenes": plan.SCENES, "step0": plan.STEP0, "synthesis": plan.SYNTHESIS,
                                    "distill": plan.DISTILL, "epochs": plan.EPOCHS, "joint_epochs": plan.JOINT_EPOCHS,
                                    "tables": {t: dict(c) for t, c in plan.TABLES.items()}},
                            "step0": {}, "table1": {}, "per_step": {}}
     for cell in plan.CELLS:
-        s0 = runner.cell_dir(cache, cell) / "step0.json"
+        s0 = rows_of.cell_dir(cache, cell) / "step0.json"
         if s0.is_file():
             m = json.loads(s0.read_text())["metrics"]
             res["step0"][cell] = {g: m[g] for g in ("old", "all")}

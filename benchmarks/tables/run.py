@@ -1,7 +1,7 @@
 """Seed 002's tables on Scenes, one resumable row at a time, and the report built from whatever rows are cached.
 
     python -m benchmarks.tables.run list                          # every row, done or not, with its command
-    python -m benchmarks.tables.run run                           # all rows not done yet, in plan order
+    python -m benchmarks.tables.run run                           # every row in plan order (finished: checked)
     python -m benchmarks.tables.run run '15-1-*/hrhf/*' --hours 1 # rows matching a pattern; start none after 1 h
     python -m benchmarks.tables.run run 19-1-disjoint/mib/seed0 --fresh   # one row from scratch
     python -m benchmarks.tables.run fig3                          # the Fig. 3 analogue (grid + object size per r)
@@ -9,31 +9,27 @@
 
 Rows live in ``--cache`` (default ``benchmarks/cache``): ``data/`` (the Scenes of plan.SCENES), ``step0/`` (the
 four step-0 models, trained on first use), and ``cells/<protocol>-<setting>/``, a `seginv run` output folder per
-cell. A row interrupted anywhere resumes where it stopped (see `seginv run`).
+cell. A row interrupted anywhere resumes where it stopped (see `seginv run`). The command line is
+:mod:`benchmarks.runner`'s.
 """
 
 from __future__ import annotations
 
-import argparse
-import fnmatch
 import json
 import shutil
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import runner
 from benchmarks.tables import plan
 from seginv.data.scenes import ScenesConfig, write_scenes
-from seginv.errors import SeginvError
-from seginv.pipeline import Pipeline
 from seginv.protocols import get_protocol
 from seginv.recipes import Recipe, parse_recipe, train_config
-from seginv.settings import differences
 from seginv.runtime import resolve_device
 from seginv.workflows import train
 
 ROOT = Path(__file__).resolve().parents[2]
+CMD = "python -m benchmarks.tables.run"
 
 
 def data_dir(cache: Path) -> Path:
@@ -53,7 +49,7 @@ def step0_model(cache: Path, cell: str, data: Path) -> Path:
         print(f"training step 0 ({name}) into {path}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         train(data, f"voc-{protocol}", path, setting=setting, cfg=train_config(dict(plan.STEP0), "plan.STEP0"),
-              device=resolve_device("auto"), evaluate_after=False, command="python -m benchmarks.tables.run")
+              device=resolve_device("auto"), evaluate_after=False, command=CMD)
     return path
 
 
@@ -77,29 +73,23 @@ def row_recipe(cache: Path, row: plan.Row, step0: Path | None = None) -> Recipe:
 def finished(cache: Path, row: plan.Row) -> list[dict[str, Any]]:
     """The row's per-step records, step 1 first; empty if the row is not finished, or was made with settings the
     plan no longer has (`run` refuses such a row; `run ROW --fresh` redoes it)."""
-    last = record_path(cache, row)
-    if not last.is_file():
-        return []
+    folder = record_path(cache, row).parent
     steps = get_protocol(f"voc-{row.protocol}").num_steps
-    recs = [json.loads((last.parent / f"step{t}.json").read_text()) for t in range(1, steps)]
-    wanted = json.loads(json.dumps(row_recipe(cache, row).runs[0].to_dict(), default=str))
-    return [] if differences(recs[0]["config"]["run"], wanted) else recs
+    return runner.finished_records(folder, steps, row_recipe(cache, row).runs[0].to_dict())
 
 
-def run_row(cache: Path, row: plan.Row, fresh: bool = False) -> float:
-    """Run (or resume) one row; returns its wall seconds."""
-    started = time.perf_counter()
+def delete_row(cache: Path, row: plan.Row) -> None:
+    """Delete the row's cached steps (``--fresh``)."""
+    shutil.rmtree(cell_dir(cache, row.cell) / "runs" / row.run / f"seed{row.seed}", ignore_errors=True)
+
+
+def run_row(cache: Path, row: plan.Row, fresh: bool = False) -> None:
+    """Run (or resume) one row."""
     if fresh:
-        shutil.rmtree(cell_dir(cache, row.cell) / "runs" / row.run / f"seed{row.seed}", ignore_errors=True)
+        delete_row(cache, row)
     data = data_dir(cache)
     recipe = row_recipe(cache, row, step0_model(cache, row.cell, data))
-    pipe = Pipeline(recipe, cell_dir(cache, row.cell), command=f"python -m benchmarks.tables.run run {row.name}",
-                    log=lambda s: print(s, flush=True))
-    pipe.out.mkdir(parents=True, exist_ok=True)
-    teacher, _ = pipe.step0(data)
-    for t in range(1, pipe.proto.num_steps):
-        teacher, _ = pipe.step(recipe.runs[0], row.seed, t, teacher, data)
-    return time.perf_counter() - started
+    runner.run_pipeline(recipe, cell_dir(cache, row.cell), data, row.seed, f"{CMD} run {row.name}")
 
 
 def fig3(cache: Path, grid: Path) -> None:
@@ -117,62 +107,21 @@ def fig3(cache: Path, grid: Path) -> None:
     print(json.dumps(out))
 
 
-def select(patterns: list[str]) -> list[plan.Row]:
-    rows = plan.rows()
-    if not patterns:
-        return rows
-    chosen = [r for r in rows if any(fnmatch.fnmatchcase(r.name, p) for p in patterns)]
-    if not chosen:
-        sys.exit(f"error: no row matches {patterns}. `python -m benchmarks.tables.run list` shows them.")
-    return chosen
+def build_report(cache: Path, docs: Path) -> None:
+    from benchmarks.tables import report  # it reads rows through this module
+
+    report.build(cache, docs)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("list", "run", "fig3", "report"))
-    ap.add_argument("rows", nargs="*", help="row names or shell patterns (run, list)")
-    ap.add_argument("--cache", default=str(ROOT / "benchmarks" / "cache"))
-    ap.add_argument("--hours", type=float, help="run: start no new row after this long")
-    ap.add_argument("--fresh", action="store_true", help="run: delete the rows' cached steps first")
-    ap.add_argument("--docs", default=str(ROOT / "docs"), help="report: where results.md/json and img/ go")
-    args = ap.parse_args()
-    cache = Path(args.cache).resolve()
-    if args.command == "report":
-        from benchmarks.tables import report
-
-        report.build(cache, Path(args.docs))
-        return
-    if args.command == "fig3":
-        fig3(cache, Path(args.docs) / "img" / "results-fig3.png")
-        return
-    if args.fresh and not args.rows:
-        sys.exit("error: --fresh deletes the rows it redoes; name them (a row or a pattern), e.g. "
-                 "`run 15-1-disjoint/hrhf/seed0 --fresh`.")
-    rows = select(args.rows)
-    if args.command == "list":
-        for r in rows:
-            print(f"{'done' if finished(cache, r) else 'todo'}  {r.name}")
-        return
-    started, log, failed = time.perf_counter(), cache / "timings.jsonl", []
-    for i, r in enumerate(rows):  # finished rows go through the pipeline too: it refuses one whose settings changed
-        if args.hours is not None and time.perf_counter() - started > args.hours * 3600:
-            print(f"stopping after {args.hours} h; {len(rows) - i} rows left (rerun to continue)")
-            break
-        done = record_path(cache, r).is_file() and not args.fresh
-        print(f"=== {r.name}{' (finished before: checking its settings)' if done else ''}", flush=True)
-        try:
-            seconds = run_row(cache, r, fresh=args.fresh)
-        except SeginvError as e:  # one bad row does not stop the others
-            print(f"=== {r.name} FAILED: {e}", flush=True)
-            failed.append(r.name)
-            continue
-        if not done:
-            with log.open("a") as f:
-                f.write(json.dumps({"row": r.name, "seconds": round(seconds, 1)}) + "\n")
-            print(f"=== {r.name}: {seconds:.0f} s", flush=True)
-    if failed:
-        sys.exit(f"error: {len(failed)} rows failed: {', '.join(failed)}")
+def driver() -> runner.Driver:
+    rows = {r.name: r for r in plan.rows()}
+    return runner.Driver(
+        command=CMD, rows=lambda: list(rows), done=lambda cache, name: bool(finished(cache, rows[name])),
+        run=lambda cache, name: run_row(cache, rows[name]),
+        report=build_report, timings="timings.jsonl",
+        extra={"fig3": lambda cache, docs: fig3(cache, docs / "img" / "results-fig3.png")},
+        fresh=lambda cache, name: delete_row(cache, rows[name]))
 
 
 if __name__ == "__main__":
-    main()
+    runner.main(driver(), __doc__)
