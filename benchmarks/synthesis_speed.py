@@ -124,6 +124,7 @@ def priors_as_before():
 
 
 def before(run: Callable[[], object]) -> Callable[[], object]:
+    """``run`` with the priors computed as before (:func:`priors_as_before`)."""
     def wrapped():
         with priors_as_before():
             return run()

@@ -56,7 +56,7 @@ def image_priors(x: torch.Tensor, tv_l1: float = 0.0, tv_l2: float = 0.0, l2: fl
 
     The value and the gradient are bit for bit those of adding :func:`total_variation_l1`,
     :func:`total_variation_l2` and :func:`l2_norm` through autograd in that order, with whatever else reaches ``x``
-    added after them (the tests pin both), in about half the memory traffic (:class:`_ImagePriors`).
+    added after them (the tests pin both), without autograd's zero-filled image per slice (:class:`_ImagePriors`).
     """
     if x.dim() != 4:
         raise ValueError(f"expected images of shape (B, C, H, W). Got: {tuple(x.shape)}")
@@ -126,8 +126,7 @@ def batchnorm_statistics_loss(
 ) -> torch.Tensor:
     """``sum_l w_l (||mu_l - running_mean_l||_2 + ||var_l - running_var_l||_2)``, ``w_1 = first_multiplier``, a
     float32 scalar, in one autograd node: the value and the gradients are bit for bit those of the sum written out
-    through autograd (the tests pin both), without the graph of a dozen small operations per layer that made it a
-    tenth of an inversion step's overhead.
+    through autograd (the tests pin both), without autograd's graph of a dozen small operations per layer.
 
     Args:
         stats: per BatchNorm layer, in forward order: ``(mean (D,), var (D,), running_mean (D,), running_var (D,))``.
