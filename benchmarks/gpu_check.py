@@ -48,17 +48,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
 from benchmarks.synthesis_speed import engine_step, floor_step, take_turns
 from benchmarks.tensor_peak import ARCHS, counted, teacher
+from seginv.data.classes import IGNORE
+from seginv.distill.methods import Batch, create_method
+from seginv.metrics import class_map
+from seginv.models.checkpoint import load_model
+from seginv.synthesis.engine import InversionConfig, Inverter
+from seginv.synthesis.targets import plan_targets
 
-from seginv.data.classes import IGNORE  # noqa: E402
-from seginv.distill.methods import Batch, create_method  # noqa: E402
-from seginv.metrics import class_map  # noqa: E402
-from seginv.models.checkpoint import load_model  # noqa: E402
-from seginv.synthesis.engine import InversionConfig, Inverter  # noqa: E402
-from seginv.synthesis.targets import plan_targets  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "assets" / "scenes-voc-15-x-step0.pt"
 
 

@@ -78,6 +78,16 @@ class Driver:
     fresh: Callable[[Path, str], None] | None = None
 
 
+def replace_block(page: Path, begin: str, end: str, lines: list[str]) -> None:
+    """Replace the text from the line ``begin`` to ``end`` in ``page`` (a docs page a report keeps a block of) with
+    ``lines``, which start with ``begin`` and end with ``end``; a page without both markers is refused."""
+    text = page.read_text()
+    if begin not in text or end not in text:
+        raise SystemExit(f"error: {page} has no block to replace ({begin} ... {end}).")
+    head, rest = text.split(begin, 1)
+    page.write_text(head + "\n".join(lines) + rest.split(end, 1)[1])
+
+
 def select(driver: Driver, patterns: list[str]) -> list[str]:
     """The rows matching any of ``patterns`` (names or shell patterns), in run order; the default rows if none."""
     if not patterns:

@@ -59,3 +59,15 @@ def test_list_report_and_the_fresh_option(tmp_path, capsys):
         runner.main(d, None, ["run", "--fresh", "--cache", str(tmp_path)])
     runner.main(d, None, ["run", "b/*", "--fresh", "--cache", str(tmp_path)])
     assert deleted == ["b/x/seed0"] and log[-1] == "b/x/seed0"
+
+
+def test_a_report_block_is_replaced_between_its_markers_and_a_page_without_them_is_left_alone(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("intro\n<!-- b -->\nold\n<!-- /b -->\noutro\n")
+    runner.replace_block(page, "<!-- b -->", "<!-- /b -->", ["<!-- b -->", "new", "<!-- /b -->"])
+    assert page.read_text() == "intro\n<!-- b -->\nnew\n<!-- /b -->\noutro\n"
+    bare = tmp_path / "bare.md"
+    bare.write_text("no block here\n")
+    with pytest.raises(SystemExit, match="has no block to replace"):
+        runner.replace_block(bare, "<!-- b -->", "<!-- /b -->", ["<!-- b -->", "x", "<!-- /b -->"])
+    assert bare.read_text() == "no block here\n"

@@ -19,6 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmarks import runner
 from benchmarks.replay_gap import gap
 from benchmarks.replay_gap import gap_plan as plan
 
@@ -60,7 +61,7 @@ def _cell(values: list[float]) -> str:
 
 def block(pts: dict[int, dict[str, Any]], default: int, images: int) -> list[str]:
     pick = chosen(pts)
-    lines = [BEGIN, "", "| synthesis steps | teacher passes per step (x 200 steps) | seeds | old | new | all | "
+    lines = [BEGIN, "", f"| synthesis steps | teacher passes per step (x {default} steps) | seeds | old | new | all | "
              "synthesis s (sum over the steps) |", "|---|---|---|---|---|---|---|"]
     for s in sorted(pts):
         p = pts[s]
@@ -87,7 +88,7 @@ def plot(pts: dict[int, dict[str, Any]], default: int, images: int, path: Path) 
     xs = sorted(pts)
     for key, style in (("all", "o-"), ("old", "s--"), ("new", "^:")):
         ax.plot([s * images for s in xs], [100 * statistics.mean(pts[s][key]) for s in xs], style, label=key)
-    ax.axvline(default * images, color="grey", alpha=0.5, label="the preset's default before (200 steps)")
+    ax.axvline(default * images, color="grey", alpha=0.5, label=f"the preset's default before ({default} steps)")
     ax.set_xscale("log")
     ax.set_xlabel("synthesis teacher passes per learning step (steps x images)")
     ax.set_ylabel(f"mIoU (%), {plan.BUDGET_CELL}")
@@ -109,13 +110,9 @@ def main() -> None:
         raise SystemExit("error: no budget row has finished; run them first (see the module doc).")
     default, images = plan.BUDGET_BASE, plan.N
     plot(pts, default, images, args.docs / IMAGE)
-    page = args.docs / "performance.md"
-    text = page.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"error: {page} has no budget block ({BEGIN} ... {END}).")
-    head, rest = text.split(BEGIN, 1)
-    page.write_text(head + "\n".join(block(pts, default, images)) + rest.split(END, 1)[1])
-    print("\n".join(block(pts, default, images)))
+    lines = block(pts, default, images)
+    runner.replace_block(args.docs / "performance.md", BEGIN, END, lines)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -550,14 +550,6 @@ def replay_block(res: dict[str, Any]) -> list[str]:
     return lines + ["", END]
 
 
-def write_block(res: dict[str, Any], page: Path) -> None:
-    text = page.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"error: {page} has no replay-gap block ({BEGIN} ... {END}).")
-    head, rest = text.split(BEGIN, 1)
-    page.write_text(head + "\n".join(replay_block(res)) + rest.split(END, 1)[1])
-
-
 def markdown(res: dict[str, Any]) -> str:
     lines = ["# Replay gap: fake replay against real exemplar replay of the same size", "",
              f"Built by `{CMD} report` from the rows of `{CMD} run` ({res['how']['machine']}; "
@@ -642,10 +634,11 @@ def report(cache: Path, docs: Path) -> None:
     if (docs / "replay-gap.json").is_file():
         keep_earlier(res, json.loads((docs / "replay-gap.json").read_text()))
     (docs / "replay-gap.json").write_text(json.dumps(res, indent=1) + "\n")
-    (docs / "replay-gap.md").write_text(markdown(res))
+    page = markdown(res)
+    (docs / "replay-gap.md").write_text(page)
     if docs.resolve() == (ROOT / "docs").resolve():
-        write_block(res, ROOT / "docs" / "methods.md")
-    print(markdown(res))
+        runner.replace_block(ROOT / "docs" / "methods.md", BEGIN, END, replay_block(res))
+    print(page)
 
 
 DRIVER = runner.Driver(command=CMD, rows=rows, default_rows=lambda: rows(True),

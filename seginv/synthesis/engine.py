@@ -141,17 +141,17 @@ def normalization(model: SegModel, device: torch.device) -> tuple[torch.Tensor, 
     return view(model.mean), view(model.std)
 
 
-def pixel_bounds(model: SegModel, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel normalised values of pixels 0 and 1, shaped ``(1, 3, 1, 1)``."""
-    mean, std = normalization(model, device)
-    return (0 - mean) / std, (1 - mean) / std
-
-
 def channel_bounds(model: SegModel) -> list[tuple[float, float]]:
-    """:func:`pixel_bounds` as numbers, per channel: the same float32 arithmetic, in numpy, so that it also works
-    where tensors hold no values (a fake-tensor memory count)."""
+    """Per channel, the normalised values of pixels 0 and 1, ``(0 - mean) / std`` and ``(1 - mean) / std`` in
+    float32, as numbers (computed in numpy, so that they exist where tensors hold no values: a fake-tensor count)."""
     mean, std = np.asarray(model.mean, dtype=np.float32), np.asarray(model.std, dtype=np.float32)
     return [(float(lo), float(hi)) for lo, hi in zip((0 - mean) / std, (1 - mean) / std)]
+
+
+def pixel_bounds(model: SegModel, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`channel_bounds` as two tensors shaped ``(1, 3, 1, 1)`` (the same float32 values)."""
+    lo, hi = zip(*channel_bounds(model))
+    return (torch.tensor(lo, device=device).view(1, -1, 1, 1), torch.tensor(hi, device=device).view(1, -1, 1, 1))
 
 
 def classification_loss(scores: torch.Tensor, targets: torch.Tensor, kind: str = "bce") -> torch.Tensor:

@@ -238,8 +238,6 @@ class BatchNormInputStats:
         self.stats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._scales: dict[tuple[int, torch.dtype], torch.Tensor] = {}  # per layer and dtype, while inside
 
-    moments: type[BatchNormWithMoments] = BatchNormWithMoments
-
     def __len__(self) -> int:
         return len(self.layers)
 
@@ -252,8 +250,8 @@ class BatchNormInputStats:
             key = (id(module), dtype)
             if key not in self._scales:  # the layer is frozen while inside: its slope is computed once
                 self._scales[key] = batchnorm_scale(module.running_var, module.weight, module.eps, dtype)
-            y, mean, var = self.moments.apply(x, module.running_mean, module.running_var, module.weight, module.bias,
-                                              module.eps, self._scales[key])
+            y, mean, var = BatchNormWithMoments.apply(x, module.running_mean, module.running_var, module.weight,
+                                                      module.bias, module.eps, self._scales[key])
         self.stats.append((mean, var, module.running_mean, module.running_var))  # type: ignore[arg-type]
         return y
 

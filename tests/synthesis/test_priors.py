@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks.synthesis_speed import bn_loss_through_autograd, priors_through_autograd
 from seginv.synthesis.priors import (
     BatchNormInputStats,
     BatchNormWithMoments,
@@ -162,18 +163,6 @@ def test_bn_stats_of_a_layer_in_training_mode_go_through_autograd():
     assert out.shape == (4, 2, 8, 8) and var.requires_grad
 
 
-def _written_out_priors(x, tv_l1, tv_l2, l2):
-    """The image priors as the engine summed them through autograd before :func:`image_priors`."""
-    prior = torch.zeros(x.shape[0])
-    if tv_l1:
-        prior = prior + tv_l1 * total_variation_l1(x)
-    if tv_l2:
-        prior = prior + tv_l2 * total_variation_l2(x)
-    if l2:
-        prior = prior + l2 * l2_norm(x)
-    return prior
-
-
 @pytest.mark.parametrize("shape", [(4, 3, 17, 13), (2, 1, 2, 2), (3, 3, 8, 9)])
 @pytest.mark.parametrize("weights", [(0.0, 1e-4, 1e-5), (0.3, 1e-4, 1e-5), (0.5, 1.0, 0.7), (0.2, 0.0, 0.0),
                                      (0.0, 0.0, 1e-5), (0.9, 1.1, 0.0)])
@@ -184,7 +173,7 @@ def test_image_priors_are_bit_for_bit_the_terms_summed_through_autograd(shape, w
     x = torch.randn(*shape, generator=g).requires_grad_(True)
     other, cls = torch.randn(*shape, generator=g) * 1e-3, torch.randn(shape[0], generator=g)
     results = []
-    for priors in (_written_out_priors, image_priors):
+    for priors in (priors_through_autograd, image_priors):
         x.grad = None
         teacher = (x * other).sum()  # created first, as the teacher's forward is
         prior = priors(x, *weights)
@@ -205,14 +194,6 @@ def test_image_priors_gradcheck_and_zero_weights():
         image_priors(torch.zeros(2, 3, 4), 0.0, 1.0, 0.0)
 
 
-def _written_out_bn_loss(stats, first_multiplier):
-    total = torch.zeros((), dtype=torch.float32)
-    for i, (mu, var, rm, rv) in enumerate(stats):
-        w = first_multiplier if i == 0 else 1.0
-        total = total + w * ((mu.float() - rm.float()).norm() + (var.float() - rv.float()).norm())
-    return total
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_bn_prior_is_bit_for_bit_the_sum_written_out_through_autograd(dtype):
     g = torch.Generator().manual_seed(7)
@@ -224,7 +205,7 @@ def test_bn_prior_is_bit_for_bit_the_sum_written_out_through_autograd(dtype):
         leaves[2][0].copy_(runs[2][0])
     stats = [(mu, var, rm, rv) for (mu, var), (rm, rv) in zip(leaves, runs)]
     grads = []
-    for loss in (_written_out_bn_loss, batchnorm_statistics_loss):
+    for loss in (bn_loss_through_autograd, batchnorm_statistics_loss):
         value = 0.01 * loss(stats, 10.0)
         grads.append((value.detach(), torch.autograd.grad(value, [t for pair in leaves for t in pair])))
     assert torch.equal(grads[0][0], grads[1][0])
